@@ -1,0 +1,43 @@
+# plate_lib: `make report` and `make test` are all a fresh machine needs. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PLATE  := $(VENV)/bin/plate
+STAMP  := $(VENV)/.installed
+
+CONFIG  ?= cfg.yaml
+DATA    ?=
+PROFILE ?=
+SET     ?=
+
+.PHONY: help setup report test lint clean bench
+
+help: ## Show the targets
+	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -m pip install -q -e '.[report,dev]' 2>&1 | grep -v "is ignored: it is neither" ; test $${PIPESTATUS[0]} -eq 0
+	@touch $@
+
+setup: $(STAMP) ## Create .venv and install plate_lib with its report and dev extras
+
+report: $(STAMP) ## Generate data (if needed), train and evaluate; DATA=path/to/CCPD2019-dl1.zip to use real data
+	$(PY) -m plate_lib report --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(PROFILE),--profile $(PROFILE)) $(foreach s,$(SET),--set $(s))
+
+test: $(STAMP) ## Run the test suite (pytest)
+	$(PY) -m pytest -q
+
+lint: $(STAMP) ## Check style with ruff
+	$(VENV)/bin/ruff check plate_lib tests benchmarks
+
+bench: $(STAMP) ## Measure throughput of the models and the generator
+	$(PY) benchmarks/bench_synth.py
+
+clean: ## Remove generated data, runs, reports and caches (keeps .venv)
+	rm -rf data/cache data/synthetic*.zip runs reports .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,187 @@
+"""The command line: ``plate generate | train | evaluate | predict | models | report`` (or ``python -m plate_lib``).
+
+Errors that a user can fix (config, data, checkpoint) print one paragraph and exit with status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+from . import config as config_mod
+
+DEFAULT_MODEL = Path("models/plate_default.pt")
+log = logging.getLogger("plate_lib")
+
+
+def _cfg(args: argparse.Namespace) -> config_mod.Config:
+    path = args.config if Path(args.config).is_file() or args.config != "cfg.yaml" else None
+    return config_mod.load(path, args.set or [])
+
+
+def _json_safe(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .synth import generate_zip
+
+    cfg = _cfg(args)
+    synth = cfg.synth.model_copy(update={k: v for k, v in {"n_train": args.n, "n_test": args.n_test,
+                                                          "seed": args.seed}.items() if v is not None})
+    if args.n is not None and args.n_test is None:
+        synth = synth.model_copy(update={"n_test": max(1, args.n // 10)})
+    out = generate_zip(args.out or cfg.data.synthetic_path, synth, progress=not args.quiet)
+    print(f"wrote {synth.n_train} train + {synth.n_test} test plates to {out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import fit
+
+    cfg = _cfg(args)
+    run_dir = fit(cfg, resume=args.resume, progress=not args.quiet)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    print(f"best validation word accuracy {summary['best_val_word_acc']:.4f}; checkpoint {run_dir / 'best.pt'}")
+    return 0
+
+
+def _checkpoint(args: argparse.Namespace) -> Path:
+    if args.checkpoint:
+        return Path(args.checkpoint)
+    for candidate in (Path("runs/default/best.pt"), DEFAULT_MODEL):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("no --checkpoint given and no runs/default/best.pt or models/plate_default.pt; "
+                            "train one with `plate train` first")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .dataset import load_split
+    from .inference import evaluate, load_model, pick_device
+    from .sources import open_source
+
+    ckpt = _checkpoint(args)
+    device = pick_device(args.device)
+    model, cfg = load_model(ckpt, device)
+    if args.set:
+        overrides = dict(map(config_mod.parse_override, args.set))
+        cfg = config_mod.from_dict(config_mod.apply_overrides(cfg.to_dict(), overrides), "--set")
+    source = open_source(args.data, cfg.data.val_fraction)
+    data = load_split(source, args.split, cfg.preprocess, cfg.data.cache_dir, args.skip_bad or cfg.data.skip_bad)
+    summary, rows = evaluate(model, data, list(cfg.provinces), cfg.training.eval_batch_size, device)
+    out = {**_json_safe(summary), "checkpoint": str(ckpt), "data": str(args.data), "split": args.split,
+           "skipped": len(data.skipped)}
+    if "subset" in rows:
+        out["subsets"] = {s: _json_safe({"n": int(len(g)), "word_acc": float(g["correct"].mean())})
+                          for s, g in rows.groupby("subset")}
+    if args.out:
+        rows.to_csv(args.out, index=False)
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import load_model, pick_device, read_plates
+    from .sources import load_image_file
+
+    ckpt = _checkpoint(args)
+    device = pick_device(args.device)
+    model, cfg = load_model(ckpt, device)
+    images = [load_image_file(p) for p in args.images]
+    for p, (text, conf) in zip(args.images, read_plates(model, cfg, images, device), strict=True):
+        print(f"{p}\t{text}\t{conf:.3f}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    print("\n".join(list_models()))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import run_report
+
+    return run_report(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default="cfg.yaml", help="config file (default: cfg.yaml, else built-in defaults)")
+    common.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. training.epochs=3")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = argparse.ArgumentParser(prog="plate", description="Chinese licence-plate recognition on CCPD.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", parents=[common], help="write synthetic plates as a CCPD2019-dl1-layout zip")
+    g.add_argument("--out", help="zip to write (default: data.synthetic_path)")
+    g.add_argument("--n", type=int, help="training plates (default: synth.n_train); test gets n/10")
+    g.add_argument("--n-test", type=int, help="test plates")
+    g.add_argument("--seed", type=int, help="generator seed (default: synth.seed)")
+    g.set_defaults(func=cmd_generate)
+
+    t = sub.add_parser("train", parents=[common], help="train as configured")
+    t.add_argument("--resume", action="store_true", help="continue from runs/<name>/last.pt")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", parents=[common], help="evaluate a checkpoint; prints one JSON object")
+    e.add_argument("--checkpoint", help="default: runs/default/best.pt, else models/plate_default.pt")
+    e.add_argument("--data", required=True, help="a dl1 zip, a crops folder or a CCPD2019 folder")
+    e.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    e.add_argument("--skip-bad", action="store_true", help="skip bad images and labels (counted)")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--out", help="also write one CSV row per plate here")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("predict", parents=[common], help="read the plate in each image (a plate crop or CCPD crop)")
+    r.add_argument("images", nargs="+")
+    r.add_argument("--checkpoint")
+    r.add_argument("--device", default="auto")
+    r.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("models", parents=[common], help="list the registered models")
+    m.set_defaults(func=cmd_models)
+
+    rep = sub.add_parser("report", parents=[common], help="generate → train → evaluate, as `make report` runs it")
+    rep.add_argument("--data", help="a dl1 zip, crops folder or CCPD2019 folder (default: data.source)")
+    rep.add_argument("--profile", help="a YAML file of overrides (e.g. profiles/gpu.yaml)")
+    rep.set_defaults(func=cmd_report)
+    return p
+
+
+USER_ERRORS = (config_mod.ConfigError, FileNotFoundError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .inference import CheckpointError
+    from .models import ModelError
+    from .plates import PlateError
+    from .sources import DataError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        return args.func(args)
+    except (*USER_ERRORS, DataError, PlateError, CheckpointError, ModelError) as e:
+        if args.debug:
+            raise
+        print(f"plate {args.command}: error: {e}", file=sys.stderr)
+        if not args.debug:
+            print("(run with --debug for the traceback)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"plate {args.command}: interrupted; `plate train --resume` continues from the last epoch", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

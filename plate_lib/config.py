@@ -1,0 +1,196 @@
+"""Config: the typed schema of ``cfg.yaml``, its loader and dotted overrides.
+
+``load("cfg.yaml", ["training.epochs=3"])`` returns a frozen ``Config``. Unknown keys, wrong types and
+impossible values raise ``ConfigError`` naming the key, the value found and what was expected. The same
+validation serves the CLI (``--set key=value``) and papermill parameters (``overrides={...}``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .plates import PROVINCES
+from .synth import SynthConfig
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate; the message says which key and what to fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunConfig(_Section):
+    name: str = Field("default", description="Run folder name under training.out_dir", min_length=1)
+    seed: int = Field(0, description="Seeds python, numpy and torch; the data split does not depend on it")
+    device: str = Field("auto", description="auto (cuda if available, else cpu), cpu, cuda, cuda:N or mps")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        ok = v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
+        if not ok:
+            raise ValueError(f"expected auto, cpu, cuda, cuda:N or mps, got {v!r}")
+        return v
+
+
+class DataConfig(_Section):
+    source: str = Field("synthetic", description="'synthetic', a CCPD2019-dl1 zip, a crops folder or a CCPD2019 folder")
+    synthetic_path: str = Field("data/synthetic.zip", description="Where the synthetic dl1-layout zip is written")
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of train/ held out for validation, by file-name hash")
+    skip_bad: bool = Field(False, description="Skip undecodable images and bad labels (counted, listed) instead of failing")
+    eval_sets: list[str] = Field(default_factory=list, description="Extra evaluation sets: zips or folders")
+    cache_dir: str = Field("data/cache", description="Decoded, preprocessed arrays, keyed by source content and settings")
+    limit: int | None = Field(None, ge=1, description="Use at most this many images per split (smoke runs)")
+
+
+class PreprocessConfig(_Section):
+    height: int = Field(48, ge=8, le=512, description="Model input height in pixels")
+    width: int = Field(144, ge=16, le=1024, description="Model input width in pixels")
+    grayscale: bool = Field(True, description="Single-channel input (the seed's choice) or BGR colour")
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.grayscale else 3
+
+
+class AugmentConfig(_Section):
+    enabled: bool = Field(True, description="Batch augmentation during training")
+    rotate_deg: float = Field(4.0, ge=0, le=45, description="Max rotation in degrees")
+    shear: float = Field(0.15, ge=0, le=1, description="Max horizontal shear")
+    scale: float = Field(0.08, ge=0, le=0.5, description="Max relative zoom in/out")
+    translate: float = Field(0.04, ge=0, le=0.5, description="Max shift as a fraction of the size")
+    brightness: float = Field(0.25, ge=0, le=1, description="Max brightness change")
+    contrast: float = Field(0.3, ge=0, le=1, description="Max contrast change")
+    noise: float = Field(0.03, ge=0, le=0.5, description="Max Gaussian noise sigma (images in 0..1)")
+
+
+class ModelConfig(_Section):
+    name: str = Field("small_crnn", description="A registered model: see `plate models`")
+    hidden: int = Field(128, ge=8, le=2048, description="Recurrent hidden size per direction")
+    ctc_steps: int = Field(18, ge=15, le=128, description="CTC time steps; >= 15 lets any 8-character plate through")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the heads")
+
+
+class TrainingConfig(_Section):
+    epochs: int = Field(8, ge=1, description="Passes over the training split")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (smoke runs)")
+    batch_size: int = Field(128, ge=1, description="Plates per step")
+    lr: float = Field(2e-3, gt=0, description="Peak learning rate")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
+    optimizer: Literal["adam", "adamw"] = Field("adamw", description="adam (the seed's) or adamw")
+    warmup_steps: int = Field(100, ge=0, description="Linear warm-up before the cosine decay")
+    grad_clip: float = Field(5.0, gt=0, description="Gradient-norm clip (the seed used 0.05)")
+    province_weights: bool = Field(True, description="Class-weight the province loss by inverse training frequency")
+    amp: bool = Field(True, description="Mixed precision on CUDA (ignored on the CPU)")
+    channels_last: bool = Field(True, description="channels_last memory format on CUDA")
+    num_workers: int = Field(0, ge=0, description="DataLoader workers (arrays are pre-decoded, so 0 is fine on a CPU)")
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores")
+    out_dir: str = Field("runs", description="Runs go to <out_dir>/<run.name>/")
+    eval_batch_size: int = Field(256, ge=1, description="Plates per evaluation batch")
+
+
+class Config(_Section):
+    run: RunConfig = RunConfig()
+    data: DataConfig = DataConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    augment: AugmentConfig = AugmentConfig()
+    synth: SynthConfig = SynthConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    provinces: list[str] = Field(default_factory=lambda: list(PROVINCES), description="Province classes, in order")
+
+    @model_validator(mode="after")
+    def _provinces(self) -> Config:
+        bad = [p for p in self.provinces if len(p) != 1]
+        if bad or len(set(self.provinces)) != len(self.provinces) or not self.provinces:
+            raise ValueError(f"provinces must be distinct single characters, got {self.provinces}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# --- loading --------------------------------------------------------------------------------------------
+
+
+def _format_errors(err: ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{origin}: unknown key {key!r}; check the spelling against cfg.yaml")
+        else:
+            got = e.get("input")
+            lines.append(f"{origin}: {key} {e['msg'].lower()}, got {got!r}")
+    return "\n".join(lines)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"training.epochs=3"`` → ``("training.epochs", 3)``; the value is read as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key=value, e.g. training.epochs=3")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({e})") from None
+    return key.strip(), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict; a key that names no section is reported with the known ones."""
+    out = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        node, schema = out, Config
+        for depth, part in enumerate(parts):
+            fields = schema.model_fields if isinstance(schema, type) and issubclass(schema, BaseModel) else {}
+            if part not in fields:
+                where = ".".join(parts[:depth]) or "the top level"
+                raise ConfigError(f"override {dotted!r}: unknown key {part!r} in {where}; known: {sorted(fields)}")
+            if depth == len(parts) - 1:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:depth + 1])} is not a section")
+                schema = fields[part].annotation
+    return out
+
+
+def from_dict(raw: Mapping[str, Any], origin: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, origin)) from None
+
+
+def load(path: str | Path | None = "cfg.yaml", overrides: Iterable[str] | Mapping[str, Any] = ()) -> Config:
+    """Load and validate ``path`` (None: the defaults), then apply overrides (``"k=v"`` strings or a mapping)."""
+    raw: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        p = Path(path)
+        origin = str(p)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found; pass --config PATH or run from the project root")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    if not isinstance(overrides, Mapping):
+        overrides = dict(parse_override(o) for o in overrides)
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        origin = f"{origin} with overrides"
+    return from_dict(raw, origin)

@@ -1,0 +1,227 @@
+"""Dataset: decode and preprocess a source's split once into a cached uint8 array, then serve batches.
+
+``load_split`` decodes every image of a split in parallel, letterboxes it to the model's input size and
+stores the array under ``data.cache_dir`` keyed by the source's content and the preprocessing settings (a
+change to either builds a new cache). Epochs then slice memory instead of decoding JPEGs. Bad images and
+labels raise a ``DataError`` naming the file, or with ``skip_bad`` are counted and listed in ``skipped``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .config import Config, PreprocessConfig
+from .plates import SYMBOL_CLASS
+from .sources import DataError, Record, Source, open_source
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+
+
+def letterbox(img: np.ndarray, height: int, width: int, grayscale: bool) -> np.ndarray:
+    """Resize keeping the aspect ratio to fit ``height``×``width``, centre it, pad with black: [H, W, C] uint8."""
+    if grayscale and img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    h, w = img.shape[:2]
+    s = min(height / h, width / w)
+    nh, nw = max(1, min(height, round(h * s))), max(1, min(width, round(w * s)))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    img = cv2.resize(img, (nw, nh), interpolation=interp)
+    top, left = (height - nh) // 2, (width - nw) // 2
+    out = np.zeros((height, width) + img.shape[2:], np.uint8)
+    out[top:top + nh, left:left + nw] = img
+    return out if out.ndim == 3 else out[:, :, None]
+
+
+@dataclass
+class SplitData:
+    """One split, decoded: ``images`` [N, H, W, C] uint8 and the plate text, name and meta of each."""
+
+    images: np.ndarray
+    texts: list[str]
+    names: list[str]
+    meta: list[dict] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    source: str = ""
+    split: str = ""
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+# --- building the cache ---------------------------------------------------------------------------------
+
+
+def _decode_chunk(source: Source, records: list[Record], pre: PreprocessConfig) -> list[np.ndarray | str]:
+    cv2.setNumThreads(1)
+    out: list[np.ndarray | str] = []
+    for rec in records:
+        try:
+            out.append(letterbox(source.load(rec), pre.height, pre.width, pre.grayscale))
+        except DataError as e:
+            out.append(str(e))
+    return out
+
+
+def _decode_all(source: Source, records: list[Record], pre: PreprocessConfig, workers: int) -> list:
+    chunks = [records[i:i + 256] for i in range(0, len(records), 256)]
+    if workers <= 1 or len(chunks) <= 1:
+        return [r for c in chunks for r in _decode_chunk(source, c, pre)]
+    with ProcessPoolExecutor(workers) as pool:
+        parts = pool.map(_decode_chunk, [source] * len(chunks), chunks, [pre] * len(chunks))
+        return [r for part in parts for r in part]
+
+
+def _cache_key(source: Source, split: str, pre: PreprocessConfig, limit: int | None, skip_bad: bool) -> str:
+    desc = json.dumps([CACHE_VERSION, source.kind, source.fingerprint(), source.val_fraction, split,
+                       pre.model_dump(), limit, skip_bad])
+    return hashlib.sha1(desc.encode()).hexdigest()[:16]
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _reject(bad: list[tuple[str, str]], source: Source) -> None:
+    shown = "\n  ".join(f"{n}: {why}" for n, why in bad[:10])
+    more = f"\n  … and {len(bad) - 10} more" if len(bad) > 10 else ""
+    raise DataError(f"{len(bad)} bad sample(s) in {source.path}:\n  {shown}{more}\n"
+                    "Fix or remove them, or set data.skip_bad: true to skip them (they are then listed in the run log).")
+
+
+def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str | Path | None = None,
+               skip_bad: bool = False, limit: int | None = None, workers: int = 0) -> SplitData:
+    """Decode ``split`` of ``source`` into a ``SplitData``, from the cache when it is there."""
+    key = _cache_key(source, split, pre, limit, skip_bad)
+    arr_path = json_path = None
+    if cache_dir is not None:
+        cdir = Path(cache_dir)
+        cdir.mkdir(parents=True, exist_ok=True)
+        arr_path, json_path = cdir / f"{split}-{key}.npy", cdir / f"{split}-{key}.json"
+        if arr_path.is_file() and json_path.is_file():
+            try:
+                info = json.loads(json_path.read_text(encoding="utf-8"))
+                images = np.load(arr_path, mmap_mode="r")
+                if len(images) == len(info["texts"]):
+                    return SplitData(images, info["texts"], info["names"], info["meta"],
+                                     [tuple(s) for s in info["skipped"]], str(source.path), split)
+            except (ValueError, OSError, KeyError, json.JSONDecodeError) as e:
+                log.warning("cache %s is unreadable (%s); rebuilding it", arr_path, e)
+
+    records = source.records(split)
+    if limit is not None:
+        records = records[:limit]
+    bad = [(r.name, r.error) for r in records if r.error]
+    if bad and not skip_bad:
+        _reject(bad, source)
+    records = [r for r in records if not r.error]
+    decoded = _decode_all(source, records, pre, workers or os.cpu_count() or 1)
+    img_bad = [(r.name, d) for r, d in zip(records, decoded, strict=True) if isinstance(d, str)]
+    if img_bad and not skip_bad:
+        _reject(img_bad, source)
+    keep = [(r, d) for r, d in zip(records, decoded, strict=True) if not isinstance(d, str)]
+    images = np.stack([d for _, d in keep]) if keep else np.zeros((0, pre.height, pre.width, pre.channels), np.uint8)
+    data = SplitData(images, [r.text for r, _ in keep], [r.name for r, _ in keep], [r.meta for r, _ in keep],
+                     bad + img_bad, str(source.path), split)
+    if data.skipped:
+        log.warning("skipped %d bad sample(s) in %s/%s: %s", len(data.skipped), source.path, split,
+                    "; ".join(f"{n} ({why})" for n, why in data.skipped))
+    if arr_path is not None and json_path is not None:
+        _atomic_write(arr_path, lambda p: np.save(open(p, "wb"), images))
+        info = {"texts": data.texts, "names": data.names, "meta": data.meta, "skipped": data.skipped}
+        _atomic_write(json_path, lambda p: p.write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8"))
+    return data
+
+
+def resolve_source(cfg: Config, path: str | None = None) -> Source:
+    """The source ``path`` names (default: ``data.source``); ``synthetic`` generates its zip on first use."""
+    path = path or cfg.data.source
+    if path == "synthetic":
+        from .synth import generate_zip
+
+        zpath = Path(cfg.data.synthetic_path)
+        if not zpath.is_file():
+            log.info("generating synthetic plates into %s", zpath)
+            zpath.parent.mkdir(parents=True, exist_ok=True)
+            generate_zip(zpath, cfg.synth)
+        path = str(zpath)
+    return open_source(path, cfg.data.val_fraction)
+
+
+def load_cfg_split(cfg: Config, split: str, path: str | None = None) -> SplitData:
+    """``load_split`` with everything taken from the config."""
+    return load_split(resolve_source(cfg, path), split, cfg.preprocess, cfg.data.cache_dir,
+                      cfg.data.skip_bad, cfg.data.limit)
+
+
+# --- batches --------------------------------------------------------------------------------------------
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """[N, H, W, C] uint8 → [N, C, H, W] float in 0..1."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
+
+
+class PlateBatches(torch.utils.data.Dataset):
+    """Indexed by a list of indices (use with a ``BatchSampler``): returns a whole batch at once.
+
+    Batch: ``images`` uint8 [B, C, H, W], ``province`` [B], ``targets`` [B, L] (0-padded CTC classes),
+    ``target_lengths`` [B], ``index`` [B].
+    """
+
+    def __init__(self, data: SplitData, provinces: list[str]):
+        self.data = data
+        prov_index = {p: i for i, p in enumerate(provinces)}
+        enc = [[SYMBOL_CLASS[c] for c in t[1:]] for t in data.texts]
+        unknown = sorted({t[0] for t in data.texts if t[0] not in prov_index})
+        if unknown:
+            raise DataError(f"{data.source}: provinces {unknown} are not in the config's provinces list")
+        self.province = torch.tensor([prov_index[t[0]] for t in data.texts], dtype=torch.long)
+        lens = [len(c) for c in enc]
+        self.target_lengths = torch.tensor(lens, dtype=torch.long)
+        self.targets = torch.zeros(len(enc), max(lens, default=1), dtype=torch.long)
+        for i, c in enumerate(enc):
+            self.targets[i, : len(c)] = torch.tensor(c)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        idx = sorted(idx) if isinstance(idx, list) else [idx]
+        images = torch.from_numpy(np.ascontiguousarray(self.data.images[idx])).permute(0, 3, 1, 2)
+        t = torch.tensor(idx)
+        return {"images": images, "province": self.province[t], "targets": self.targets[t],
+                "target_lengths": self.target_lengths[t], "index": t}
+
+
+def batch_loader(dataset: PlateBatches, batch_size: int, shuffle: bool, seed: int = 0,
+                 epoch: int = 0, num_workers: int = 0, pin_memory: bool = False, rank: int = 0,
+                 world_size: int = 1) -> torch.utils.data.DataLoader:
+    """A loader of whole batches. Shuffling is seeded by ``(seed, epoch)``; with ``world_size`` > 1 each rank
+    takes every ``world_size``-th batch element of the same permutation (a distributed sampler)."""
+    n = len(dataset)
+    if shuffle:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=g).tolist()
+    else:
+        order = list(range(n))
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if world_size > 1:
+        batches = [b[rank::world_size] for b in batches if len(b[rank::world_size])]
+    return torch.utils.data.DataLoader(dataset, sampler=batches, batch_size=None,
+                                       num_workers=num_workers, pin_memory=pin_memory)

@@ -1,0 +1,68 @@
+"""Metrics: word accuracy, position-wise char accuracy (the seed's), CER, province accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+from rapidfuzz.distance import Levenshtein
+
+HOME_PROVINCE = "皖"  # CCPD was shot in Anhui: ~95 % of its plates are 皖
+
+
+def edit_distance(pred: str, true: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions each cost 1."""
+    return Levenshtein.distance(pred, true)
+
+
+def char_errors(pred: str, true: str) -> int:
+    """Position-wise wrong characters, as the seed counted them; a missing or extra character is wrong too."""
+    n = max(len(pred), len(true))
+    return sum(1 for i in range(n) if i >= len(pred) or i >= len(true) or pred[i] != true[i])
+
+
+def summarize(preds: Sequence[str], trues: Sequence[str]) -> dict[str, float]:
+    """The headline numbers: ``n, word_acc, char_acc, cer, province_acc, province_acc_non_wan``.
+
+    ``char_acc`` is 1 - position-wise errors / characters of the longer string, per plate, summed;
+    ``cer`` is the summed Levenshtein distance over the summed true length. Non-皖 accuracy is NaN when
+    no plate is from elsewhere.
+    """
+    if len(preds) != len(trues):
+        raise ValueError(f"{len(preds)} predictions for {len(trues)} labels")
+    n = len(trues)
+    if n == 0:
+        return {"n": 0, "word_acc": float("nan"), "char_acc": float("nan"), "cer": float("nan"),
+                "province_acc": float("nan"), "province_acc_non_wan": float("nan")}
+    words = sum(p == t for p, t in zip(preds, trues, strict=True))
+    pos_chars = sum(max(len(p), len(t)) for p, t in zip(preds, trues, strict=True))
+    pos_errors = sum(char_errors(p, t) for p, t in zip(preds, trues, strict=True))
+    dist = sum(edit_distance(p, t) for p, t in zip(preds, trues, strict=True))
+    prov_ok = [p[:1] == t[:1] for p, t in zip(preds, trues, strict=True)]
+    non_wan = [ok for ok, t in zip(prov_ok, trues, strict=True) if t[:1] != HOME_PROVINCE]
+    return {
+        "n": n,
+        "word_acc": words / n,
+        "char_acc": 1 - pos_errors / pos_chars,
+        "cer": dist / sum(len(t) for t in trues),
+        "province_acc": sum(prov_ok) / n,
+        "province_acc_non_wan": sum(non_wan) / len(non_wan) if non_wan else float("nan"),
+    }
+
+
+def per_province(preds: Sequence[str], trues: Sequence[str]) -> pd.DataFrame:
+    """One row per true province: ``n``, ``word_acc``, ``province_acc``, ``cer``; most frequent first."""
+    df = pd.DataFrame({"pred": list(preds), "true": list(trues)})
+    df["province"] = df["true"].str[0]
+    df["word_ok"] = df["pred"] == df["true"]
+    df["province_ok"] = df["pred"].str[:1] == df["province"]
+    df["dist"] = [edit_distance(p, t) for p, t in zip(df["pred"], df["true"], strict=True)]
+    df["len"] = df["true"].str.len()
+    g = df.groupby("province")
+    out = pd.DataFrame({
+        "n": g.size(),
+        "word_acc": g["word_ok"].mean(),
+        "province_acc": g["province_ok"].mean(),
+        "cer": g["dist"].sum() / g["len"].sum(),
+    })
+    return out.sort_values(["n", "word_acc"], ascending=[False, False])

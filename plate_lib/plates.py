@@ -1,0 +1,135 @@
+"""Plates: the alphabet, label parsing and validation, encoding for the two model heads.
+
+A Chinese plate is a province character, a city letter, then 5 letters/digits (blue, 7 characters in all)
+or 6 (green new-energy plates, 8 characters). The model reads the province with a classifier and the rest
+("A12345") with CTC over ``SYMBOLS``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+# CCPD's province index table, in CCPD's order (its last three entries, 警 学 O, are not provinces).
+CCPD_PROVINCES = list("皖沪津渝冀晋蒙辽吉黑苏浙京闽赣鲁豫鄂湘粤桂琼川贵云藏陕甘青宁新") + ["警", "学", "O"]
+# CCPD's table for the city letter and for the other positions; "O" marks "no character".
+CCPD_ALPHABETS = list("ABCDEFGHJKLMNPQRSTUVWXYZ") + ["O"]
+CCPD_ADS = list("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789") + ["O"]
+
+PROVINCES: list[str] = CCPD_PROVINCES[:31]
+"""The 31 provincial-level abbreviations, in CCPD's order (皖 first)."""
+SYMBOLS: list[str] = [chr(c) for c in range(ord("A"), ord("Z") + 1)] + [str(d) for d in range(10)]
+"""The seed's 36 CTC symbols: A-Z then 0-9. CTC class 0 is the blank, so symbol i is class i + 1."""
+BLANK = 0
+
+PLATE_LENGTHS = (7, 8)
+
+
+class PlateError(ValueError):
+    """A plate label that does not match the plate format."""
+
+
+def _plate_regex(provinces: Sequence[str]) -> re.Pattern[str]:
+    return re.compile(f"^[{''.join(provinces)}][A-Z][A-Z0-9]{{5,6}}$")
+
+
+_DEFAULT_RE = _plate_regex(PROVINCES)
+
+
+def check_plate(text: str, provinces: Sequence[str] = PROVINCES) -> str:
+    """Return ``text`` if it is a valid plate, else raise ``PlateError`` saying what is wrong."""
+    regex = _DEFAULT_RE if list(provinces) == PROVINCES else _plate_regex(provinces)
+    if regex.match(text):
+        return text
+    if len(text) not in PLATE_LENGTHS:
+        why = f"has {len(text)} characters, expected 7 (blue) or 8 (green new-energy)"
+    elif text[0] not in provinces:
+        why = f"starts with {text[0]!r}, expected a province character such as 皖 or 苏"
+    elif not ("A" <= text[1] <= "Z"):
+        why = f"has {text[1]!r} as city letter, expected A-Z"
+    else:
+        bad = sorted({c for c in text[2:] if c not in SYMBOLS})
+        why = f"has characters {bad} after the city letter, expected A-Z or 0-9"
+    raise PlateError(f"plate {text!r} {why}")
+
+
+def is_plate(text: str, provinces: Sequence[str] = PROVINCES) -> bool:
+    try:
+        check_plate(text, provinces)
+    except PlateError:
+        return False
+    return True
+
+
+def label_from_filename(name: str) -> str:
+    """The plate in a dl1-style file name: ``<id>-<plate>.jpg`` or ``<plate>.jpg`` (any folders before it).
+
+    The plate is the part after the last ``-`` of the stem, so ids may hold dashes themselves.
+    """
+    stem = name.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    return stem.rsplit("-", 1)[-1]
+
+
+def repair_zip_name(name: str, utf8_flag: bool) -> str:
+    """Undo zipfile's cp437 decoding of a UTF-8 name stored without the zip's UTF-8 flag.
+
+    ``zipfile`` decodes flag-less names as cp437; the dl1 zip stored UTF-8 bytes that way. Names that
+    carry the flag, or that are not valid UTF-8 once re-encoded (a genuine cp437 name), are kept as they are.
+    """
+    if utf8_flag:
+        return name
+    try:
+        return name.encode("cp437").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return name
+
+
+# --- encoding for the two heads -------------------------------------------------------------------------
+
+PROVINCE_INDEX = {p: i for i, p in enumerate(PROVINCES)}
+SYMBOL_CLASS = {s: i + 1 for i, s in enumerate(SYMBOLS)}  # CTC classes, 0 is blank
+
+
+def encode(text: str) -> tuple[int, list[int]]:
+    """``"皖A88888"`` → (province index, CTC classes of ``"A88888"``)."""
+    return PROVINCE_INDEX[text[0]], [SYMBOL_CLASS[c] for c in text[1:]]
+
+
+def ctc_greedy_decode(classes: Sequence[int]) -> str:
+    """Best-path CTC decoding: merge repeats, then drop blanks. ``[8, 8, 0, 8]`` reads two 8s."""
+    out, prev = [], BLANK
+    for c in classes:
+        c = int(c)
+        if c != prev and c != BLANK:
+            out.append(SYMBOLS[c - 1])
+        prev = c
+    return "".join(out)
+
+
+def decode(province: int, classes: Sequence[int]) -> str:
+    return PROVINCES[int(province)] + ctc_greedy_decode(classes)
+
+
+def plate_color(text: str) -> str:
+    """``"blue"`` for 7-character plates, ``"green"`` for 8-character new-energy plates."""
+    return "green" if len(text) == 8 else "blue"
+
+
+# --- CCPD2019 annotations -------------------------------------------------------------------------------
+
+
+def plate_from_ccpd_indices(indices: Sequence[int]) -> str:
+    """Decode CCPD's ``p_a_c_c_c_c_c[_c]`` plate field (already split into ints) into text.
+
+    Raises ``PlateError`` naming the bad index.
+    """
+    if len(indices) not in PLATE_LENGTHS:
+        raise PlateError(f"CCPD plate field has {len(indices)} indices, expected 7 or 8")
+    tables = [CCPD_PROVINCES, CCPD_ALPHABETS] + [CCPD_ADS] * (len(indices) - 2)
+    chars = []
+    for pos, (idx, table) in enumerate(zip(indices, tables, strict=True)):
+        if not 0 <= idx < len(table):
+            raise PlateError(f"CCPD plate index {idx} at position {pos} is outside 0..{len(table) - 1}")
+        chars.append(table[idx])
+    return check_plate("".join(chars))

@@ -1,0 +1,72 @@
+"""Config: every shipped file loads; bad keys, types and values are errors that name the key."""
+
+from pathlib import Path
+
+import pytest
+
+from plate_lib import config
+from plate_lib.config import ConfigError
+from plate_lib.report import report_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_cfg_yaml_loads_and_matches_the_built_in_defaults():
+    assert config.load(REPO / "cfg.yaml") == config.load(None)
+
+
+@pytest.mark.parametrize("profile", sorted((REPO / "profiles").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_profile_validates(profile):
+    report_config(str(REPO / "cfg.yaml"), profile=str(profile))
+
+
+def test_overrides_are_typed_by_yaml_and_validated():
+    cfg = config.load(None, ["training.epochs=3", "preprocess.grayscale=false", "data.source=/x/dl1.zip"])
+    assert cfg.training.epochs == 3 and cfg.preprocess.grayscale is False
+    assert cfg.data.source == "/x/dl1.zip"
+    assert cfg.preprocess.channels == 3
+
+
+def test_mapping_overrides_serve_papermill_parameters():
+    assert config.load(None, {"training.batch_size": 32}).training.batch_size == 32
+
+
+def test_unknown_key_in_a_file_is_named(tmp_path):
+    p = tmp_path / "cfg.yaml"
+    p.write_text("training:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'training.epoch'"):
+        config.load(p)
+
+
+def test_unknown_override_key_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown key 'epoch' in training; known: .*'epochs'"):
+        config.load(None, ["training.epoch=3"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("training.lr=-0.1", r"training.lr .*greater than 0.*got -0.1"),
+    ("training.batch_size=0", r"training.batch_size .*greater than or equal to 1"),
+    ("training.epochs=three", r"training.epochs .*integer.*'three'"),
+    ("run.device=gpu", r"run.device .*expected auto, cpu"),
+    ("data.val_fraction=1.5", r"data.val_fraction"),
+    ("provinces=[皖, 皖]", r"provinces must be distinct"),
+])
+def test_impossible_values_name_the_key_and_the_value(override, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load(None, [override])
+
+
+def test_override_without_equals_sign_says_how_to_write_it():
+    with pytest.raises(ConfigError, match="key=value"):
+        config.load(None, ["training.epochs"])
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml not found"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def test_config_is_frozen():
+    cfg = config.load(None)
+    with pytest.raises(Exception):
+        cfg.training.epochs = 5

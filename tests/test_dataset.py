@@ -1,0 +1,85 @@
+"""Dataset: letterboxing, the decoded cache (reused, rebuilt on change), bad samples, batches."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import plate_jpeg, write_dl1_zip
+
+from plate_lib.config import PreprocessConfig
+from plate_lib.dataset import PlateBatches, batch_loader, letterbox, load_split
+from plate_lib.sources import DataError, Dl1Zip, open_source
+
+PRE = PreprocessConfig(height=48, width=144, grayscale=True)
+
+
+def test_letterbox_keeps_the_aspect_ratio_and_pads():
+    wide = np.full((20, 200, 3), 255, np.uint8)  # 10:1, wider than 3:1
+    out = letterbox(wide, 48, 144, grayscale=True)
+    assert out.shape == (48, 144, 1)
+    rows = np.where(out[:, :, 0].max(1) > 0)[0]
+    assert len(rows) == round(20 * 144 / 200)  # 14 rows of plate, the rest padding
+    assert out[:, :, 0].min() == 0
+    colour = letterbox(wide, 48, 144, grayscale=False)
+    assert colour.shape == (48, 144, 3)
+
+
+def test_split_is_decoded_once_then_read_from_the_cache(dl1_zip, tmp_path):
+    src = Dl1Zip(dl1_zip)
+    first = load_split(src, "train", PRE, tmp_path / "cache", workers=1)
+    assert first.images.shape[1:] == (48, 144, 1) and len(first) == len(src.records("train"))
+    files = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(files) == 2  # one .npy, one .json
+    again = load_split(Dl1Zip(dl1_zip), "train", PRE, tmp_path / "cache")
+    assert isinstance(again.images, np.memmap)
+    assert np.array_equal(np.asarray(again.images), first.images) and again.texts == first.texts
+    # other preprocessing settings make another cache entry
+    load_split(src, "train", PreprocessConfig(height=32, width=96), tmp_path / "cache", workers=1)
+    assert len(list((tmp_path / "cache").iterdir())) == 4
+
+
+def test_a_changed_source_rebuilds_the_cache(tmp_path):
+    path = write_dl1_zip(tmp_path / "d.zip", {"test": ["皖A00000"]})
+    assert load_split(Dl1Zip(path), "test", PRE, tmp_path / "c").texts == ["皖A00000"]
+    write_dl1_zip(path, {"test": ["皖A00000", "苏A11111"]})
+    assert load_split(Dl1Zip(path), "test", PRE, tmp_path / "c").texts == ["皖A00000", "苏A11111"]
+
+
+def _folder_with_bad_samples(tmp_path):
+    d = tmp_path / "crops"
+    d.mkdir()
+    (d / "1-皖A12345.jpg").write_bytes(plate_jpeg())
+    (d / "2-皖A22222.jpg").write_bytes(b"")  # zero bytes
+    (d / "3-皖A33333.jpg").write_text("not an image")
+    (d / "4-皖A1234.jpg").write_bytes(plate_jpeg())  # label one character short
+    return d
+
+
+def test_bad_samples_fail_loudly_naming_each_file(tmp_path):
+    with pytest.raises(DataError) as e:
+        load_split(open_source(_folder_with_bad_samples(tmp_path)), "all", PRE)
+    assert "4-皖A1234.jpg" in str(e.value) and "skip_bad" in str(e.value)
+
+
+def test_skip_bad_counts_and_lists_the_skipped(tmp_path, caplog):
+    data = load_split(open_source(_folder_with_bad_samples(tmp_path)), "all", PRE, skip_bad=True, workers=1)
+    assert data.texts == ["皖A12345"]
+    skipped = dict(data.skipped)
+    assert set(skipped) == {"2-皖A22222.jpg", "3-皖A33333.jpg", "4-皖A1234.jpg"}
+    assert "empty file" in skipped["2-皖A22222.jpg"] and "not a decodable image" in skipped["3-皖A33333.jpg"]
+    assert "skipped 3 bad sample(s)" in caplog.text
+
+
+def test_batches_carry_padded_ctc_targets_for_7_and_8_character_plates(dl1_zip):
+    data = load_split(Dl1Zip(dl1_zip), "test", PRE, workers=1)
+    ds = PlateBatches(data, list("皖沪津渝冀晋蒙辽吉黑苏浙京闽赣鲁豫鄂湘粤桂琼川贵云藏陕甘青宁新"))
+    batch = next(iter(batch_loader(ds, batch_size=8, shuffle=False)))
+    assert batch["images"].dtype == torch.uint8 and batch["images"].shape == (3, 1, 48, 144)
+    assert batch["target_lengths"].tolist() == [6, 6, 7]
+    assert batch["targets"].shape == (3, 7) and batch["targets"][0, 6] == 0
+
+
+def test_shuffling_is_seeded_by_seed_and_epoch(dl1_zip):
+    ds = PlateBatches(load_split(Dl1Zip(dl1_zip), "train", PRE, workers=1), list("皖沪苏浙京"))
+    order = lambda s, e: torch.cat([b["index"] for b in batch_loader(ds, 4, True, seed=s, epoch=e)]).tolist()  # noqa: E731
+    assert order(0, 0) == order(0, 0) and order(0, 0) != order(0, 1)
+    assert sorted(order(0, 1)) == list(range(len(ds)))

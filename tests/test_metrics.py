@@ -1,0 +1,39 @@
+"""Metrics on hand-made cases, each with the expected value worked out in a comment."""
+
+import math
+
+import pytest
+
+from plate_lib.metrics import char_errors, edit_distance, per_province, summarize
+
+
+def test_a_shift_by_one_is_one_edit_but_many_positional_errors():
+    # pred drops the 'A': Levenshtein 1 (one deletion), but every later position is off
+    assert edit_distance("皖12345", "皖A12345") == 1
+    assert char_errors("皖12345", "皖A12345") == 6
+
+
+def test_summary_on_four_plates():
+    trues = ["皖A12345", "皖A12345", "苏B88888", "沪AD12345"]
+    preds = ["皖A12345", "皖A12346", "浙B88888", "沪AD1234"]
+    m = summarize(preds, trues)
+    assert m["n"] == 4
+    assert m["word_acc"] == 0.25  # only the first is exact
+    # positional errors 0 + 1 + 1 + 1 over 7 + 7 + 7 + 8 characters
+    assert m["char_acc"] == pytest.approx(1 - 3 / 29)
+    # edits 0 + 1 + 1 + 1 (a deletion) over 29 true characters
+    assert m["cer"] == pytest.approx(3 / 29)
+    assert m["province_acc"] == 0.75  # 苏 read as 浙
+    # non-皖 plates: 苏 (wrong), 沪 (right)
+    assert m["province_acc_non_wan"] == 0.5
+
+
+def test_non_wan_accuracy_is_nan_without_such_plates():
+    assert math.isnan(summarize(["皖A12345"], ["皖A12345"])["province_acc_non_wan"])
+
+
+def test_per_province_table_counts_each_province():
+    df = per_province(["皖A12345", "苏B88888", "皖A00000"], ["皖A12345", "苏B88888", "皖A11111"])
+    assert df.loc["皖", "n"] == 2 and df.loc["皖", "word_acc"] == 0.5
+    assert df.loc["苏", "word_acc"] == 1.0
+    assert list(df.index) == ["皖", "苏"]
