@@ -1,0 +1,96 @@
+"""End to end through the command line: generate → train → evaluate → predict, in a temporary folder."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CCPD_SAMPLE, needs_sample
+
+from plate_lib.inference import load_model
+
+pytestmark = pytest.mark.slow
+
+
+def plate(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "plate_lib", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"plate {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+TRAIN = ["--quiet", "--set", "data.source=syn.zip", "--set", "training.batch_size=16", "--set", "training.epochs=2",
+         "--set", "model.hidden=32"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("e2e")
+    out = plate("generate", "--out", "syn.zip", "--n", "96", "--n-test", "24", "--quiet", cwd=work).stdout
+    assert "96 train + 24 test" in out and (work / "syn.zip").is_file()
+    out = plate("train", *TRAIN, cwd=work).stdout
+    assert "best validation word accuracy" in out
+    return work
+
+
+def test_training_leaves_a_complete_run_folder(trained):
+    run = trained / "runs" / "default"
+    for name in ["best.pt", "last.pt", "metrics.csv", "config.yaml", "env.json", "summary.json"]:
+        assert (run / name).is_file(), f"{name} missing from the run folder"
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[-1]["train_loss"]) > 0 and 0 <= float(rows[-1]["val_word_acc"]) <= 1
+
+
+def test_evaluate_prints_one_json_object_with_the_headline_metrics(trained):
+    out = plate("evaluate", "--checkpoint", "runs/default/best.pt", "--data", "syn.zip", cwd=trained).stdout
+    result = json.loads(out)
+    assert result["n"] == 24
+    for key in ["word_acc", "char_acc", "cer", "province_acc", "province_acc_non_wan"]:
+        assert key in result
+
+
+def test_predict_prints_a_plate_and_confidence_per_image(trained, tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(trained / "syn.zip") as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".jpg"))
+        (tmp_path / "crop.jpg").write_bytes(zf.read(name))
+    out = plate("predict", "--checkpoint", str(trained / "runs/default/best.pt"), str(tmp_path / "crop.jpg"),
+                cwd=tmp_path).stdout
+    path, text, conf = out.strip().split("\t")
+    assert path.endswith("crop.jpg") and 0 <= float(conf) <= 1
+
+
+def test_a_checkpoint_loads_without_cfg_yaml(trained, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no cfg.yaml here
+    model, cfg = load_model(trained / "runs/default/best.pt")
+    assert cfg.model.name == "small_crnn" and cfg.model.hidden == 32 and len(cfg.provinces) == 31
+
+
+def test_resume_continues_from_the_last_epoch(trained):
+    run = trained / "runs" / "default"
+    steps = int(list(csv.DictReader((run / "metrics.csv").open()))[-1]["step"])
+    plate("train", *TRAIN, "--set", "training.epochs=3", "--resume", cwd=trained)
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"] and int(rows[-1]["step"]) == steps * 3 // 2
+
+
+def test_user_errors_exit_2_with_one_paragraph_and_no_traceback(trained):
+    proc = plate("evaluate", "--checkpoint", "runs/default/best.pt", "--data", "nope.zip", cwd=trained, check=False)
+    assert proc.returncode == 2
+    assert "nope.zip does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    proc = plate("train", "--set", "training.lr=-1", cwd=trained, check=False)
+    assert proc.returncode == 2 and "training.lr" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@needs_sample
+def test_evaluate_reads_ccpd_photos_directly(trained):
+    out = plate("evaluate", "--checkpoint", "runs/default/best.pt", "--data", str(CCPD_SAMPLE), "--split", "all",
+                cwd=trained).stdout
+    result = json.loads(out)
+    assert result["n"] == 622
+    assert set(result["subsets"]) == {"ccpd_base", "ccpd_green"} and result["subsets"]["ccpd_green"]["n"] == 5
