@@ -97,6 +97,11 @@ def _atomic_write(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _save_npy(path: Path, images: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a temporary name
+        np.save(f, images)
+
+
 def _reject(bad: list[tuple[str, str]], source: Source) -> None:
     shown = "\n  ".join(f"{n}: {why}" for n, why in bad[:10])
     more = f"\n  … and {len(bad) - 10} more" if len(bad) > 10 else ""
@@ -142,7 +147,7 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
         log.warning("skipped %d bad sample(s) in %s/%s: %s", len(data.skipped), source.path, split,
                     "; ".join(f"{n} ({why})" for n, why in data.skipped))
     if arr_path is not None and json_path is not None:
-        _atomic_write(arr_path, lambda p: np.save(open(p, "wb"), images))
+        _atomic_write(arr_path, lambda p: _save_npy(p, images))
         info = {"texts": data.texts, "names": data.names, "meta": data.meta, "skipped": data.skipped}
         _atomic_write(json_path, lambda p: p.write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8"))
     return data

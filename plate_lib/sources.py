@@ -95,16 +95,12 @@ class Source:
     def records(self, split: str) -> list[Record]:
         if split not in SPLITS:
             raise DataError(f"split {split!r} is not one of {SPLITS}")
-        out = []
-        for folder, rec in self.scanned():
-            if split == "all":
-                out.append(rec)
-            elif split == "test" and folder == "test":
-                out.append(rec)
-            elif folder == "train" and split in ("train", "val"):
-                if in_val(rec.name, self.val_fraction) == (split == "val"):
-                    out.append(rec)
-        return out
+        return [rec for folder, rec in self.scanned() if self._in_split(folder, rec.name, split)]
+
+    def _in_split(self, folder: str, name: str, split: str) -> bool:
+        if split in ("all", folder):
+            return split != "train" or not in_val(name, self.val_fraction)
+        return split == "val" and folder == "train" and in_val(name, self.val_fraction)
 
     def load(self, record: Record) -> np.ndarray:
         return decode_image(self._read(record.name), f"{self.path}:{record.name}")

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from plate_lib import config
 from plate_lib.config import ConfigError
@@ -68,5 +69,5 @@ def test_missing_config_file_is_named(tmp_path):
 
 def test_config_is_frozen():
     cfg = config.load(None)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.training.epochs = 5
