@@ -31,12 +31,12 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> to
     tx, ty = _uniform(b, 2 * cfg.translate, g, dev), _uniform(b, 2 * cfg.translate, g, dev)
     aspect = x.shape[3] / x.shape[2]
     cos, sin = torch.cos(ang), torch.sin(ang)
-    # normalised coordinates: rotate in pixel space (correct for the aspect), then shear, then zoom
+    # pixel-space M = rotation @ shear, divided by the zoom; normalised theta = D^-1 M D, D = diag(W/2, H/2)
     theta = torch.zeros(b, 2, 3, device=dev)
-    theta[:, 0, 0] = (cos + shear * sin / aspect) / scale
-    theta[:, 0, 1] = (-sin * aspect + shear * cos) / scale
-    theta[:, 1, 0] = sin / aspect / scale
-    theta[:, 1, 1] = cos / scale
+    theta[:, 0, 0] = cos / scale
+    theta[:, 0, 1] = (cos * shear - sin) / aspect / scale
+    theta[:, 1, 0] = sin * aspect / scale
+    theta[:, 1, 1] = (sin * shear + cos) / scale
     theta[:, 0, 2], theta[:, 1, 2] = tx, ty
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

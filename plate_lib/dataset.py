@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,7 +164,7 @@ def resolve_source(cfg: Config, path: str | None = None) -> Source:
         if not zpath.is_file():
             log.info("generating synthetic plates into %s", zpath)
             zpath.parent.mkdir(parents=True, exist_ok=True)
-            generate_zip(zpath, cfg.synth)
+            generate_zip(zpath, cfg.synth, progress=sys.stderr.isatty())
         path = str(zpath)
     return open_source(path, cfg.data.val_fraction)
 
