@@ -21,7 +21,7 @@ help: ## Show the targets
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored: it is neither" || true
-	$(PY) -m pip install -q -e '.[report,dev]' 2>&1 | grep -v "is ignored: it is neither" ; test $${PIPESTATUS[0]} -eq 0
+	$(PY) -m pip install -q -e '.[report,export,dev]' 2>&1 | grep -v "is ignored: it is neither" ; test $${PIPESTATUS[0]} -eq 0
 	@touch $@
 
 setup: $(STAMP) ## Create .venv and install plate_lib with its report and dev extras

@@ -16,19 +16,25 @@ import torch.nn.functional as F
 from .config import AugmentConfig
 
 
-def _uniform(n: int, lim: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
-    return (torch.rand(n, generator=g) * 2 - 1).mul_(lim).to(device)
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, offset: int = 0,
+                  total: int | None = None) -> torch.Tensor:
+    """``x``: [B, C, H, W] float in 0..1 → augmented, same shape. ``g`` (a CPU generator) makes it repeatable.
 
-
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
-    """``x``: [B, C, H, W] float in 0..1 → augmented, same shape. ``g`` (a CPU generator) makes it repeatable."""
+    In multi-process training ``x`` is rows ``offset .. offset + B`` of a global batch of ``total``: the draws
+    are made for the whole global batch and sliced, so each plate is augmented as in a single process.
+    """
     if not cfg.enabled:
         return x
     b, dev = x.shape[0], x.device
-    ang = _uniform(b, math.radians(cfg.rotate_deg), g, dev)
-    shear = _uniform(b, cfg.shear, g, dev)
-    scale = 1 + _uniform(b, cfg.scale, g, dev)
-    tx, ty = _uniform(b, 2 * cfg.translate, g, dev), _uniform(b, 2 * cfg.translate, g, dev)
+    total = total or b
+
+    def uniform(lim: float) -> torch.Tensor:  # this shard's rows of a draw in [-lim, lim] for the global batch
+        return (torch.rand(total, generator=g)[offset:offset + b] * 2 - 1).mul_(lim).to(dev)
+
+    ang = uniform(math.radians(cfg.rotate_deg))
+    shear = uniform(cfg.shear)
+    scale = 1 + uniform(cfg.scale)
+    tx, ty = uniform(2 * cfg.translate), uniform(2 * cfg.translate)
     aspect = x.shape[3] / x.shape[2]
     cos, sin = torch.cos(ang), torch.sin(ang)
     # pixel-space M = rotation @ shear, divided by the zoom; normalised theta = D^-1 M D, D = diag(W/2, H/2)
@@ -40,11 +46,11 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> to
     theta[:, 0, 2], theta[:, 1, 2] = tx, ty
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    bright = _uniform(b, cfg.brightness, g, dev).view(b, 1, 1, 1)
-    contrast = (1 + _uniform(b, cfg.contrast, g, dev)).view(b, 1, 1, 1)
+    bright = uniform(cfg.brightness).view(b, 1, 1, 1)
+    contrast = (1 + uniform(cfg.contrast)).view(b, 1, 1, 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * contrast + mean + bright
     if cfg.noise > 0:
-        sigma = (torch.rand(b, generator=g) * cfg.noise).to(dev).view(b, 1, 1, 1)
-        x = x + sigma * torch.randn(x.shape, generator=g).to(dev)
+        sigma = (torch.rand(total, generator=g)[offset:offset + b] * cfg.noise).to(dev).view(b, 1, 1, 1)
+        x = x + sigma * torch.randn((total, *x.shape[1:]), generator=g)[offset:offset + b].to(dev)
     return x.clamp_(0, 1)

@@ -10,8 +10,11 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from . import config as config_mod
 
@@ -46,6 +49,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _cfg(args)
     run_dir = fit(cfg, resume=args.resume, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return 0
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     print(f"best validation word accuracy {summary['best_val_word_acc']:.4f}; checkpoint {run_dir / 'best.pt'}")
     return 0
@@ -99,6 +104,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .dataset import load_split
+    from .export import check_parity, export_onnx
+    from .inference import load_model
+
+    ckpt = _checkpoint(args)
+    out = export_onnx(ckpt, args.onnx)
+    print(f"wrote {out}")
+    if args.data:
+        from .sources import open_source
+
+        _, cfg = load_model(ckpt)
+        data = load_split(open_source(args.data), args.split, cfg.preprocess, cfg.data.cache_dir, cfg.data.skip_bad,
+                          limit=args.n)
+        images = data.images
+    else:  # random inputs still compare the logits; decoded plates need real crops (--data)
+        _, cfg = load_model(ckpt)
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (args.n, cfg.preprocess.height, cfg.preprocess.width, cfg.preprocess.channels),
+                              dtype=np.uint8)
+    parity = check_parity(ckpt, out, images)
+    print(json.dumps(parity))
+    if not parity["ok"]:
+        print(f"plate export: parity check FAILED: max abs logit difference {parity['max_abs_diff']:.2e} "
+              f"(limit 1e-4), plates identical: {parity['plates_identical']}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import list_models
 
@@ -147,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint")
     r.add_argument("--device", default="auto")
     r.set_defaults(func=cmd_predict)
+
+    x = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX and check parity with PyTorch")
+    x.add_argument("--checkpoint", help="default: runs/default/best.pt, else models/plate_default.pt")
+    x.add_argument("--onnx", required=True, help="the .onnx file to write")
+    x.add_argument("--data", help="check parity on this data's crops (default: random images)")
+    x.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    x.add_argument("--n", type=int, default=256, help="images for the parity check")
+    x.set_defaults(func=cmd_export)
 
     m = sub.add_parser("models", parents=[common], help="list the registered models")
     m.set_defaults(func=cmd_models)

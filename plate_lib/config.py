@@ -77,12 +77,14 @@ class ModelConfig(_Section):
     hidden: int = Field(128, ge=8, le=2048, description="Recurrent hidden size per direction")
     ctc_steps: int = Field(18, ge=15, le=128, description="CTC time steps; >= 15 lets any 8-character plate through")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the heads")
+    norm: Literal["batch", "group"] = Field("batch", description="small_crnn normalisation: batch, or group "
+                                           "(per-plate statistics: bit-for-bit the same under multi-process training)")
 
 
 class TrainingConfig(_Section):
-    epochs: int = Field(8, ge=1, description="Passes over the training split")
+    epochs: int = Field(10, ge=1, description="Passes over the training split")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (smoke runs)")
-    batch_size: int = Field(128, ge=1, description="Plates per step")
+    batch_size: int = Field(64, ge=1, description="Plates per step (global under torchrun)")
     lr: float = Field(2e-3, gt=0, description="Peak learning rate")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     optimizer: Literal["adam", "adamw"] = Field("adamw", description="adam (the seed's) or adamw")

@@ -207,27 +207,33 @@ class PlateBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, idx: list[int]) -> dict[str, torch.Tensor]:
-        idx = sorted(idx) if isinstance(idx, list) else [idx]
-        images = torch.from_numpy(np.ascontiguousarray(self.data.images[idx])).permute(0, 3, 1, 2)
+    def __getitem__(self, item: tuple[list[int], int, int] | list[int]) -> dict[str, torch.Tensor]:
+        """``item``: sorted indices, or (sorted indices, offset in the global batch, global batch size)."""
+        idx, offset, total = item if isinstance(item, tuple) else (item, 0, len(item))
+        images = torch.from_numpy(self.data.images[idx]).permute(0, 3, 1, 2)  # fancy indexing copies
         t = torch.tensor(idx)
         return {"images": images, "province": self.province[t], "targets": self.targets[t],
-                "target_lengths": self.target_lengths[t], "index": t}
+                "target_lengths": self.target_lengths[t], "index": t, "offset": offset, "total": total}
 
 
 def batch_loader(dataset: PlateBatches, batch_size: int, shuffle: bool, seed: int = 0,
                  epoch: int = 0, num_workers: int = 0, pin_memory: bool = False, rank: int = 0,
                  world_size: int = 1) -> torch.utils.data.DataLoader:
-    """A loader of whole batches. Shuffling is seeded by ``(seed, epoch)``; with ``world_size`` > 1 each rank
-    takes every ``world_size``-th batch element of the same permutation (a distributed sampler)."""
+    """A loader of whole batches, each sorted (memory order). Shuffling is seeded by ``(seed, epoch)``. With
+    ``world_size`` > 1 (a distributed sampler) every rank draws the same global batches and takes its
+    contiguous share, so the processes together see exactly what one process would."""
     n = len(dataset)
     if shuffle:
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         order = torch.randperm(n, generator=g).tolist()
     else:
         order = list(range(n))
-    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
-    if world_size > 1:
-        batches = [b[rank::world_size] for b in batches if len(b[rank::world_size])]
+    batches = []
+    for i in range(0, n, batch_size):
+        b = sorted(order[i:i + batch_size])
+        if len(b) < world_size:  # a remainder too small to give every process a plate: all skip it
+            continue
+        lo, hi = len(b) * rank // world_size, len(b) * (rank + 1) // world_size
+        batches.append((b[lo:hi], lo, len(b)))
     return torch.utils.data.DataLoader(dataset, sampler=batches, batch_size=None,
                                        num_workers=num_workers, pin_memory=pin_memory)

@@ -36,7 +36,7 @@ def model_spec(cfg: Config) -> ModelSpec:
     return ModelSpec(
         in_channels=cfg.preprocess.channels, height=cfg.preprocess.height, width=cfg.preprocess.width,
         n_provinces=len(cfg.provinces), n_ctc_classes=len(SYMBOLS) + 1, hidden=cfg.model.hidden,
-        ctc_steps=cfg.model.ctc_steps, dropout=cfg.model.dropout,
+        ctc_steps=cfg.model.ctc_steps, dropout=cfg.model.dropout, norm=cfg.model.norm,
     )
 
 
@@ -112,7 +112,7 @@ def predict_images(model: torch.nn.Module, images: np.ndarray, provinces: list[s
     model.eval()
     texts, confs = [], []
     for i in range(0, len(images), batch_size):
-        chunk = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device)
+        chunk = torch.from_numpy(np.array(images[i:i + batch_size])).to(device)  # a copy: memmaps are read-only
         x = chunk.permute(0, 3, 1, 2).float().div_(255)
         t, c = predict_tensor(model, x, provinces)
         texts += t

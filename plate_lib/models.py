@@ -32,6 +32,7 @@ class ModelSpec:
     hidden: int = 128
     ctc_steps: int = 18
     dropout: float = 0.1
+    norm: str = "batch"  # "batch", or "group": per-plate statistics, identical under any data-parallel split
 
 
 def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -132,16 +133,23 @@ def seed_crnn(spec: ModelSpec) -> nn.Module:
 # --- small_crnn ------------------------------------------------------------------------------------------
 
 
-def conv_bn(cin: int, cout: int, stride: int | tuple[int, int] = 1, groups: int = 1, k: int = 3) -> nn.Sequential:
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    if kind == "group":
+        return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
+    return nn.BatchNorm2d(channels)
+
+
+def conv_bn(cin: int, cout: int, stride: int | tuple[int, int] = 1, groups: int = 1, k: int = 3,
+            norm: str = "batch") -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
+        norm_layer(norm, cout),
         nn.ReLU(inplace=True),
     )
 
 
-def separable(cin: int, cout: int, stride: int | tuple[int, int] = 1) -> nn.Sequential:
-    return nn.Sequential(conv_bn(cin, cin, stride, groups=cin), conv_bn(cin, cout, k=1))
+def separable(cin: int, cout: int, stride: int | tuple[int, int] = 1, norm: str = "batch") -> nn.Sequential:
+    return nn.Sequential(conv_bn(cin, cin, stride, groups=cin, norm=norm), conv_bn(cin, cout, k=1, norm=norm))
 
 
 class SmallCRNN(nn.Module):
@@ -150,15 +158,16 @@ class SmallCRNN(nn.Module):
 
     def __init__(self, spec: ModelSpec):
         super().__init__()
+        n = spec.norm
         self.cnn = nn.Sequential(
-            conv_bn(spec.in_channels, 32, 2),  # H/2, W/2
-            conv_bn(32, 64, 2),  # H/4, W/4
-            separable(64, 96),
-            separable(96, 128, (2, 1)),  # H/8, W/4
-            separable(128, 160),
+            conv_bn(spec.in_channels, 32, 2, norm=n),  # H/2, W/2
+            conv_bn(32, 64, 2, norm=n),  # H/4, W/4
+            separable(64, 96, norm=n),
+            separable(96, 128, (2, 1), norm=n),  # H/8, W/4
+            separable(128, 160, norm=n),
         )
         fh = -(-spec.height // 8)
-        self.collapse = conv_bn(160, 256, k=1)
+        self.collapse = conv_bn(160, 256, k=1, norm=n)
         self.height_proj = nn.Conv2d(256, 256, (fh, 1), groups=8)  # [B, 256, 1, W']
         self.pool = nn.AdaptiveAvgPool2d((1, spec.ctc_steps))
         self.rnn = nn.GRU(256, spec.hidden, bidirectional=True, batch_first=True)

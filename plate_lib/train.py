@@ -15,10 +15,12 @@ import os
 import platform
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
@@ -64,13 +66,16 @@ def province_weights(data: SplitData, provinces: list[str], power: float = 0.5) 
     return torch.tensor(w, dtype=torch.float32)
 
 
-def plate_loss(prov_logits: torch.Tensor, ctc_logits: torch.Tensor, batch: dict, weights: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy on the raw province logits (no softmax first: the seed's defect) + CTC on the rest."""
-    ce = F.cross_entropy(prov_logits.float(), batch["province"], weight=weights)
+def plate_loss(prov_logits: torch.Tensor, ctc_logits: torch.Tensor, batch: dict, weights: torch.Tensor,
+               norm: float | None = None) -> torch.Tensor:
+    """Weighted cross-entropy on the raw province logits (no softmax first: the seed's defect) plus CTC on the
+    rest (per plate, divided by its length), summed over the plates and divided by ``norm`` (default: the
+    batch size). Sums make shards of one batch add up exactly in multi-process training."""
+    ce = F.cross_entropy(prov_logits.float(), batch["province"], weight=weights, reduction="none")
     lp = ctc_logits.float().log_softmax(-1).transpose(0, 1)  # [T, B, C]
     t = torch.full((lp.shape[1],), lp.shape[0], dtype=torch.long)
-    ctc = F.ctc_loss(lp, batch["targets"], t, batch["target_lengths"], blank=0, zero_infinity=False)
-    return ce + ctc
+    ctc = F.ctc_loss(lp, batch["targets"], t, batch["target_lengths"], blank=0, reduction="none", zero_infinity=False)
+    return (ce + ctc / batch["target_lengths"]).sum() / (norm or len(ce))
 
 
 def _versions() -> dict:
@@ -104,14 +109,78 @@ def validate(model, data: SplitData, ds: PlateBatches, cfg: Config, device, weig
             "val_cer": m["cer"], "val_province_acc": m["province_acc"]}
 
 
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 when run plainly)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(cfg: Config) -> tuple[Dist, torch.device]:
+    """Join the process group when started by ``torchrun`` (WORLD_SIZE > 1): NCCL on GPUs, gloo on the CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(), pick_device(cfg.run.device)
+    cuda = torch.cuda.is_available() and cfg.run.device != "cpu"
+    dist.init_process_group("nccl" if cuda else "gloo")
+    device = torch.device("cpu")
+    if cuda:
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+        torch.cuda.set_device(device)
+    return Dist(dist.get_rank(), world), device
+
+
+def train_epoch(net, opt, scaler, loader, cfg: Config, device, weights, aug_gen, step: int, total: int,
+                ddp: Dist, progress: bool, desc: str) -> tuple[int, int, float, int]:
+    """One pass over ``loader``; returns (step, plates seen by all processes, summed loss, batches)."""
+    use_amp = cfg.training.amp and device.type == "cuda"
+    channels_last = cfg.training.channels_last and device.type == "cuda"
+    seen, loss_sum, nb = 0, 0.0, 0
+    bar = tqdm(loader, desc=desc, disable=not (progress and ddp.main), leave=False, mininterval=2, dynamic_ncols=True)
+    for batch in bar:
+        if step >= total:
+            break
+        lr = get_lr(step, total, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x = batch["images"].to(device, non_blocking=True).float().div_(255)
+        x = augment_batch(x, cfg.augment, aug_gen, batch["offset"], batch["total"])
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            prov, ctc = net(x)
+        b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        loss = plate_loss(prov, ctc, b, weights, norm=batch["total"] / ddp.world)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.training.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        logged = loss.detach()
+        if ddp.world > 1:  # the global batch's loss, as one process would log it
+            dist.all_reduce(logged)
+            logged /= ddp.world
+        step, seen, nb = step + 1, seen + batch["total"], nb + 1
+        loss_sum += logged.item()
+        bar.set_postfix(loss=f"{loss_sum / nb:.3f}", lr=f"{lr:.2e}", refresh=False)
+    return step, seen, loss_sum, nb
+
+
 def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
-    """Train as configured; returns the run folder."""
+    """Train as configured; returns the run folder. Under ``torchrun`` every process trains its share of each
+    global batch (DistributedDataParallel); rank 0 alone validates, logs and writes checkpoints."""
+    ddp, device = init_distributed(cfg)
     run_dir = Path(cfg.training.out_dir) / cfg.run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.run.seed)
-    device = pick_device(cfg.run.device)
     if device.type == "cpu":
-        torch.set_num_threads(cfg.training.threads or os.cpu_count() or 1)
+        torch.set_num_threads(cfg.training.threads or max(1, (os.cpu_count() or 1) // ddp.world))
 
     train, val = load_cfg_split(cfg, "train"), load_cfg_split(cfg, "val")
     if len(train) == 0:
@@ -121,13 +190,11 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     weights = province_weights(train, provinces) if cfg.training.province_weights else torch.ones(len(provinces))
 
     model = build_model(cfg.model.name, model_spec(cfg)).to(device)
-    use_amp = cfg.training.amp and device.type == "cuda"
     if cfg.training.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt_cls = torch.optim.AdamW if cfg.training.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=cfg.training.lr, weight_decay=cfg.training.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / cfg.training.batch_size)
-    total = steps_per_epoch * cfg.training.epochs
+    total = math.ceil(len(train) / cfg.training.batch_size) * cfg.training.epochs
     if cfg.training.max_steps:
         total = min(total, cfg.training.max_steps)
 
@@ -141,64 +208,54 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         torch.set_rng_state(ck["torch_rng"])
         aug_state = ck["aug_rng"]
         log.info("resumed %s at epoch %d, step %d", run_dir / "last.pt", start_epoch, step)
-    elif metrics_csv.exists():
+    elif metrics_csv.exists() and ddp.main:
         metrics_csv.unlink()
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False), "utf-8")
-    (run_dir / "env.json").write_text(json.dumps(_versions(), indent=1))
-    log.info("model %s: %d parameters; %d train / %d val plates; device %s", cfg.model.name,
-             count_params(model), len(train), len(val), device)
+    if ddp.main:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False), "utf-8")
+        (run_dir / "env.json").write_text(json.dumps({**_versions(), "processes": ddp.world}, indent=1))
+        log.info("model %s: %d parameters; %d train / %d val plates; device %s × %d", cfg.model.name,
+                 count_params(model), len(train), len(val), device, ddp.world)
 
+    net = model
+    if ddp.world > 1:
+        if device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     aug_gen = torch.Generator().manual_seed(cfg.run.seed)
     if aug_state is not None:
         aug_gen.set_state(aug_state)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    wd = weights.to(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.training.amp and device.type == "cuda")
     for epoch in range(start_epoch, cfg.training.epochs):
         if step >= total:
             break
         model.train()
-        t0, seen, loss_sum, nb = time.perf_counter(), 0, 0.0, 0
+        t0 = time.perf_counter()
         loader = batch_loader(train_ds, cfg.training.batch_size, shuffle=True, seed=cfg.run.seed, epoch=epoch,
-                              num_workers=cfg.training.num_workers, pin_memory=device.type == "cuda")
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.training.epochs}", disable=not progress,
-                   leave=False, mininterval=2, dynamic_ncols=True)
-        for batch in bar:
-            if step >= total:
-                break
-            lr = get_lr(step, total, cfg)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            x = batch["images"].to(device, non_blocking=True).float().div_(255)
-            x = augment_batch(x, cfg.augment, aug_gen)
-            if cfg.training.channels_last and device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                prov, ctc = model(x)
-            b = {k: v.to(device) for k, v in batch.items()}
-            loss = plate_loss(prov, ctc, b, wd)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.training.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            step, seen, nb = step + 1, seen + len(x), nb + 1
-            loss_sum += loss.item()
-            bar.set_postfix(loss=f"{loss_sum / nb:.3f}", lr=f"{lr:.2e}", refresh=False)
+                              num_workers=cfg.training.num_workers, pin_memory=device.type == "cuda",
+                              rank=ddp.rank, world_size=ddp.world)
+        step, seen, loss_sum, nb = train_epoch(net, opt, scaler, loader, cfg, device, weights.to(device), aug_gen,
+                                               step, total, ddp, progress, f"epoch {epoch + 1}/{cfg.training.epochs}")
         elapsed = time.perf_counter() - t0
-        row = {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": loss_sum / max(1, nb),
-               **validate(model, val, val_ds, cfg, device, weights), "train_plates_per_s": seen / elapsed,
-               "epoch_s": elapsed}
-        _append_row(metrics_csv, row)
-        log.info("epoch %d: loss %.3f, val word acc %.4f, %.0f plates/s", epoch + 1, row["train_loss"],
-                 row["val_word_acc"], row["train_plates_per_s"])
-        if row["val_word_acc"] > best:
-            best = row["val_word_acc"]
-            save_checkpoint(run_dir / "best.pt", model, cfg, epoch=epoch, step=step, val=row)
-        save_checkpoint(run_dir / "last.pt", model, cfg, epoch=epoch, step=step, best_word_acc=best,
-                        optimizer=opt.state_dict(), torch_rng=torch.get_rng_state(), aug_rng=aug_gen.get_state(),
-                        val=row)
-    summary = {"run": str(run_dir), "model": cfg.model.name, "params": count_params(model), "steps": step,
-               "best_val_word_acc": best, "skipped": {"train": train.skipped, "val": val.skipped}}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), "utf-8")
+        if ddp.main:
+            row = {"epoch": epoch + 1, "step": step, "lr": get_lr(step - 1, total, cfg),
+                   "train_loss": loss_sum / max(1, nb), **validate(model, val, val_ds, cfg, device, weights),
+                   "train_plates_per_s": seen / elapsed, "epoch_s": elapsed}
+            _append_row(metrics_csv, row)
+            log.info("epoch %d: loss %.3f, val word acc %.4f, %.0f plates/s", epoch + 1, row["train_loss"],
+                     row["val_word_acc"], row["train_plates_per_s"])
+            if row["val_word_acc"] > best:
+                best = row["val_word_acc"]
+                save_checkpoint(run_dir / "best.pt", model, cfg, epoch=epoch, step=step, val=row)
+            save_checkpoint(run_dir / "last.pt", model, cfg, epoch=epoch, step=step, best_word_acc=best,
+                            optimizer=opt.state_dict(), torch_rng=torch.get_rng_state(),
+                            aug_rng=aug_gen.get_state(), val=row)
+        if ddp.world > 1:
+            dist.barrier()
+    if ddp.main:
+        summary = {"run": str(run_dir), "model": cfg.model.name, "params": count_params(model), "steps": step,
+                   "processes": ddp.world, "best_val_word_acc": best,
+                   "skipped": {"train": train.skipped, "val": val.skipped}}
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), "utf-8")
+    if ddp.world > 1:
+        dist.destroy_process_group()
     return run_dir

@@ -94,3 +94,11 @@ def test_evaluate_reads_ccpd_photos_directly(trained):
     result = json.loads(out)
     assert result["n"] == 622
     assert set(result["subsets"]) == {"ccpd_base", "ccpd_green"} and result["subsets"]["ccpd_green"]["n"] == 5
+
+
+def test_export_writes_onnx_that_matches_pytorch(trained):
+    pytest.importorskip("onnxruntime")
+    proc = plate("export", "--checkpoint", "runs/default/best.pt", "--onnx", "model.onnx", "--data", "syn.zip", cwd=trained)
+    parity = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (trained / "model.onnx").is_file()
+    assert parity["ok"] and parity["max_abs_diff"] <= 1e-4 and parity["plates_identical"] and parity["n"] == 24

@@ -1,0 +1,184 @@
+"""Throughput of seed_crnn and the default model, measured in ONE run on the same machine.
+
+    python benchmarks/bench.py [--out benchmarks/results.json] [--models seed_crnn small_crnn]
+
+For each model, in a fresh process (so peak memory is its own): training plates/s for a full step
+(batch slicing from a uint8 array, augmentation, forward, CTC + CE loss, backward, AdamW), batched inference
+plates/s (batch 256), single-plate latency p50/p95, peak RSS, parameters and GFLOPs per plate; ONNX Runtime
+inference too when onnxruntime is installed. Prints a table with ratios to seed_crnn and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# (height, width, hidden, train batch, timed train steps, timed inference batches)
+SETTINGS = {
+    "seed_crnn": (128, 400, 256, 16, 3, 1),
+    "small_crnn": (48, 144, 128, 128, 20, 8),
+}
+
+
+def gflops(model, x) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model(x)
+    return fc.get_total_flops() / 1e9
+
+
+def measure(name: str, device: str, queue) -> None:
+    import numpy as np
+    import torch
+
+    from plate_lib.augment import augment_batch
+    from plate_lib.config import AugmentConfig
+    from plate_lib.dataset import PlateBatches, SplitData, batch_loader
+    from plate_lib.models import ModelSpec, build_model, count_params
+    from plate_lib.plates import PROVINCES
+    from plate_lib.train import plate_loss
+
+    torch.manual_seed(0)
+    h, w, hidden, bs, steps, infer_batches = SETTINGS[name]
+    dev = torch.device(device)
+    spec = ModelSpec(1, h, w, len(PROVINCES), 37, hidden=hidden, ctc_steps=18)
+    model = build_model(name, spec).to(dev)
+    rng = np.random.default_rng(0)
+    n = bs * (steps + 2)
+    texts = ["皖A" + "".join(rng.choice(list("ABCDEFGHJK0123456789"), 5)) for _ in range(n)]
+    data = SplitData(rng.integers(0, 255, (n, h, w, 1), dtype=np.uint8), texts, texts)
+    ds = PlateBatches(data, PROVINCES)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    weights = torch.ones(len(PROVINCES), device=dev)
+    gen = torch.Generator().manual_seed(0)
+    use_amp = dev.type == "cuda"
+
+    def train_steps(k: int) -> float:
+        t0 = time.perf_counter()
+        for i, batch in enumerate(batch_loader(ds, bs, shuffle=True, pin_memory=use_amp)):
+            if i == k:
+                break
+            x = augment_batch(batch["images"].to(dev).float().div_(255), AugmentConfig(), gen)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                prov, ctc = model(x)
+            loss = plate_loss(prov, ctc, {k2: v.to(dev) for k2, v in batch.items()}, weights)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if use_amp:
+            torch.cuda.synchronize()
+        return k * bs / (time.perf_counter() - t0)
+
+    train_steps(2)  # warm-up
+    train = train_steps(steps)
+
+    model.eval()
+    xb = torch.rand(256, 1, h, w, device=dev)
+    x1 = torch.rand(1, 1, h, w, device=dev)
+    with torch.no_grad():
+        model(xb)
+        t0 = time.perf_counter()
+        for _ in range(infer_batches):
+            model(xb)
+        infer = 256 * infer_batches / (time.perf_counter() - t0)
+        lat = []
+        for _ in range(50 if name != "seed_crnn" else 10):
+            t0 = time.perf_counter()
+            model(x1)
+            lat.append((time.perf_counter() - t0) * 1000)
+    result = {
+        "train_plates_per_s": round(train, 1),
+        "infer_plates_per_s": round(infer, 1),
+        "latency_ms_p50": round(statistics.median(lat), 3),
+        "latency_ms_p95": round(sorted(lat)[int(0.95 * (len(lat) - 1))], 3),
+        "params": count_params(model),
+        "gflops": round(gflops(model.cpu(), x1.cpu()), 4),
+        "input": f"1x{h}x{w}",
+        "train_batch": bs,
+    }
+    try:
+        result["onnxruntime_infer_plates_per_s"] = round(ort_throughput(model.cpu(), xb.cpu()), 1)
+    except ImportError:
+        pass
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    queue.put(result)
+
+
+def ort_throughput(model, xb) -> float:
+    import tempfile
+
+    import onnxruntime as ort
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.onnx")
+        torch.onnx.export(model, xb[:1], path, input_names=["images"], dynamic_axes={"images": {0: "batch"}},
+                          dynamo=False)
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        feed = {"images": xb.numpy()}
+        sess.run(None, feed)
+        t0 = time.perf_counter()
+        for _ in range(4):
+            sess.run(None, feed)
+        return 4 * len(xb) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
+    ap.add_argument("--models", nargs="+", default=list(SETTINGS))
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+
+    import torch
+
+    from plate_lib.config import load
+
+    default = load(ROOT / "cfg.yaml").model.name
+    ctx = mp.get_context("spawn")
+    models = {}
+    for name in args.models:
+        q = ctx.Queue()
+        p = ctx.Process(target=measure, args=(name, args.device, q))
+        p.start()
+        models[name] = q.get()
+        p.join()
+        print(f"measured {name}", file=sys.stderr)
+    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"cpu ({os.cpu_count()} cores)"
+    out = {"machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
+           "device": device, "torch": torch.__version__, "default_model": default, "models": models}
+    if "seed_crnn" in models and default in models and default != "seed_crnn":
+        seed, d = models["seed_crnn"], models[default]
+        d["train_ratio_vs_seed"] = round(d["train_plates_per_s"] / seed["train_plates_per_s"], 1)
+        d["infer_ratio_vs_seed"] = round(d["infer_plates_per_s"] / seed["infer_plates_per_s"], 1)
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+    keys = ["train_plates_per_s", "infer_plates_per_s", "latency_ms_p50", "latency_ms_p95", "peak_rss_mb", "params",
+            "gflops", "onnxruntime_infer_plates_per_s"]
+    print(f"device: {device}")
+    print(f"{'':32}" + "".join(f"{m:>16}" for m in models) + (f"{'ratio':>10}" if "seed_crnn" in models else ""))
+    for k in keys:
+        vals = [models[m].get(k) for m in models]
+        row = f"{k:32}" + "".join(f"{v if v is not None else '-':>16}" for v in vals)
+        if "seed_crnn" in models and default in models and all(isinstance(v, (int, float)) for v in vals):
+            s, d = models["seed_crnn"][k], models[default][k]
+            row += f"{d / s:>9.1f}x" if s else ""
+        print(row)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

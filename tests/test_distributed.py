@@ -1,0 +1,51 @@
+"""Multi-process training: torchrun with 2 gloo processes equals one process with the same global batch.
+
+Exact equality needs per-plate normalisation (model.norm=group; batch norm sees only its shard, as in any
+DDP run without SyncBatchNorm, which PyTorch has on GPUs only) and no dropout (each process draws its own masks).
+"""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import write_dl1_zip
+
+pytestmark = pytest.mark.slow
+
+SETTINGS = ["--quiet", "--set", "data.source=d.zip", "--set", "training.batch_size=8", "--set", "training.epochs=2",
+            "--set", "model.hidden=16", "--set", "model.norm=group", "--set", "model.dropout=0", "--set", "training.threads=1",
+            "--set", "run.device=cpu"]
+
+
+def train(cwd: Path, name: str, nproc: int) -> Path:
+    cmd = [sys.executable, "-m", "plate_lib", "train", *SETTINGS, "--set", f"run.name={name}"]
+    if nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+               "-m", "plate_lib", "train", *SETTINGS, "--set", f"run.name={name}"]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return cwd / "runs" / name
+
+
+def test_two_gloo_processes_match_one_process(tmp_path):
+    plates = ["皖A12345", "苏B88888", "沪AD1234", "皖AD12345", "浙C0L1A7", "京A00001", "皖N12Q45", "鲁Q99999"]
+    write_dl1_zip(tmp_path / "d.zip", {"train": plates * 5, "test": plates[:3]})
+    one = train(tmp_path, "one", 1)
+    two = train(tmp_path, "two", 2)
+    # rank 0 alone wrote the run folder, with the same rows as the single process (timings aside)
+    rows1 = list(csv.DictReader((one / "metrics.csv").open()))
+    rows2 = list(csv.DictReader((two / "metrics.csv").open()))
+    assert len(rows1) == len(rows2) == 2
+    for a, b in zip(rows1, rows2):
+        for key in ["epoch", "step", "val_word_acc", "val_char_acc", "val_province_acc"]:
+            assert a[key] == b[key], key
+        for key in ["train_loss", "val_loss"]:
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4), key
+    w1 = torch.load(one / "last.pt", weights_only=False)["model"]
+    w2 = torch.load(two / "last.pt", weights_only=False)["model"]
+    for k in w1:
+        # equal up to float summation order (gradients are summed in another order across processes)
+        assert torch.allclose(w1[k], w2[k], atol=1e-4), f"{k} differs by {(w1[k] - w2[k]).abs().max():.2e}"
