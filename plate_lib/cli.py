@@ -108,22 +108,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .dataset import load_split
     from .export import check_parity, export_onnx
     from .inference import load_model
+    from .sources import open_source
 
     ckpt = _checkpoint(args)
     out = export_onnx(ckpt, args.onnx)
     print(f"wrote {out}")
+    _, cfg = load_model(ckpt)
+    pre = cfg.preprocess
     if args.data:
-        from .sources import open_source
-
-        _, cfg = load_model(ckpt)
-        data = load_split(open_source(args.data), args.split, cfg.preprocess, cfg.data.cache_dir, cfg.data.skip_bad,
-                          limit=args.n)
-        images = data.images
-    else:  # random inputs still compare the logits; decoded plates need real crops (--data)
-        _, cfg = load_model(ckpt)
-        rng = np.random.default_rng(0)
-        images = rng.integers(0, 256, (args.n, cfg.preprocess.height, cfg.preprocess.width, cfg.preprocess.channels),
-                              dtype=np.uint8)
+        images = load_split(open_source(args.data), args.split, pre, cfg.data.cache_dir, cfg.data.skip_bad,
+                            limit=args.n).images
+    else:  # random inputs still compare the logits; identical plates mean more on real crops (--data)
+        images = np.random.default_rng(0).integers(0, 256, (args.n, pre.height, pre.width, pre.channels), np.uint8)
     parity = check_parity(ckpt, out, images)
     print(json.dumps(parity))
     if not parity["ok"]:
