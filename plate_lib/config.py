@@ -41,6 +41,11 @@ class RunConfig(_Section):
         return v
 
 
+class TrainSource(_Section):
+    path: str = Field(description="'synthetic', a dl1 zip, a crops folder or a CCPD2019 folder; its train split is used")
+    weight: float = Field(1.0, gt=0, description="Share of each epoch's draws relative to data.source (weight 1)")
+
+
 class DataConfig(_Section):
     source: str = Field("synthetic", description="'synthetic', a CCPD2019-dl1 zip, a crops folder or a CCPD2019 folder")
     synthetic_path: str = Field("data/synthetic.zip", description="Where the synthetic dl1-layout zip is written")
@@ -49,6 +54,8 @@ class DataConfig(_Section):
     eval_sets: list[str] = Field(default_factory=list, description="Extra evaluation sets: zips or folders")
     cache_dir: str = Field("data/cache", description="Decoded, preprocessed arrays, keyed by source content and settings")
     limit: int | None = Field(None, ge=1, description="Use at most this many images per split (smoke runs)")
+    train_sources: list[TrainSource] = Field(default_factory=list, description="More training sources mixed in by weight")
+    province_balance: float = Field(0.0, ge=0, le=1, description="Oversample rare provinces: 0 = as drawn, 1 = equally often")
 
 
 class PreprocessConfig(_Section):
@@ -96,6 +103,7 @@ class TrainingConfig(_Section):
     num_workers: int = Field(0, ge=0, description="DataLoader workers (arrays are pre-decoded, so 0 is fine on a CPU)")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores")
     out_dir: str = Field("runs", description="Runs go to <out_dir>/<run.name>/")
+    init_from: str | None = Field(None, description="Start from this checkpoint's weights (fine-tuning)")
     eval_batch_size: int = Field(256, ge=1, description="Plates per evaluation batch")
 
 

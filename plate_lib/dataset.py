@@ -175,6 +175,34 @@ def load_cfg_split(cfg: Config, split: str, path: str | None = None) -> SplitDat
                       cfg.data.skip_bad, cfg.data.limit)
 
 
+def concat_splits(parts: list[SplitData]) -> SplitData:
+    if len(parts) == 1:
+        return parts[0]
+    return SplitData(np.concatenate([p.images for p in parts]), [t for p in parts for t in p.texts],
+                     [n for p in parts for n in p.names], [m for p in parts for m in (p.meta or [{}] * len(p))],
+                     [s for p in parts for s in p.skipped], "+".join(p.source for p in parts), parts[0].split)
+
+
+def load_training_set(cfg: Config) -> tuple[SplitData, torch.Tensor | None]:
+    """The train split of ``data.source`` plus each ``data.train_sources`` entry, and per-plate draw weights
+    (None: uniform). A source of weight w gets w / (weight of data.source = 1) of the draws; with
+    ``province_balance`` b a plate's weight is further scaled by (count of its province) ** -b."""
+    parts = [load_cfg_split(cfg, "train")]
+    shares = [1.0]
+    for extra in cfg.data.train_sources:
+        parts.append(load_cfg_split(cfg, "train", extra.path))
+        shares.append(extra.weight)
+    data = concat_splits(parts)
+    if len(parts) == 1 and cfg.data.province_balance == 0:
+        return data, None
+    w = torch.cat([torch.full((len(p),), s / max(1, len(p)), dtype=torch.float64) for p, s in zip(parts, shares, strict=True)])
+    if cfg.data.province_balance > 0:
+        provs = [t[0] for t in data.texts]
+        counts = {p: provs.count(p) for p in set(provs)}
+        w *= torch.tensor([counts[p] ** -cfg.data.province_balance for p in provs], dtype=torch.float64)
+    return data, w
+
+
 # --- batches --------------------------------------------------------------------------------------------
 
 
@@ -218,13 +246,16 @@ class PlateBatches(torch.utils.data.Dataset):
 
 def batch_loader(dataset: PlateBatches, batch_size: int, shuffle: bool, seed: int = 0,
                  epoch: int = 0, num_workers: int = 0, pin_memory: bool = False, rank: int = 0,
-                 world_size: int = 1) -> torch.utils.data.DataLoader:
+                 world_size: int = 1, weights: torch.Tensor | None = None) -> torch.utils.data.DataLoader:
     """A loader of whole batches, each sorted (memory order). Shuffling is seeded by ``(seed, epoch)``. With
     ``world_size`` > 1 (a distributed sampler) every rank draws the same global batches and takes its
-    contiguous share, so the processes together see exactly what one process would."""
+    contiguous share, so the processes together see exactly what one process would. ``weights``: draw each
+    epoch's plates with replacement in proportion to them (mixing sources, oversampling provinces)."""
     n = len(dataset)
-    if shuffle:
-        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if shuffle and weights is not None:  # n draws with replacement, by weight
+        order = torch.multinomial(weights, n, replacement=True, generator=g).tolist()
+    elif shuffle:
         order = torch.randperm(n, generator=g).tolist()
     else:
         order = list(range(n))

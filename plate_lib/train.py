@@ -28,8 +28,15 @@ from tqdm import tqdm
 from . import metrics
 from .augment import augment_batch
 from .config import Config
-from .dataset import PlateBatches, SplitData, batch_loader, load_cfg_split
-from .inference import decode_logits, model_spec, pick_device, read_checkpoint, save_checkpoint
+from .dataset import PlateBatches, SplitData, batch_loader, load_cfg_split, load_training_set
+from .inference import (
+    CheckpointError,
+    decode_logits,
+    model_spec,
+    pick_device,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .models import build_model, count_params
 
 log = logging.getLogger(__name__)
@@ -109,6 +116,19 @@ def validate(model, data: SplitData, ds: PlateBatches, cfg: Config, device, weig
             "val_cer": m["cer"], "val_province_acc": m["province_acc"]}
 
 
+def init_weights(model: torch.nn.Module, cfg: Config, path: str) -> None:
+    """Fine-tuning: copy a checkpoint's weights into ``model``; a different model or alphabet is an error."""
+    ck = read_checkpoint(path)
+    if ck["model_name"] != cfg.model.name or ck["alphabet"]["provinces"] != list(cfg.provinces):
+        raise CheckpointError(f"training.init_from {path} holds a {ck['model_name']} over {len(ck['alphabet']['provinces'])} "
+                              f"provinces; this run trains {cfg.model.name} over {len(cfg.provinces)}")
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"training.init_from {path} does not fit this model's sizes: {e}") from None
+    log.info("initialised from %s", path)
+
+
 @dataclass(frozen=True)
 class Dist:
     """This process's place in a ``torchrun`` job (rank 0 of 1 when run plainly)."""
@@ -182,14 +202,17 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     if device.type == "cpu":
         torch.set_num_threads(cfg.training.threads or max(1, (os.cpu_count() or 1) // ddp.world))
 
-    train, val = load_cfg_split(cfg, "train"), load_cfg_split(cfg, "val")
+    (train, draw_weights), val = load_training_set(cfg), load_cfg_split(cfg, "val")
     if len(train) == 0:
         raise ValueError(f"the training split of {cfg.data.source} is empty; expected plates under train/")
     provinces = list(cfg.provinces)
     train_ds, val_ds = PlateBatches(train, provinces), PlateBatches(val, provinces)
     weights = province_weights(train, provinces) if cfg.training.province_weights else torch.ones(len(provinces))
 
-    model = build_model(cfg.model.name, model_spec(cfg)).to(device)
+    model = build_model(cfg.model.name, model_spec(cfg))
+    if cfg.training.init_from:
+        init_weights(model, cfg, cfg.training.init_from)
+    model = model.to(device)
     if cfg.training.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt_cls = torch.optim.AdamW if cfg.training.optimizer == "adamw" else torch.optim.Adam
@@ -232,7 +255,7 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         t0 = time.perf_counter()
         loader = batch_loader(train_ds, cfg.training.batch_size, shuffle=True, seed=cfg.run.seed, epoch=epoch,
                               num_workers=cfg.training.num_workers, pin_memory=device.type == "cuda",
-                              rank=ddp.rank, world_size=ddp.world)
+                              rank=ddp.rank, world_size=ddp.world, weights=draw_weights)
         step, seen, loss_sum, nb = train_epoch(net, opt, scaler, loader, cfg, device, weights.to(device), aug_gen,
                                                step, total, ddp, progress, f"epoch {epoch + 1}/{cfg.training.epochs}")
         elapsed = time.perf_counter() - t0

@@ -102,3 +102,12 @@ def test_export_writes_onnx_that_matches_pytorch(trained):
     parity = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (trained / "model.onnx").is_file()
     assert parity["ok"] and parity["max_abs_diff"] <= 1e-4 and parity["plates_identical"] and parity["n"] == 24
+
+
+def test_fine_tuning_starts_from_a_checkpoint_and_refuses_another_model(trained):
+    plate("train", *TRAIN, "--set", "training.epochs=1", "--set", "run.name=tuned",
+          "--set", "training.init_from=runs/default/best.pt", cwd=trained)
+    assert (trained / "runs/tuned/best.pt").is_file()
+    proc = plate("train", *TRAIN, "--set", "model.name=seed_crnn", "--set", "run.name=bad",
+                 "--set", "training.init_from=runs/default/best.pt", cwd=trained, check=False)
+    assert proc.returncode == 2 and "small_crnn" in proc.stderr and "Traceback" not in proc.stderr

@@ -83,3 +83,36 @@ def test_shuffling_is_seeded_by_seed_and_epoch(dl1_zip):
     order = lambda s, e: torch.cat([b["index"] for b in batch_loader(ds, 4, True, seed=s, epoch=e)]).tolist()  # noqa: E731
     assert order(0, 0) == order(0, 0) and order(0, 0) != order(0, 1)
     assert sorted(order(0, 1)) == list(range(len(ds)))
+
+
+def _cfg(tmp_path, **data):
+    from plate_lib.config import load
+
+    return load(None, {"data.cache_dir": str(tmp_path / "cache"), **{f"data.{k}": v for k, v in data.items()}})
+
+
+def test_extra_training_sources_are_mixed_in_by_weight(tmp_path):
+    from collections import Counter
+
+    from plate_lib.dataset import load_training_set
+
+    a = write_dl1_zip(tmp_path / "a.zip", {"train": [f"皖A{i:05d}" for i in range(300)]})
+    b = write_dl1_zip(tmp_path / "b.zip", {"train": [f"苏B{i:05d}" for i in range(30)]})
+    cfg = _cfg(tmp_path, source=str(a), train_sources=[{"path": str(b), "weight": 1.0}])
+    data, weights = load_training_set(cfg)
+    assert len(data) == len(Dl1Zip(a).records("train")) + len(Dl1Zip(b).records("train"))
+    ds = PlateBatches(data, ["皖", "苏"])
+    drawn = Counter(data.texts[i][0] for batch in batch_loader(ds, 64, True, weights=weights) for i in batch["index"].tolist())
+    # equal weights: about half the draws from the small source, though it holds a tenth of the plates
+    assert 0.35 < drawn["苏"] / sum(drawn.values()) < 0.65
+
+
+def test_province_balance_oversamples_rare_provinces(tmp_path):
+    from plate_lib.dataset import load_training_set
+
+    a = write_dl1_zip(tmp_path / "a.zip", {"train": [f"皖A{i:05d}" for i in range(200)] + ["鲁Q00001", "鲁Q00002", "鲁Q00003", "鲁Q00004"]})
+    data, w = load_training_set(_cfg(tmp_path, source=str(a), province_balance=1.0))
+    lu = [i for i, t in enumerate(data.texts) if t[0] == "鲁"]
+    assert lu and float(w[lu].sum() / w.sum()) == pytest.approx(0.5)
+    _, none = load_training_set(_cfg(tmp_path, source=str(a)))
+    assert none is None  # one source, no balance: plain shuffling

@@ -1,0 +1,118 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+# Parameters: papermill (make report) replaces them; these are the smoke run the committed outputs show.
+config = "cfg.yaml"  # the config file, relative to the project root
+profile = "profiles/smoke.yaml"  # dotted-key overrides applied after the config (None: none)
+overrides = {"run.name": "smoke", "run.device": "cpu", "data.eval_sets": ["../shared/data/ccpd2019-sample"]}
+drop_missing_eval_sets = True  # smoke runs skip eval sets this machine lacks (a clone without ../shared)
+
+# %%
+from IPython.display import display
+
+from plate_lib import analysis, plots, report
+from plate_lib.inference import pick_device
+
+cfg = report.setup_notebook(config, profile, overrides, drop_missing_eval_sets)
+
+# %% [markdown]
+# # 03 · Error analysis
+# The best checkpoint of the run, evaluated on the test split and on every `data.eval_sets` entry; the
+# summaries go to `<run>/eval.json` (read by `make report`), the per-plate rows to `<run>/eval-<set>.csv`.
+
+# %%
+run = report.run_dir(cfg)
+results = analysis.evaluate_sets(cfg, run / "best.pt", str(pick_device(cfg.run.device)))
+print("summaries in", report.write_eval(run, results, run / "best.pt"))
+
+# %% [markdown]
+# ## Summary
+# Word accuracy (whole plate right), the seed's position-wise character accuracy, CER (Levenshtein distance over
+# true characters), province accuracy overall and on plates not from 皖. The seed notebook's column is what
+# it reported on the 9,999 CCPD2019-dl1 test crops.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print({k: round(v, 3) for k, v in results["test"][0].items()})
+
+# %%
+analysis.summary_table({k: s for k, (s, _) in results.items()}).round(3)
+
+# %% [markdown]
+# ## Test split: which characters go wrong
+# Province confusions (true → predicted), most frequent first.
+
+# %%
+test_rows, test_source = results["test"][1], analysis.eval_source(cfg, "test")
+analysis.province_confusions(test_rows).head(15)
+
+# %% [markdown]
+# Symbol confusions after the province, from a Levenshtein alignment of truth and prediction (so a dropped
+# character counts once instead of shifting every later one); `∅` marks a missing or an extra character.
+
+# %%
+analysis.symbol_confusions(test_rows).head(20)
+
+# %% [markdown]
+# ## Wrong characters per plate
+# Position-wise (as the seed counted them, 0 to 8) and by Levenshtein distance, beside the seed's test counts.
+
+# %%
+errors = analysis.error_table(test_rows)
+errors.T
+
+# %%
+plots.error_histogram(errors)
+
+# %% [markdown]
+# ## Plates with 3 or more wrong characters
+# Up to 8 test crops (raw, before the letterbox) per number of position-wise errors.
+
+# %%
+for k, rows in analysis.error_galleries(test_rows, min_errors=3, per_count=8).items():
+    display(plots.plate_gallery(test_source, rows, f"{k} wrong characters"))
+
+# %% [markdown]
+# ## Accuracy per province
+# The last row pools every plate not from 皖.
+
+# %%
+analysis.province_accuracy(test_rows).round(3)
+
+# %% [markdown]
+# ## Confidence
+# Confidence is the province probability times the best CTC path's probability. The least confident correct
+# plates and the most confident wrong ones:
+
+# %%
+plots.plate_gallery(test_source, analysis.least_confident_correct(test_rows), "least confident correct",
+                    confidence=True)
+
+# %%
+plots.plate_gallery(test_source, analysis.most_confident_wrong(test_rows), "most confident wrong", confidence=True)
+
+# %% [markdown]
+# ## Evaluation sets
+# Metrics per CCPD sub-dataset (`ccpd_base`, `ccpd_green`, …) for the eval sets that are CCPD photo folders,
+# and their most confident mistakes.
+
+# %%
+analysis.subset_tables(results).round(3)
+
+# %%
+for name in cfg.data.eval_sets:
+    display(plots.plate_gallery(analysis.eval_source(cfg, name), analysis.most_confident_wrong(results[name][1]),
+                                f"{name}: most confident wrong", confidence=True))

@@ -1,0 +1,235 @@
+"""Analysis: the tables behind the report notebooks, from a dataset's records or from ``evaluate``'s rows.
+
+Rows are ``inference.evaluate``'s per-plate DataFrame (``name, true, pred, confidence, correct, char_errors,
+edit_distance`` and, for CCPD photos, ``subset`` …). Symbol confusions align prediction and truth with a
+Levenshtein alignment (after the province), so a dropped character counts once, not as a shift of every
+character after it; ``char_errors`` stays the seed's position-wise count.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rapidfuzz.distance import Levenshtein
+
+from . import metrics
+from .augment import augment_batch
+from .config import AugmentConfig, Config, PreprocessConfig
+from .dataset import letterbox, load_cfg_split, resolve_source, to_tensor
+from .inference import evaluate, load_model
+from .sources import Record, Source, open_source
+from .synth import generate_zip, render_plate
+
+# The seed notebook's test results (9,999 CCPD2019-dl1 crops): docs/seed-summary.md.
+SEED_RESULTS = {"n": 9999, "word_acc": 0.91, "char_acc": 0.98, "province_acc_non_wan": 0.89}
+SEED_ERROR_COUNTS = {0: 9126, 1: 619, 2: 155, 3: 53, 4: 31, 5: 11, 6: 4}
+MISSING = "∅"  # the empty side of an inserted or deleted character
+
+
+# --- the data ----------------------------------------------------------------------------------------------
+
+
+def open_dataset(cfg: Config) -> Source:
+    """The configured source (``resolve_source``); a missing synthetic zip is generated without a progress bar."""
+    if cfg.data.source == "synthetic" and not Path(cfg.data.synthetic_path).is_file():
+        generate_zip(cfg.data.synthetic_path, cfg.synth, progress=False)
+    return resolve_source(cfg)
+
+
+def split_counts(source: Source, splits: tuple[str, ...] = ("train", "val", "test")) -> pd.DataFrame:
+    """Plates per split, with the bad labels, the 皖 share and the green (8-character) share."""
+    out = {}
+    for split in splits:
+        recs = source.records(split)
+        texts = [r.text for r in recs if not r.error]
+        out[split] = {"plates": len(texts), "bad labels": len(recs) - len(texts),
+                      "皖 share": float(np.mean([t[0] == metrics.HOME_PROVINCE for t in texts])) if texts else np.nan,
+                      "green share": float(np.mean([len(t) == 8 for t in texts])) if texts else np.nan}
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def province_counts(texts: list[str]) -> pd.Series:
+    """Plates per province (first character), most frequent first."""
+    counts = Counter(t[0] for t in texts if t)
+    return pd.Series(dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))), name="plates", dtype=int)
+
+
+def sample_records(source: Source, split: str, n: int, seed: int = 0) -> list[Record]:
+    """Up to ``n`` good records of ``split``, drawn without replacement, in their listed order."""
+    recs = [r for r in source.records(split) if not r.error]
+    if len(recs) <= n:
+        return recs
+    keep = np.sort(np.random.default_rng(seed).choice(len(recs), n, replace=False))
+    return [recs[i] for i in keep]
+
+
+def crop_sizes(source: Source, records: list[Record]) -> pd.DataFrame:
+    """Raw (before letterbox) width and height of each record's crop."""
+    shapes = [source.load(r).shape[:2] for r in records]
+    return pd.DataFrame({"name": [r.name for r in records], "width": [s[1] for s in shapes],
+                         "height": [s[0] for s in shapes]})
+
+
+def load_crops(source: Source, names: list[str]) -> list[np.ndarray]:
+    """Raw BGR crops by record name (as in ``evaluate``'s ``name`` column)."""
+    return [source.load(Record(name, "")) for name in names]
+
+
+def letterboxed(crops: list[np.ndarray], pre: PreprocessConfig) -> np.ndarray:
+    """Raw crops → the model's input, uint8 [N, H, W, C] (``dataset.letterbox``)."""
+    return np.stack([letterbox(c, pre.height, pre.width, pre.grayscale) for c in crops])
+
+
+def augment_draws(images: np.ndarray, cfg: AugmentConfig, draws: int = 4, seed: int = 0) -> np.ndarray:
+    """uint8 [N, H, W, C] → uint8 [N, 1 + draws, H, W, C]: each plate, then ``draws`` augmentations of it."""
+    g = torch.Generator().manual_seed(seed)
+    x = to_tensor(images)
+    outs = [x] + [augment_batch(x.clone(), cfg.model_copy(update={"enabled": True}), g) for _ in range(draws)]
+    stacked = torch.stack(outs, 1).mul(255).round().clamp(0, 255).to(torch.uint8)  # [N, D, C, H, W]
+    return stacked.permute(0, 1, 3, 4, 2).numpy()
+
+
+def ccpd_eval_sets(cfg: Config) -> list[str]:
+    """The entries of ``data.eval_sets`` that are CCPD2019 photo folders."""
+    return [p for p in cfg.data.eval_sets if open_source(p, cfg.data.val_fraction).kind == "ccpd_photos"]
+
+
+def real_and_synthetic(cfg: Config, n: int = 6, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
+    """Crops of ``n`` real plates from the first CCPD photo folder in ``data.eval_sets``, each followed by a
+    synthetic rendering of the same plate text; empty lists when no eval set is a CCPD photo folder."""
+    sets = ccpd_eval_sets(cfg)
+    if not sets:
+        return [], []
+    source = open_source(sets[0], cfg.data.val_fraction)
+    rng = np.random.default_rng(seed)
+    images, titles = [], []
+    for rec in sample_records(source, "all", n, seed):
+        images += [source.load(rec), render_plate(rec.text, rng, cfg.synth.degrade)]
+        titles += [f"real: {rec.text}", f"synthetic: {rec.text}"]
+    return images, titles
+
+
+# --- evaluation --------------------------------------------------------------------------------------------
+
+
+def eval_source(cfg: Config, name: str) -> Source:
+    """The source behind an evaluation name: ``test`` is the configured data, anything else an eval set path."""
+    return resolve_source(cfg) if name == "test" else open_source(name, cfg.data.val_fraction)
+
+
+def evaluate_sets(cfg: Config, checkpoint: str | Path, device: str) -> dict[str, tuple[dict, pd.DataFrame]]:
+    """``{"test": (summary, rows), <eval set>: (summary, rows), …}`` for the checkpoint."""
+    model, _ = load_model(checkpoint, device)
+    out = {}
+    for name in ["test", *cfg.data.eval_sets]:
+        data = load_cfg_split(cfg, "test") if name == "test" else load_cfg_split(cfg, "all", name)
+        out[name] = evaluate(model, data, list(cfg.provinces), cfg.training.eval_batch_size, device)
+    return out
+
+
+def summary_table(summaries: dict[str, dict], seed: dict = SEED_RESULTS) -> pd.DataFrame:
+    """Metrics (rows) × evaluation sets (columns), the seed's reported test numbers first."""
+    cols = {"seed notebook (test)": seed, **{("this run: " + Path(k).name): v for k, v in summaries.items()}}
+    keys = ["n", "word_acc", "char_acc", "cer", "province_acc", "province_acc_non_wan"]
+    return pd.DataFrame({c: [s.get(k, np.nan) for k in keys] for c, s in cols.items()}, index=keys)
+
+
+# --- errors ------------------------------------------------------------------------------------------------
+
+
+def province_confusions(rows: pd.DataFrame) -> pd.DataFrame:
+    """``count, true, pred`` for each (true, predicted) province pair that differ, most frequent first."""
+    pairs = Counter((t[:1], p[:1]) for t, p in zip(rows["true"], rows["pred"], strict=True) if t[:1] != p[:1])
+    return _pair_table(pairs)
+
+
+def symbol_edits(true: str, pred: str) -> list[tuple[str, str]]:
+    """(true, predicted) symbol pairs of a Levenshtein alignment after the province; ``∅`` marks a missing side."""
+    t, p = true[1:], pred[1:]
+    out = []
+    for op in Levenshtein.editops(t, p):
+        if op.tag == "replace":
+            out.append((t[op.src_pos], p[op.dest_pos]))
+        elif op.tag == "delete":
+            out.append((t[op.src_pos], MISSING))
+        else:
+            out.append((MISSING, p[op.dest_pos]))
+    return out
+
+
+def symbol_confusions(rows: pd.DataFrame) -> pd.DataFrame:
+    """``count, true, pred`` over all plates' symbol edits (see ``symbol_edits``), most frequent first."""
+    pairs = Counter(e for t, p in zip(rows["true"], rows["pred"], strict=True) for e in symbol_edits(t, p))
+    return _pair_table(pairs)
+
+
+def _pair_table(pairs: Counter) -> pd.DataFrame:
+    df = pd.DataFrame([(n, t, p) for (t, p), n in pairs.items()], columns=["count", "true", "pred"])
+    return df.sort_values(["count", "true", "pred"], ascending=[False, True, True], ignore_index=True)
+
+
+def error_histogram(rows: pd.DataFrame, column: str = "char_errors", max_errors: int = 8) -> pd.Series:
+    """Plates per number of wrong characters, 0..``max_errors`` (larger counts go into the last bin)."""
+    counts = rows[column].clip(upper=max_errors).value_counts()
+    return counts.reindex(range(max_errors + 1), fill_value=0).rename_axis("wrong characters").astype(int)
+
+
+def error_table(rows: pd.DataFrame, seed: dict[int, int] = SEED_ERROR_COUNTS, max_errors: int = 8) -> pd.DataFrame:
+    """Plates per number of wrong characters: position-wise (the seed's count), Levenshtein, and the seed's."""
+    return pd.DataFrame({
+        "position-wise": error_histogram(rows, "char_errors", max_errors),
+        "Levenshtein": error_histogram(rows, "edit_distance", max_errors),
+        "seed notebook": pd.Series(seed).reindex(range(max_errors + 1), fill_value=0).astype(int),
+    }).rename_axis("wrong characters")
+
+
+def error_galleries(rows: pd.DataFrame, min_errors: int = 3, per_count: int = 8,
+                    column: str = "char_errors") -> dict[int, pd.DataFrame]:
+    """``{k: up to per_count rows with exactly k wrong characters}`` for each k >= ``min_errors`` present."""
+    wrong = rows[rows[column] >= min_errors].sort_values([column, "name"])
+    return {int(k): g.head(per_count) for k, g in wrong.groupby(column)}
+
+
+def least_confident_correct(rows: pd.DataFrame, n: int = 8) -> pd.DataFrame:
+    return rows[rows["correct"]].sort_values(["confidence", "name"]).head(n)
+
+
+def most_confident_wrong(rows: pd.DataFrame, n: int = 8) -> pd.DataFrame:
+    return rows[~rows["correct"]].sort_values(["confidence", "name"], ascending=[False, True]).head(n)
+
+
+def plate_titles(rows: pd.DataFrame, confidence: bool = False) -> list[str]:
+    """``True: 皖A12345  pred: 皖A12346`` per row (with the confidence when asked)."""
+    return [f"True: {t}  pred: {p}" + (f"  ({c:.2g})" if confidence else "")
+            for t, p, c in zip(rows["true"], rows["pred"], rows["confidence"], strict=True)]
+
+
+# --- accuracy by group -------------------------------------------------------------------------------------
+
+
+def province_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per true province: ``n, word_acc, province_acc, cer`` (``metrics.per_province``), then a row for all
+    plates not from 皖."""
+    table = metrics.per_province(rows["pred"].tolist(), rows["true"].tolist())
+    other = rows[rows["true"].str[0] != metrics.HOME_PROVINCE]
+    if len(other):
+        s = metrics.summarize(other["pred"].tolist(), other["true"].tolist())
+        table.loc[f"not {metrics.HOME_PROVINCE}"] = [s["n"], s["word_acc"], s["province_acc"], s["cer"]]
+    return table.astype({"n": int})
+
+
+def subset_metrics(rows: pd.DataFrame, column: str = "subset") -> pd.DataFrame:
+    """``metrics.summarize`` per value of ``column`` (CCPD's sub-datasets), plus ``all``."""
+    groups = {str(k): g for k, g in rows.groupby(column)} | {"all": rows}
+    out = pd.DataFrame({k: metrics.summarize(g["pred"].tolist(), g["true"].tolist()) for k, g in groups.items()}).T
+    return out.astype({"n": int}).rename_axis(column)
+
+
+def subset_tables(results: dict[str, tuple[dict, pd.DataFrame]], column: str = "subset") -> pd.DataFrame:
+    """``subset_metrics`` of every evaluation set that has a ``column``, indexed by (set, subset); may be empty."""
+    tables = {Path(k).name: subset_metrics(rows, column) for k, (_, rows) in results.items() if column in rows}
+    return pd.concat(tables, names=["eval set"]) if tables else pd.DataFrame()
