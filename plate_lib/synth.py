@@ -109,7 +109,7 @@ class SynthConfig(BaseModel):
     green_fraction: float = Field(0.1, ge=0.0, le=1.0, description="Share of green 8-character new-energy plates")
     province_flatten: float = Field(
         0.0, ge=0.0, le=1.0,
-        description="0 = CCPD's province skew (皖 ~88-95 %), 1 = uniform; weights = (count + 1) ** (1 - flatten)")
+        description="0 = CCPD's province skew (皖 88 %), 1 = uniform; weights = (count + 1) ** (1 - flatten)")
     seed: int = Field(0, ge=0, description="Seed; plate i of a split uses np.random.default_rng([seed, split, i])")
     jpeg_quality: tuple[Quality, Quality] = Field(
         (40, 95), description="JPEG quality range (low, high), sampled per plate")
