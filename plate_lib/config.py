@@ -69,7 +69,7 @@ class PreprocessConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    enabled: bool = Field(True, description="Batch augmentation during training")
+    enabled: bool = Field(False, description="Batch augmentation during training (on for real crops)")
     rotate_deg: float = Field(4.0, ge=0, le=45, description="Max rotation in degrees")
     shear: float = Field(0.15, ge=0, le=1, description="Max horizontal shear")
     scale: float = Field(0.08, ge=0, le=0.5, description="Max relative zoom in/out")
@@ -92,7 +92,7 @@ class TrainingConfig(_Section):
     epochs: int = Field(10, ge=1, description="Passes over the training split")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (smoke runs)")
     batch_size: int = Field(64, ge=1, description="Plates per step (global under torchrun)")
-    lr: float = Field(2e-3, gt=0, description="Peak learning rate")
+    lr: float = Field(5e-3, gt=0, description="Peak learning rate")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     optimizer: Literal["adam", "adamw"] = Field("adamw", description="adam (the seed's) or adamw")
     warmup_steps: int = Field(100, ge=0, description="Linear warm-up before the cosine decay")
