@@ -71,7 +71,7 @@ def measure(name: str, device: str, queue) -> None:
         for i, batch in enumerate(batch_loader(ds, bs, shuffle=True, pin_memory=use_amp)):
             if i == k:
                 break
-            x = augment_batch(batch["images"].to(dev).float().div_(255), AugmentConfig(), gen)
+            x = augment_batch(batch["images"].to(dev).float().div_(255), AugmentConfig(enabled=True), gen)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
                 prov, ctc = model(x)
             loss = plate_loss(prov, ctc, {k2: v.to(dev) for k2, v in batch.items()}, weights)

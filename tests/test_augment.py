@@ -7,7 +7,7 @@ import torch
 from plate_lib.augment import augment_batch
 from plate_lib.config import AugmentConfig
 
-ZERO = AugmentConfig(rotate_deg=0, shear=0, scale=0, translate=0, brightness=0, contrast=0, noise=0)
+ZERO = AugmentConfig(enabled=True, rotate_deg=0, shear=0, scale=0, translate=0, brightness=0, contrast=0, noise=0)
 
 
 def test_zero_strength_is_the_identity():
@@ -22,8 +22,8 @@ def test_disabled_returns_the_batch_untouched():
 
 def test_same_generator_seed_gives_the_same_batch_and_plates_differ_within_it():
     x = torch.rand(1, 1, 48, 144).repeat(8, 1, 1, 1)
-    a = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(3))
-    b = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(3))
+    a = augment_batch(x, AugmentConfig(enabled=True), torch.Generator().manual_seed(3))
+    b = augment_batch(x, AugmentConfig(enabled=True), torch.Generator().manual_seed(3))
     assert torch.equal(a, b) and a.shape == x.shape
     assert not torch.allclose(a[0], a[1])  # each plate gets its own draw
     assert a.min() >= 0 and a.max() <= 1
