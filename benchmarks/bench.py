@@ -11,6 +11,7 @@ inference too when onnxruntime is installed. Prints a table with ratios to seed_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -109,10 +110,8 @@ def measure(name: str, device: str, queue) -> None:
         "input": f"1x{h}x{w}",
         "train_batch": bs,
     }
-    try:
+    with contextlib.suppress(ImportError):  # onnxruntime is in the [export] extra
         result["onnxruntime_infer_plates_per_s"] = round(ort_throughput(model.cpu(), xb.cpu()), 1)
-    except ImportError:
-        pass
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     queue.put(result)
 

@@ -35,7 +35,7 @@ cfg = report.setup_notebook(config, profile, overrides, drop_missing_eval_sets)
 # %%
 from plate_lib.train import fit
 
-run = fit(cfg, progress=False)
+run = fit(cfg, progress=False, reuse=True)  # a finished run of the same config, code and data is reused
 
 # %% [markdown]
 # ## The run's settings
@@ -47,7 +47,7 @@ report.key_settings(cfg, run)
 # ## Curves
 
 # %%
-m = pd.read_csv(run / "metrics.csv")
+m = pd.read_csv(run / "metrics.csv").merge(pd.read_csv(run / "timings.csv"), on="epoch")
 plots.training_curves(m)
 
 # %%

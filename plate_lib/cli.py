@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             print("(run with --debug for the traceback)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"plate {args.command}: interrupted; `plate train --resume` continues from the last epoch", file=sys.stderr)
+        hint = "; `plate train --resume` continues from the last checkpoint" if args.command == "train" else ""
+        print(f"plate {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 
 

@@ -2,8 +2,10 @@
 
 ``load_split`` decodes every image of a split in parallel, letterboxes it to the model's input size and
 stores the array under ``data.cache_dir`` keyed by the source's content and the preprocessing settings (a
-change to either builds a new cache). Epochs then slice memory instead of decoding JPEGs. Bad images and
-labels raise a ``DataError`` naming the file, or with ``skip_bad`` are counted and listed in ``skipped``.
+change to either builds a new cache). Cache files are written atomically, the array before its ``.json`` index,
+and checked against the index before use: one cut short by a crash is rebuilt with a warning. Epochs then
+slice memory instead of decoding JPEGs. Bad images and labels raise a ``DataError`` naming the file, or with
+``skip_bad`` are counted, logged and listed in ``skipped``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .plates import SYMBOL_CLASS
 from .sources import DataError, Record, Source, open_source
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the .json records the array's shape and byte size
 
 
 def letterbox(img: np.ndarray, height: int, width: int, grayscale: bool) -> np.ndarray:
@@ -110,6 +112,33 @@ def _reject(bad: list[tuple[str, str]], source: Source) -> None:
                     "Fix or remove them, or set data.skip_bad: true to skip them (they are then listed in the run log).")
 
 
+def _log_skipped(data: SplitData) -> None:
+    if data.skipped:
+        log.warning("skipped %d bad sample(s) in %s/%s: %s", len(data.skipped), data.source, data.split,
+                    "; ".join(f"{n} ({why})" for n, why in data.skipped))
+
+
+def _read_cache(arr_path: Path, json_path: Path, pre: PreprocessConfig) -> tuple[np.ndarray, dict] | None:
+    """The cached array (memory-mapped) and its index, or None (with a warning) when either is missing,
+    unreadable, or does not match the other: a cache cut short by a crash is rebuilt, never half-read."""
+    if not (arr_path.is_file() and json_path.is_file()):
+        return None
+    try:
+        info = json.loads(json_path.read_text(encoding="utf-8"))
+        shape = tuple(info["shape"])
+        if arr_path.stat().st_size != info["npy_bytes"]:
+            raise ValueError(f"{arr_path.stat().st_size} bytes on disk, {info['npy_bytes']} written")
+        images = np.load(arr_path, mmap_mode="r")
+        if images.shape != shape or images.dtype != np.uint8 or len(info["texts"]) != shape[0]:
+            raise ValueError(f"array {images.shape} {images.dtype}, index {shape} for {len(info['texts'])} plates")
+        if shape[1:] != (pre.height, pre.width, pre.channels):
+            raise ValueError(f"images are {shape[1:]}, preprocessing wants {(pre.height, pre.width, pre.channels)}")
+        return images, info
+    except (ValueError, OSError, KeyError, TypeError, json.JSONDecodeError) as e:
+        log.warning("cache %s is incomplete or damaged (%s); rebuilding it", arr_path, e)
+        return None
+
+
 def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str | Path | None = None,
                skip_bad: bool = False, limit: int | None = None, workers: int = 0) -> SplitData:
     """Decode ``split`` of ``source`` into a ``SplitData``, from the cache when it is there."""
@@ -119,15 +148,13 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
         cdir = Path(cache_dir)
         cdir.mkdir(parents=True, exist_ok=True)
         arr_path, json_path = cdir / f"{split}-{key}.npy", cdir / f"{split}-{key}.json"
-        if arr_path.is_file() and json_path.is_file():
-            try:
-                info = json.loads(json_path.read_text(encoding="utf-8"))
-                images = np.load(arr_path, mmap_mode="r")
-                if len(images) == len(info["texts"]):
-                    return SplitData(images, info["texts"], info["names"], info["meta"],
-                                     [tuple(s) for s in info["skipped"]], str(source.path), split)
-            except (ValueError, OSError, KeyError, json.JSONDecodeError) as e:
-                log.warning("cache %s is unreadable (%s); rebuilding it", arr_path, e)
+        cached = _read_cache(arr_path, json_path, pre)
+        if cached is not None:
+            images, info = cached
+            data = SplitData(images, info["texts"], info["names"], info["meta"],
+                             [tuple(s) for s in info["skipped"]], str(source.path), split)
+            _log_skipped(data)
+            return data
 
     records = source.records(split)
     if limit is not None:
@@ -144,12 +171,11 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
     images = np.stack([d for _, d in keep]) if keep else np.zeros((0, pre.height, pre.width, pre.channels), np.uint8)
     data = SplitData(images, [r.text for r, _ in keep], [r.name for r, _ in keep], [r.meta for r, _ in keep],
                      bad + img_bad, str(source.path), split)
-    if data.skipped:
-        log.warning("skipped %d bad sample(s) in %s/%s: %s", len(data.skipped), source.path, split,
-                    "; ".join(f"{n} ({why})" for n, why in data.skipped))
-    if arr_path is not None and json_path is not None:
+    _log_skipped(data)
+    if arr_path is not None and json_path is not None:  # the array first: the index commits it
         _atomic_write(arr_path, lambda p: _save_npy(p, images))
-        info = {"texts": data.texts, "names": data.names, "meta": data.meta, "skipped": data.skipped}
+        info = {"shape": list(images.shape), "npy_bytes": arr_path.stat().st_size, "texts": data.texts,
+                "names": data.names, "meta": data.meta, "skipped": data.skipped}
         _atomic_write(json_path, lambda p: p.write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8"))
     return data
 
@@ -224,7 +250,8 @@ class PlateBatches(torch.utils.data.Dataset):
         enc = [[SYMBOL_CLASS[c] for c in t[1:]] for t in data.texts]
         unknown = sorted({t[0] for t in data.texts if t[0] not in prov_index})
         if unknown:
-            raise DataError(f"{data.source}: provinces {unknown} are not in the config's provinces list")
+            raise DataError(f"{data.source}: plates of provinces {unknown} but the config's provinces list lacks them; "
+                            "add them to provinces in cfg.yaml (a new model), or remove those plates")
         self.province = torch.tensor([prov_index[t[0]] for t in data.texts], dtype=torch.long)
         lens = [len(c) for c in enc]
         self.target_lengths = torch.tensor(lens, dtype=torch.long)
@@ -246,11 +273,12 @@ class PlateBatches(torch.utils.data.Dataset):
 
 def batch_loader(dataset: PlateBatches, batch_size: int, shuffle: bool, seed: int = 0,
                  epoch: int = 0, num_workers: int = 0, pin_memory: bool = False, rank: int = 0,
-                 world_size: int = 1, weights: torch.Tensor | None = None) -> torch.utils.data.DataLoader:
+                 world_size: int = 1, weights: torch.Tensor | None = None, start: int = 0) -> torch.utils.data.DataLoader:
     """A loader of whole batches, each sorted (memory order). Shuffling is seeded by ``(seed, epoch)``. With
     ``world_size`` > 1 (a distributed sampler) every rank draws the same global batches and takes its
     contiguous share, so the processes together see exactly what one process would. ``weights``: draw each
-    epoch's plates with replacement in proportion to them (mixing sources, oversampling provinces)."""
+    epoch's plates with replacement in proportion to them (mixing sources, oversampling provinces).
+    ``start``: leave out the epoch's first ``start`` batches (resuming mid-epoch: the order is the same)."""
     n = len(dataset)
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     if shuffle and weights is not None:  # n draws with replacement, by weight
@@ -266,5 +294,5 @@ def batch_loader(dataset: PlateBatches, batch_size: int, shuffle: bool, seed: in
             continue
         lo, hi = len(b) * rank // world_size, len(b) * (rank + 1) // world_size
         batches.append((b[lo:hi], lo, len(b)))
-    return torch.utils.data.DataLoader(dataset, sampler=batches, batch_size=None,
+    return torch.utils.data.DataLoader(dataset, sampler=batches[start:], batch_size=None,
                                        num_workers=num_workers, pin_memory=pin_memory)

@@ -12,9 +12,9 @@ import pandas as pd
 import torch
 
 from . import metrics
-from .config import Config, from_dict
+from .config import Config, ConfigError, from_dict
 from .dataset import SplitData, letterbox
-from .models import ModelSpec, build_model
+from .models import ModelError, ModelSpec, build_model
 from .plates import BLANK, SYMBOLS, ctc_greedy_decode
 
 
@@ -27,8 +27,13 @@ def pick_device(name: str = "auto") -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("cpu")
+    if not (name in ("cpu", "cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise ConfigError(f"device {name!r} (run.device or --device) is not one of auto, cpu, cuda, cuda:N, mps")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"run.device is {name!r} but no CUDA device answers; use auto or cpu")
+        raise ConfigError(f"device {name!r} (run.device or --device) asks for CUDA but no CUDA device answers; "
+                          "use auto or cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' (run.device or --device) asks for an Apple GPU but none answers; use auto or cpu")
     return torch.device(name)
 
 
@@ -44,7 +49,8 @@ def model_spec(cfg: Config) -> ModelSpec:
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: Config, **extra: Any) -> None:
-    """Write atomically (temporary file, then rename): the weights, the config and the alphabet."""
+    """Write atomically (temporary file, flushed to disk, then renamed): the weights, the config and the
+    alphabet. A crash leaves the previous file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -58,33 +64,71 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: Config, **ext
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+REQUIRED_KEYS = ("model_name", "spec", "config", "alphabet", "model")
+
+
+def read_checkpoint(path: str | Path, fix: str = "train again with `plate train`, or use another checkpoint") -> dict[str, Any]:
+    """Load a checkpoint on the CPU; a missing, truncated, foreign or other-alphabet file is a ``CheckpointError``
+    whose message ends with ``fix`` (what to do) where the file cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; train one with `plate train` or pass --checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {path} cannot be read (truncated or not a plate_lib checkpoint): {e}") from None
+        why = str(e).strip().split(". ")[0].splitlines()[0][:200]
+        raise CheckpointError(f"checkpoint {path} cannot be read: it is truncated or not a plate_lib checkpoint "
+                              f"({type(e).__name__}: {why}). To go on: {fix}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "plate_lib/1":
-        raise CheckpointError(f"{path} is not a plate_lib checkpoint (no 'format: plate_lib/1' entry)")
-    if ckpt["alphabet"]["symbols"] != SYMBOLS:
-        raise CheckpointError(f"{path} was trained with another symbol alphabet ({''.join(ckpt['alphabet']['symbols'])})")
+        raise CheckpointError(f"{path} is not a plate_lib checkpoint (no 'format: plate_lib/1' entry); "
+                              "pass one written by `plate train`")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {missing}; it is damaged or from another tool")
+    if ckpt["alphabet"].get("symbols") != SYMBOLS:
+        raise CheckpointError(f"{path} was trained with another symbol alphabet ({''.join(ckpt['alphabet']['symbols'])}; "
+                              f"this plate_lib reads {''.join(SYMBOLS)}); retrain, or use this plate_lib's checkpoints")
     return ckpt
+
+
+def check_fits(ckpt: dict[str, Any], cfg: Config, what: str) -> None:
+    """Refuse a checkpoint of another model or province list than ``cfg`` trains (``what`` names its role)."""
+    provinces = ckpt["alphabet"]["provinces"]
+    if ckpt["model_name"] != cfg.model.name or provinces != list(cfg.provinces):
+        raise CheckpointError(f"{what} holds a {ckpt['model_name']} over {len(provinces)} provinces "
+                              f"({''.join(provinces)}); this run trains {cfg.model.name} over {len(cfg.provinces)} "
+                              f"({''.join(cfg.provinces)}). Use a checkpoint of the same model and provinces, or "
+                              "another run.name")
+
+
+def load_weights(model: torch.nn.Module, ckpt: dict[str, Any], what: str) -> None:
+    """``model.load_state_dict`` with a ``CheckpointError`` instead of PyTorch's size-mismatch dump."""
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(f"{what} does not fit this model's sizes (model.*, preprocess.*): "
+                              f"{' '.join(first[:3])[:300]}") from None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
     """Rebuild the model from the checkpoint alone (no cfg.yaml needed); returns it in eval mode."""
     ckpt = read_checkpoint(path)
     cfg = from_dict(ckpt["config"], origin=f"{path} (stored config)")
-    model = build_model(ckpt["model_name"], ModelSpec(**ckpt["spec"]))
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = build_model(ckpt["model_name"], ModelSpec(**ckpt["spec"]))
+    except (ModelError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {path} names a model this plate_lib cannot build: {e}") from None
+    load_weights(model, ckpt, f"checkpoint {path}")
     return model.to(device).eval(), cfg
 
 

@@ -130,7 +130,7 @@ def key_settings(cfg: config_mod.Config, run: Path) -> pd.DataFrame:
                         index=list(rows))
 
 
-FIT_FILES = ("best.pt", "last.pt", "metrics.csv", "summary.json", "config.yaml", "env.json")
+FIT_FILES = ("best.pt", "last.pt", "metrics.csv", "timings.csv", "train.log", "summary.json", "config.yaml", "env.json")
 
 
 def run_files(run: Path) -> pd.DataFrame:
@@ -286,6 +286,8 @@ def refresh_notebooks(root: Path | None = None) -> None:
     root = root or find_root()
     for name in NOTEBOOKS:
         path = root / "notebooks" / f"{name}.ipynb"
+        # take edits made to the .py pair (jupytext's paired sync: the newer file wins)
+        subprocess.run([sys.executable, "-m", "jupytext", "--sync", "--quiet", str(path)], check=True)
         nb = nbformat.read(path, as_version=4)
         NotebookClient(nb, kernel_name="python3", record_timing=False, timeout=600,
                        resources={"metadata": {"path": str(path.parent)}}).execute()

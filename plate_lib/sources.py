@@ -15,20 +15,29 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import logging
 import os
 import re
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from .plates import PlateError, check_plate, label_from_filename, plate_from_ccpd_indices, repair_zip_name
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 SPLITS = ("train", "val", "test", "all")
 MIN_SIDE = 4  # pixels; anything smaller cannot hold a plate
+MAX_PIXELS = 4_000_000  # larger images are decoded at 1/2, 1/4 or 1/8 scale (JPEG: in the decoder) to bound memory
+JPEG_MAGIC, PNG_MAGIC = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -56,16 +65,99 @@ def _labelled(name: str, label: str, meta: dict | None = None) -> Record:
         return Record(name, "", meta or {}, error=str(e))
 
 
-def decode_image(buf: bytes, name: str) -> np.ndarray:
-    """Bytes → BGR uint8 image; 16-bit, grey and alpha inputs are converted. Raises ``DataError`` naming ``name``."""
+def _jpeg_size(buf: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame marker, walking the segments; None when not found."""
+    i = 2
+    while i + 9 <= len(buf) and buf[i] == 0xFF:
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn (not DHT, JPG, DAC)
+            return int.from_bytes(buf[i + 7:i + 9], "big"), int.from_bytes(buf[i + 5:i + 7], "big")
+        else:
+            i += 2 + int.from_bytes(buf[i + 2:i + 4], "big")
+    return None
+
+
+def _header_size(buf: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image header alone, without decoding the pixels; None when unknown."""
+    if buf.startswith(JPEG_MAGIC):
+        return _jpeg_size(buf)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(buf)) as im:
+                return im.size
+    except Image.DecompressionBombError:
+        return (1 << 16, 1 << 16)
+    except Exception:  # PIL raises several types for foreign or broken headers; the decoder reports them
+        return None
+
+
+def _reduce_flag(buf: bytes, max_pixels: int | None) -> int:
+    """IMREAD_COLOR, or the smallest IMREAD_REDUCED_COLOR_{2,4,8} that brings a huge image under ``max_pixels``."""
+    size = _header_size(buf) if max_pixels else None
+    if size is None or size[0] * size[1] <= max_pixels:
+        return cv2.IMREAD_COLOR
+    for r, flag in ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4)):
+        if size[0] * size[1] / (r * r) <= max_pixels:
+            return flag
+    return cv2.IMREAD_REDUCED_COLOR_8
+
+
+def _png_to_bgr(img: np.ndarray) -> np.ndarray:
+    """A PNG decoded unchanged → BGR uint8: 16 bits scaled to 8, grey expanded, alpha composited over black."""
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.shape[2] == 4:  # transparent pixels become black, like the letterbox padding
+        alpha = img[:, :, 3:].astype(np.float32) / 255
+        return np.rint(img[:, :, :3] * alpha).astype(np.uint8)
+    return img
+
+
+def decode_image(buf: bytes, name: str, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+    """Bytes → BGR uint8 image; 16-bit, grey and alpha inputs are converted, images over ``max_pixels`` are
+    decoded at a reduced scale. Raises ``DataError`` naming ``name`` for empty, undecodable, truncated or
+    tiny images."""
     if len(buf) == 0:
         raise DataError(f"{name}: empty file (0 bytes)")
-    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
+    kind = "JPEG" if buf.startswith(JPEG_MAGIC) else "PNG" if buf.startswith(PNG_MAGIC) else ""
+    arr = np.frombuffer(buf, np.uint8)
+    if kind == "PNG":
+        img = cv2.imdecode(arr, cv2.IMREAD_UNCHANGED)
+        if img is not None:
+            img = _png_to_bgr(img)
+            size = img.shape[0] * img.shape[1]
+            if max_pixels and size > max_pixels:
+                s = (max_pixels / size) ** 0.5
+                img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    else:
+        img = cv2.imdecode(arr, _reduce_flag(buf, max_pixels))
+    if img is None and kind:
+        raise DataError(f"{name}: {kind} data is truncated or corrupt ({len(buf)} bytes); re-export the file or remove it")
     if img is None:
         raise DataError(f"{name}: not a decodable image ({len(buf)} bytes; expected JPEG or PNG)")
+    if kind == "JPEG" and b"\xff\xd9" not in buf[buf.rfind(b"\xff\xda"):]:  # OpenCV 4 fills a cut-off JPEG with grey
+        raise DataError(f"{name}: JPEG is truncated (no end-of-image marker, {len(buf)} bytes); re-export the file or remove it")
     if min(img.shape[:2]) < MIN_SIDE:
-        raise DataError(f"{name}: image is {img.shape[1]}×{img.shape[0]} pixels, too small to hold a plate")
+        raise DataError(f"{name}: image is {img.shape[1]}×{img.shape[0]} pixels, too small to hold a plate "
+                        f"(at least {MIN_SIDE}×{MIN_SIDE})")
     return img
+
+
+def warn_case_clashes(names: list[str], where: str) -> list[list[str]]:
+    """Groups of names that differ only in case. They are distinct files here and all are kept, but they
+    collide when the data is copied to a case-insensitive file system (macOS, Windows): say so."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(n.lower(), []).append(n)
+    clashes = [g for g in groups.values() if len(g) > 1]
+    if clashes:
+        log.warning("%s: %d group(s) of file names differ only in case (all kept; they would collide on a "
+                    "case-insensitive file system): %s", where, len(clashes), "; ".join(" / ".join(g) for g in clashes[:10]))
+    return clashes
 
 
 class Source:
@@ -90,6 +182,7 @@ class Source:
     def scanned(self) -> list[tuple[str, Record]]:
         if self._all is None:
             self._all = self._scan()
+            warn_case_clashes([rec.name for _, rec in self._all], str(self.path))
         return self._all
 
     def records(self, split: str) -> list[Record]:
@@ -132,7 +225,8 @@ class Dl1Zip(Source):
         if not self.path.exists():
             raise DataError(f"data path {self.path} does not exist; expected a CCPD2019-dl1 zip")
         if self.path.is_dir():
-            raise DataError(f"{self.path} is a directory, expected a zip file (a CCPD2019-dl1 zip)")
+            raise DataError(f"{self.path} is a directory, expected a zip file (a CCPD2019-dl1 zip); "
+                            "name the zip itself, or rename the folder if it holds crops")
         if not zipfile.is_zipfile(self.path):
             raise DataError(f"{self.path} is not a zip file (or is truncated); expected a CCPD2019-dl1 zip")
         self._zip: zipfile.ZipFile | None = None
@@ -157,7 +251,10 @@ class Dl1Zip(Source):
     def _read(self, name: str) -> bytes:
         if not self._names:
             self.scanned()
-        return self._handle().read(self._names.get(name, name))
+        try:
+            return self._handle().read(self._names.get(name, name))
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:  # a damaged member, a CRC mismatch
+            raise DataError(f"{self.path}:{name}: cannot be read from the zip ({e}); the zip may be damaged") from None
 
     def fingerprint(self) -> str:
         h = hashlib.sha1()
@@ -197,7 +294,10 @@ class CropFolder(Source):
         p = self.path / name
         if not p.is_file():
             raise DataError(f"{p}: listed but missing")
-        return p.read_bytes()
+        try:
+            return p.read_bytes()
+        except OSError as e:
+            raise DataError(f"{p}: cannot be read ({e.strerror})") from None
 
     def fingerprint(self) -> str:
         h = hashlib.sha1()
@@ -261,7 +361,8 @@ class CcpdPhotos(CropFolder):
         return out
 
     def load(self, record: Record) -> np.ndarray:
-        photo = super().load(record)
+        # full resolution: the corners are in the photo's own pixels
+        photo = decode_image(self._read(record.name), f"{self.path}:{record.name}", max_pixels=None)
         _, corners, _ = parse_ccpd_name(record.name)
         return rectify(photo, corners)
 
@@ -271,8 +372,9 @@ def load_image_file(path: str | os.PathLike) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"image {p} not found")
-    img = decode_image(p.read_bytes(), str(p))
-    if CCPD_NAME.match(p.stem):
+    ccpd = bool(CCPD_NAME.match(p.stem))
+    img = decode_image(p.read_bytes(), str(p), max_pixels=None if ccpd else MAX_PIXELS)
+    if ccpd:
         _, corners, _ = parse_ccpd_name(p.name)
         img = rectify(img, corners)
     return img
@@ -296,7 +398,8 @@ def open_source(path: str | os.PathLike, val_fraction: float = 0.15) -> Source:
             raise DataError(f"{p} is a file but not a .zip; expected a CCPD2019-dl1 zip or a folder")
         return Dl1Zip(p, val_fraction)
     if p.suffix.lower() == ".zip":
-        raise DataError(f"{p} is a directory, expected a zip file (a CCPD2019-dl1 zip)")
+        raise DataError(f"{p} is a directory, expected a zip file (a CCPD2019-dl1 zip); "
+                        "name the zip itself, or rename the folder (no .zip) if it holds crops")
     if looks_like_ccpd(p):
         return CcpdPhotos(p, val_fraction)
     return CropFolder(p, val_fraction)

@@ -1,48 +1,64 @@
 """Train: the fit loop. Schedule, step, evaluate, checkpoint, log; AMP and channels-last are switches.
 
-A run folder ``<training.out_dir>/<run.name>/`` gets ``config.yaml`` (resolved), ``env.json`` (versions),
-``metrics.csv`` (one row per epoch), ``best.pt`` (by validation word accuracy), ``last.pt`` and
-``summary.json``. ``resume=True`` continues from ``last.pt``.
+``fit`` writes a run folder (see ``runs``): ``best.pt`` by validation word accuracy, ``last.pt`` at each epoch's
+end, ``resume.pt`` mid-epoch (every ``CHECKPOINT_SECONDS``; removed at each epoch's end), one ``metrics.csv`` row
+per epoch. ``resume=True`` continues from the later of ``last.pt`` and ``resume.pt``, skipping the batches already
+done, and reaches the weights an uninterrupted run would. ``reuse=True`` returns a finished run of the same
+config, code and data instead of training again. Under ``torchrun`` it trains with DistributedDataParallel.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
 import os
-import platform
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
 from . import metrics
 from .augment import augment_batch
-from .config import Config
+from .config import Config, ConfigError
 from .dataset import PlateBatches, SplitData, batch_loader, load_cfg_split, load_training_set
 from .inference import (
     CheckpointError,
+    check_fits,
     decode_logits,
+    load_weights,
     model_spec,
     pick_device,
     read_checkpoint,
     save_checkpoint,
 )
 from .models import build_model, count_params
+from .runs import (
+    METRIC_FIELDS,
+    TIMING_FIELDS,
+    append_row,
+    config_text,
+    finished_run_differs,
+    position,
+    run_inputs,
+    run_log,
+    start,
+    versions,
+)
+from .sources import DataError
 
 log = logging.getLogger(__name__)
 
-METRIC_FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_word_acc", "val_char_acc", "val_cer",
-                 "val_province_acc", "train_plates_per_s", "epoch_s"]
+CHECKPOINT_SECONDS = 60.0  # mid-epoch resume.pt at most this often (a crash loses at most a minute)
+CHECKPOINT_STEPS_ENV = "PLATE_CHECKPOINT_STEPS"  # set to N: resume.pt every N steps instead (tests, slow steps)
 
 
 def seed_everything(seed: int) -> None:
@@ -85,23 +101,6 @@ def plate_loss(prov_logits: torch.Tensor, ctc_logits: torch.Tensor, batch: dict,
     return (ce + ctc / batch["target_lengths"]).sum() / (norm or len(ce))
 
 
-def _versions() -> dict:
-    import cv2
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "opencv": cv2.__version__, "machine": platform.machine(), "cpus": os.cpu_count(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
-def _append_row(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-
-
 @torch.no_grad()
 def validate(model, data: SplitData, ds: PlateBatches, cfg: Config, device, weights) -> dict[str, float]:
     model.eval()
@@ -119,13 +118,8 @@ def validate(model, data: SplitData, ds: PlateBatches, cfg: Config, device, weig
 def init_weights(model: torch.nn.Module, cfg: Config, path: str) -> None:
     """Fine-tuning: copy a checkpoint's weights into ``model``; a different model or alphabet is an error."""
     ck = read_checkpoint(path)
-    if ck["model_name"] != cfg.model.name or ck["alphabet"]["provinces"] != list(cfg.provinces):
-        raise CheckpointError(f"training.init_from {path} holds a {ck['model_name']} over {len(ck['alphabet']['provinces'])} "
-                              f"provinces; this run trains {cfg.model.name} over {len(cfg.provinces)}")
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"training.init_from {path} does not fit this model's sizes: {e}") from None
+    check_fits(ck, cfg, f"training.init_from {path}")
+    load_weights(model, ck, f"training.init_from {path}")
     log.info("initialised from %s", path)
 
 
@@ -155,13 +149,65 @@ def init_distributed(cfg: Config) -> tuple[Dist, torch.device]:
     return Dist(dist.get_rank(), world), device
 
 
-def train_epoch(net, opt, scaler, loader, cfg: Config, device, weights, aug_gen, step: int, total: int,
-                ddp: Dist, progress: bool, desc: str) -> tuple[int, int, float, int]:
-    """One pass over ``loader``; returns (step, plates seen by all processes, summed loss, batches)."""
+@dataclass
+class EpochState:
+    """How far an epoch has got: batches done and the sums its rows need (stored in resume.pt)."""
+
+    batch: int = 0
+    seen: int = 0
+    loss_sum: float = 0.0
+    elapsed: float = 0.0
+
+
+class CheckpointClock:
+    """When a mid-epoch checkpoint is due: every ``steps`` optimiser steps, else every ``CHECKPOINT_SECONDS``."""
+
+    def __init__(self, steps: int | None):
+        self.steps, self.last = steps, time.monotonic()
+
+    def due(self, step: int) -> bool:
+        if self.steps:
+            return step % self.steps == 0
+        if time.monotonic() - self.last < CHECKPOINT_SECONDS:
+            return False
+        self.last = time.monotonic()
+        return True
+
+
+def checkpoint_steps(every: int | None) -> int | None:
+    """``every``, else ``$PLATE_CHECKPOINT_STEPS``, else None (time-based)."""
+    if every is not None:
+        return every
+    raw = os.environ.get(CHECKPOINT_STEPS_ENV, "").strip()
+    if raw and not (raw.isdigit() and int(raw) > 0):
+        raise ConfigError(f"${CHECKPOINT_STEPS_ENV} must be a positive whole number of steps, got {raw!r}")
+    return int(raw) if raw else None
+
+
+def rng_states(device: torch.device) -> dict:
+    return {"torch_rng": torch.get_rng_state(), "py_rng": random.getstate(), "np_rng": np.random.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
+
+
+def set_rng_states(ck: dict) -> None:
+    torch.set_rng_state(ck["torch_rng"])
+    if ck.get("py_rng") is not None:
+        random.setstate(ck["py_rng"])
+    if ck.get("np_rng") is not None:
+        np.random.set_state(ck["np_rng"])
+    if ck.get("cuda_rng") is not None and torch.cuda.device_count() == len(ck["cuda_rng"]):
+        torch.cuda.set_rng_state_all(ck["cuda_rng"])
+
+
+def train_epoch(net, opt, scaler, batches: Iterable[dict], n_batches: int, cfg: Config, device, weights, aug_gen,
+                step: int, total: int, ddp: Dist, part: EpochState, desc: str | None,
+                clock: CheckpointClock | None = None, save: Callable[[int], None] | None = None) -> int:
+    """Step over ``batches`` (the rest of an epoch), adding to ``part``; ``save(step)`` when ``clock`` says so.
+    Returns the global step. ``desc`` None: no progress bar."""
     use_amp = cfg.training.amp and device.type == "cuda"
     channels_last = cfg.training.channels_last and device.type == "cuda"
-    seen, loss_sum, nb = 0, 0.0, 0
-    bar = tqdm(loader, desc=desc, disable=not (progress and ddp.main), leave=False, mininterval=2, dynamic_ncols=True)
+    bar = tqdm(batches, total=n_batches, desc=desc, disable=desc is None or not ddp.main, leave=False, mininterval=2,
+               dynamic_ncols=True)
     for batch in bar:
         if step >= total:
             break
@@ -186,29 +232,29 @@ def train_epoch(net, opt, scaler, loader, cfg: Config, device, weights, aug_gen,
         if ddp.world > 1:  # the global batch's loss, as one process would log it
             dist.all_reduce(logged)
             logged /= ddp.world
-        step, seen, nb = step + 1, seen + batch["total"], nb + 1
-        loss_sum += logged.item()
-        bar.set_postfix(loss=f"{loss_sum / nb:.3f}", lr=f"{lr:.2e}", refresh=False)
-    return step, seen, loss_sum, nb
+        step, part.batch, part.seen = step + 1, part.batch + 1, part.seen + batch["total"]
+        part.loss_sum += logged.item()
+        bar.set_postfix(loss=f"{part.loss_sum / part.batch:.3f}", lr=f"{lr:.2e}", refresh=False)
+        if save is not None and clock is not None and clock.due(step):
+            save(step)
+    return step
 
 
-def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
-    """Train as configured; returns the run folder. Under ``torchrun`` every process trains its share of each
-    global batch (DistributedDataParallel); rank 0 alone validates, logs and writes checkpoints."""
-    ddp, device = init_distributed(cfg)
-    run_dir = Path(cfg.training.out_dir) / cfg.run.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.run.seed)
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.training.threads or max(1, (os.cpu_count() or 1) // ddp.world))
-
+def _training_data(cfg: Config) -> tuple[SplitData, torch.Tensor | None, SplitData]:
+    """The training set (and its draw weights) and the validation split; an empty one is a ``DataError``."""
     (train, draw_weights), val = load_training_set(cfg), load_cfg_split(cfg, "val")
+    skipped = f", {len(train.skipped)} bad sample(s) skipped" if train.skipped else ""
     if len(train) == 0:
-        raise ValueError(f"the training split of {cfg.data.source} is empty; expected plates under train/")
-    provinces = list(cfg.provinces)
-    train_ds, val_ds = PlateBatches(train, provinces), PlateBatches(val, provinces)
-    weights = province_weights(train, provinces) if cfg.training.province_weights else torch.ones(len(provinces))
+        raise DataError(f"the train split of {train.source} is empty: no usable plates under train/ ({len(val)} held "
+                        f"out for validation{skipped}). Put plate crops under train/ (named <id>-<plate>.jpg, or "
+                        "listed in labels.csv), or point data.source at another source")
+    if len(val) == 0:
+        raise DataError(f"the val split of {val.source} is empty: data.val_fraction={cfg.data.val_fraction} of its "
+                        f"{len(train)} training plates gave none. Add plates under train/ or raise data.val_fraction")
+    return train, draw_weights, val
 
+
+def _build(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     model = build_model(cfg.model.name, model_spec(cfg))
     if cfg.training.init_from:
         init_weights(model, cfg, cfg.training.init_from)
@@ -216,26 +262,80 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     if cfg.training.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt_cls = torch.optim.AdamW if cfg.training.optimizer == "adamw" else torch.optim.Adam
-    opt = opt_cls(model.parameters(), lr=cfg.training.lr, weight_decay=cfg.training.weight_decay)
+    return model, opt_cls(model.parameters(), lr=cfg.training.lr, weight_decay=cfg.training.weight_decay)
+
+
+def _save_resume(path: Path, model, opt, scaler, aug_gen, cfg: Config, device, epoch: int, part: EpochState,
+                 t0: float, best: float, n_train: int, step: int) -> None:
+    """resume.pt: everything needed to go on after ``part.batch`` batches of ``epoch`` as if never stopped."""
+    partial = asdict(part) | {"elapsed": part.elapsed + time.perf_counter() - t0}
+    save_checkpoint(path, model, cfg, epoch=epoch, batch=part.batch, step=step, best_word_acc=best,
+                    optimizer=opt.state_dict(), scaler=scaler.state_dict(), aug_rng=aug_gen.get_state(),
+                    **rng_states(device), partial=partial, n_train=n_train)
+
+
+def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = False,
+        checkpoint_every: int | None = None) -> Path:
+    """Train as configured; returns the run folder. Under ``torchrun`` every process trains its share of each
+    global batch (DistributedDataParallel); rank 0 alone validates, logs and writes checkpoints.
+
+    ``resume``: go on from the run folder's latest checkpoint (mid-epoch ones included). ``reuse``: return a
+    finished run of the same config, code and data without training. ``checkpoint_every``: write resume.pt
+    every this many steps (default: ``$PLATE_CHECKPOINT_STEPS``, else every ``CHECKPOINT_SECONDS``)."""
+    run_dir = Path(cfg.training.out_dir) / cfg.run.name
+    if reuse:
+        why = finished_run_differs(cfg, run_dir)
+        if why is None:
+            log.info("reusing the finished run %s: same config, code and data (fit(reuse=False) trains again)", run_dir)
+            return run_dir
+        log.info("training %s afresh rather than reusing it: %s", run_dir, why)
+    clock = CheckpointClock(checkpoint_steps(checkpoint_every))
+    ddp, device = init_distributed(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resuming = resume and any((run_dir / f).is_file() for f in ("last.pt", "resume.pt"))
+    with run_log(run_dir / "train.log", append=resuming, enabled=ddp.main):
+        _fit(cfg, run_dir, ddp, device, resume, progress, clock)
+    if ddp.world > 1:
+        dist.destroy_process_group()
+    return run_dir
+
+
+def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bool, progress: bool,
+         clock: CheckpointClock) -> None:
+    seed_everything(cfg.run.seed)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.training.threads or max(1, (os.cpu_count() or 1) // ddp.world))
+    model, opt = _build(cfg, device)  # before the data: a model that cannot be built fails at once
+    ck_path, ck = start(run_dir, cfg, resume, ddp.main)
+    train, draw_weights, val = _training_data(cfg)
+    provinces = list(cfg.provinces)
+    train_ds, val_ds = PlateBatches(train, provinces), PlateBatches(val, provinces)
+    weights = province_weights(train, provinces) if cfg.training.province_weights else torch.ones(len(provinces))
     total = math.ceil(len(train) / cfg.training.batch_size) * cfg.training.epochs
     if cfg.training.max_steps:
         total = min(total, cfg.training.max_steps)
+    aug_gen = torch.Generator().manual_seed(cfg.run.seed)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.training.amp and device.type == "cuda")
 
-    start_epoch, step, best, aug_state = 0, 0, -1.0, None
-    metrics_csv = run_dir / "metrics.csv"
-    if resume and (run_dir / "last.pt").is_file():
-        ck = read_checkpoint(run_dir / "last.pt")
-        model.load_state_dict(ck["model"])
+    start_epoch, step, best, part = 0, 0, -1.0, EpochState()
+    if ck is not None:
+        load_weights(model, ck, f"{ck_path} (--resume)")
         opt.load_state_dict(ck["optimizer"])
-        start_epoch, step, best = ck["epoch"] + 1, ck["step"], ck["best_word_acc"]
-        torch.set_rng_state(ck["torch_rng"])
-        aug_state = ck["aug_rng"]
-        log.info("resumed %s at epoch %d, step %d", run_dir / "last.pt", start_epoch, step)
-    elif metrics_csv.exists() and ddp.main:
-        metrics_csv.unlink()
+        if ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
+        (start_epoch, done), step, best = position(ck), ck["step"], ck["best_word_acc"]
+        aug_gen.set_state(ck["aug_rng"])
+        if done and ck["n_train"] != len(train):
+            raise CheckpointError(f"{ck_path} was written mid-epoch over {ck['n_train']} training plates; the data now "
+                                  f"holds {len(train)}. Delete it to resume from last.pt, or train without --resume")
+        if done:
+            part = EpochState(**ck["partial"])
+        else:  # the end of an epoch: before the next epoch's loader draws its seed, as in an unbroken run
+            set_rng_states(ck)
+        log.info("resumed %s at epoch %d, batch %d, step %d", ck_path, start_epoch + 1, done, step)
     if ddp.main:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False), "utf-8")
-        (run_dir / "env.json").write_text(json.dumps({**_versions(), "processes": ddp.world}, indent=1))
+        (run_dir / "config.yaml").write_text(config_text(cfg), "utf-8")
+        (run_dir / "env.json").write_text(json.dumps({**versions(), "processes": ddp.world}, indent=1))
         log.info("model %s: %d parameters; %d train / %d val plates; device %s × %d", cfg.model.name,
                  count_params(model), len(train), len(val), device, ddp.world)
 
@@ -244,10 +344,6 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         if device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    aug_gen = torch.Generator().manual_seed(cfg.run.seed)
-    if aug_state is not None:
-        aug_gen.set_state(aug_state)
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.training.amp and device.type == "cuda")
     for epoch in range(start_epoch, cfg.training.epochs):
         if step >= total:
             break
@@ -255,30 +351,41 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         t0 = time.perf_counter()
         loader = batch_loader(train_ds, cfg.training.batch_size, shuffle=True, seed=cfg.run.seed, epoch=epoch,
                               num_workers=cfg.training.num_workers, pin_memory=device.type == "cuda",
-                              rank=ddp.rank, world_size=ddp.world, weights=draw_weights)
-        step, seen, loss_sum, nb = train_epoch(net, opt, scaler, loader, cfg, device, weights.to(device), aug_gen,
-                                               step, total, ddp, progress, f"epoch {epoch + 1}/{cfg.training.epochs}")
-        elapsed = time.perf_counter() - t0
+                              rank=ddp.rank, world_size=ddp.world, weights=draw_weights, start=part.batch)
+        batches = iter(loader)  # creating the iterator draws a seed from torch's global generator
+        if part.batch:  # mid-epoch: the generators as the interrupted run left them, after that draw
+            set_rng_states(ck)
+        save = partial(_save_resume, run_dir / "resume.pt", model, opt, scaler, aug_gen, cfg, device, epoch, part,
+                       t0, best, len(train)) if ddp.main else None
+        desc = f"epoch {epoch + 1}/{cfg.training.epochs}" if progress else None
+        step = train_epoch(net, opt, scaler, batches, len(loader), cfg, device, weights.to(device), aug_gen, step,
+                           total, ddp, part, desc, clock, save)
+        part.elapsed += time.perf_counter() - t0
         if ddp.main:
             row = {"epoch": epoch + 1, "step": step, "lr": get_lr(step - 1, total, cfg),
-                   "train_loss": loss_sum / max(1, nb), **validate(model, val, val_ds, cfg, device, weights),
-                   "train_plates_per_s": seen / elapsed, "epoch_s": elapsed}
-            _append_row(metrics_csv, row)
+                   "train_loss": part.loss_sum / max(1, part.batch), **validate(model, val, val_ds, cfg, device, weights)}
+            speed = part.seen / part.elapsed
+            append_row(run_dir / "metrics.csv", row, METRIC_FIELDS)
+            append_row(run_dir / "timings.csv", {"epoch": epoch + 1, "train_plates_per_s": speed,
+                                                  "epoch_s": part.elapsed}, TIMING_FIELDS)
             log.info("epoch %d: loss %.3f, val word acc %.4f, %.0f plates/s", epoch + 1, row["train_loss"],
-                     row["val_word_acc"], row["train_plates_per_s"])
+                     row["val_word_acc"], speed)
             if row["val_word_acc"] > best:
                 best = row["val_word_acc"]
                 save_checkpoint(run_dir / "best.pt", model, cfg, epoch=epoch, step=step, val=row)
             save_checkpoint(run_dir / "last.pt", model, cfg, epoch=epoch, step=step, best_word_acc=best,
-                            optimizer=opt.state_dict(), torch_rng=torch.get_rng_state(),
-                            aug_rng=aug_gen.get_state(), val=row)
+                            optimizer=opt.state_dict(), scaler=scaler.state_dict(), aug_rng=aug_gen.get_state(),
+                            **rng_states(device), val=row)
+            (run_dir / "resume.pt").unlink(missing_ok=True)
+        part = EpochState()
         if ddp.world > 1:
             dist.barrier()
     if ddp.main:
         summary = {"run": str(run_dir), "model": cfg.model.name, "params": count_params(model), "steps": step,
                    "processes": ddp.world, "best_val_word_acc": best,
-                   "skipped": {"train": train.skipped, "val": val.skipped}}
+                   "skipped_count": {"train": len(train.skipped), "val": len(val.skipped)},
+                   "skipped": {"train": train.skipped, "val": val.skipped}, **run_inputs(cfg)}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), "utf-8")
-    if ddp.world > 1:
-        dist.destroy_process_group()
-    return run_dir
+        n_bad = len(train.skipped) + len(val.skipped)
+        log.info("finished %s: best val word acc %.4f%s", run_dir, best,
+                 f"; {n_bad} bad sample(s) skipped (listed above and in summary.json)" if n_bad else "")

@@ -16,7 +16,8 @@ from conftest import write_dl1_zip
 pytestmark = pytest.mark.slow
 
 SETTINGS = ["--quiet", "--set", "data.source=d.zip", "--set", "training.batch_size=8", "--set", "training.epochs=2",
-            "--set", "model.hidden=16", "--set", "model.norm=group", "--set", "model.dropout=0", "--set", "training.threads=1",
+            "--set", "model.hidden=16", "--set", "model.norm=group", "--set", "model.dropout=0",
+            "--set", "augment.enabled=true", "--set", "training.lr=0.002", "--set", "training.threads=1",
             "--set", "run.device=cpu"]
 
 
@@ -39,7 +40,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     rows1 = list(csv.DictReader((one / "metrics.csv").open()))
     rows2 = list(csv.DictReader((two / "metrics.csv").open()))
     assert len(rows1) == len(rows2) == 2
-    for a, b in zip(rows1, rows2):
+    for a, b in zip(rows1, rows2, strict=True):
         for key in ["epoch", "step", "val_word_acc", "val_char_acc", "val_province_acc"]:
             assert a[key] == b[key], key
         for key in ["train_loss", "val_loss"]:

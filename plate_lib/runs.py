@@ -1,0 +1,175 @@
+"""Runs: the run folder's bookkeeping. CSV rows, the run log, the code and data a run was made from, whether a
+finished run can be reused, and where an interrupted run resumes.
+
+A run folder ``<training.out_dir>/<run.name>/`` holds ``config.yaml`` (resolved), ``env.json`` (versions),
+``metrics.csv`` (one row per epoch; the same bytes for the same seed on the CPU), ``timings.csv``, ``train.log``,
+``best.pt``, ``last.pt``, ``resume.pt`` (mid-epoch) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from .config import Config
+from .inference import CheckpointError, check_fits, read_checkpoint
+from .sources import DataError, open_source
+
+log = logging.getLogger(__name__)
+
+METRIC_FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_word_acc", "val_char_acc", "val_cer",
+                 "val_province_acc"]
+TIMING_FIELDS = ["epoch", "train_plates_per_s", "epoch_s"]
+def versions() -> dict:
+    import cv2
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "opencv": cv2.__version__, "machine": platform.machine(), "cpus": os.cpu_count(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def append_row(path: Path, row: dict, fields: list[str]) -> None:
+    new = not path.is_file() or path.stat().st_size == 0
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            w.writeheader()
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items() if k in fields})
+
+
+def keep_rows(path: Path, epochs: int, fields: list[str]) -> None:
+    """Keep the whole rows of epochs 1..``epochs``: an interrupted run may have written more, or half a row."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if None not in r.values() and None not in r
+                and (r.get("epoch") or "").isdigit() and int(r["epoch"]) <= epochs]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")  # a run of older code: timings dropped
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def code_version() -> str:
+    """A hash of the package's source files: a finished run is reused only by the code that made it."""
+    h = hashlib.sha1()
+    for p in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(cfg: Config) -> list[str]:
+    """The content fingerprint of every training source (``"missing"`` for one not there yet)."""
+    out = []
+    for path in [cfg.data.source, *(s.path for s in cfg.data.train_sources)]:
+        path = cfg.data.synthetic_path if path == "synthetic" else path
+        try:
+            src = open_source(path, cfg.data.val_fraction)
+            out.append(f"{src.kind}:{src.fingerprint()}")
+        except DataError:
+            out.append("missing")
+    return out
+
+
+def run_inputs(cfg: Config) -> dict:
+    return {"code_version": code_version(), "data": data_fingerprint(cfg)}
+
+
+def config_text(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False)
+
+
+def finished_run_differs(cfg: Config, run_dir: Path) -> str | None:
+    """Why ``run_dir`` cannot stand for a run of ``cfg`` (None: a finished run of the same config, code and data)."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        stored = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return "no finished run there"
+    if not (isinstance(summary, dict) and isinstance(stored, dict)):
+        return "its summary.json or config.yaml is damaged"
+    if stored != cfg.to_dict():
+        changed = sorted(f"{s}.{k}" for s, sec in cfg.to_dict().items() if isinstance(sec, dict)
+                         for k in sec if (stored.get(s) or {}).get(k) != sec[k])
+        return f"the config differs ({', '.join(changed[:5]) or 'provinces'})"
+    now = run_inputs(cfg)
+    for key, what in (("code_version", "the plate_lib code"), ("data", "the training data")):
+        if summary.get(key) != now[key]:
+            return f"{what} changed"
+    missing = [f for f in ("best.pt", "last.pt", "metrics.csv") if not (run_dir / f).is_file()]
+    return f"{', '.join(missing)} missing" if missing else None
+
+
+@contextmanager
+def run_log(path: Path, append: bool, enabled: bool = True) -> Iterator[None]:
+    """Copy plate_lib's log (INFO and up) to ``path`` for the duration: the run's own record, skipped samples included."""
+    if not enabled:
+        yield
+        return
+    pkg = logging.getLogger("plate_lib")
+    handler = logging.FileHandler(path, mode="a" if append else "w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setLevel(logging.INFO)
+    level = pkg.level
+    if pkg.getEffectiveLevel() > logging.INFO:
+        pkg.setLevel(logging.INFO)
+    pkg.addHandler(handler)
+    try:
+        yield
+    finally:
+        pkg.removeHandler(handler)
+        handler.close()
+        pkg.setLevel(level)
+
+
+# --- the run folder: start afresh or resume, data, checkpoints ----------------------------------------------------
+
+RUN_FILES = ("metrics.csv", "timings.csv", "resume.pt", "last.pt", "best.pt", "summary.json")
+
+
+def position(ck: dict) -> tuple[int, int]:
+    """(epoch to run, its batches done): last.pt stores the epoch it finished, resume.pt the one in progress."""
+    return (ck["epoch"], ck["batch"]) if "batch" in ck else (ck["epoch"] + 1, 0)
+
+
+def resume_point(run_dir: Path, cfg: Config) -> tuple[Path, dict] | None:
+    """The later of ``last.pt`` and ``resume.pt``; a truncated or foreign one is a ``CheckpointError``."""
+    found = []
+    for name in ("last.pt", "resume.pt"):
+        path = run_dir / name
+        if path.is_file():
+            ck = read_checkpoint(path, fix=f"delete {path} to resume from the other checkpoint (last.pt or resume.pt) "
+                                          "if there is one, or train without --resume to start afresh")
+            check_fits(ck, cfg, f"{path} (--resume)")
+            if not {"optimizer", "torch_rng", "aug_rng", "step", "epoch"} <= set(ck):
+                raise CheckpointError(f"{path} holds weights but no training state to resume from; "
+                                      "train without --resume, or use training.init_from to start from its weights")
+            found.append((path, ck))
+    return max(found, key=lambda f: position(f[1]), default=None)
+
+
+def start(run_dir: Path, cfg: Config, resume: bool, main: bool) -> tuple[Path, dict] | tuple[None, None]:
+    """The checkpoint to resume from, or (None, None) for a fresh start, which clears the last run's files."""
+    path, ck = (resume_point(run_dir, cfg) if resume else None) or (None, None)
+    if resume and ck is None:
+        log.info("nothing to resume in %s; starting afresh", run_dir)
+    if main:
+        for name in RUN_FILES if ck is None else ("summary.json",):
+            (run_dir / name).unlink(missing_ok=True)
+        if ck is not None:  # rows an interrupted run wrote after its checkpoint are written again
+            for name, fields in (("metrics.csv", METRIC_FIELDS), ("timings.csv", TIMING_FIELDS)):
+                keep_rows(run_dir / name, position(ck)[0], fields)
+    return path, ck

@@ -1,0 +1,147 @@
+"""Interruption and reruns lose nothing: a run killed mid-epoch and resumed ends where an unbroken one does,
+two runs of one seed write the same metrics.csv byte for byte, and a finished run is reused, not retrained."""
+
+from __future__ import annotations
+
+import filecmp
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import write_dl1_zip
+
+from plate_lib.config import load
+from plate_lib.runs import METRIC_FIELDS, TIMING_FIELDS, keep_rows
+from plate_lib.train import fit
+
+PLATES = ["皖A12345", "苏B88888", "沪AD1234", "皖AD12345", "浙C0L1A7", "京A00001", "皖N12Q45", "鲁Q99999"]
+
+
+@pytest.fixture
+def tiny_zip(tmp_path: Path) -> Path:
+    return write_dl1_zip(tmp_path / "d.zip", {"train": PLATES * 12, "test": PLATES[:3]})
+
+
+@pytest.fixture
+def keep_threads():
+    threads = torch.get_num_threads()  # fit sets training.threads for the process
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_cfg(tmp_path: Path, source: Path, **sets):
+    base = {"data.source": str(source), "data.cache_dir": str(tmp_path / "cache"), "training.out_dir": str(tmp_path / "runs"),
+            "training.batch_size": 16, "training.epochs": 2, "model.hidden": 16, "run.device": "cpu", "training.threads": 1}
+    return load(None, base | sets)
+
+
+def test_two_runs_with_the_same_seed_write_byte_identical_metrics_csv(tmp_path, tiny_zip, keep_threads):
+    one = fit(small_cfg(tmp_path, tiny_zip, **{"run.name": "one"}), progress=False)
+    two = fit(small_cfg(tmp_path, tiny_zip, **{"run.name": "two"}), progress=False)
+    assert (one / "metrics.csv").read_bytes() == (two / "metrics.csv").read_bytes()
+    assert (one / "metrics.csv").read_text().splitlines()[0] == ",".join(METRIC_FIELDS)  # no timing columns
+    timings = (one / "timings.csv").read_text().splitlines()
+    assert timings[0] == ",".join(TIMING_FIELDS) and [r.split(",")[0] for r in timings[1:]] == ["1", "2"]
+
+
+def test_reuse_returns_a_finished_run_of_the_same_config_code_and_data(tmp_path, tiny_zip, keep_threads, caplog,
+                                                                        monkeypatch):
+    caplog.set_level(logging.INFO, logger="plate_lib")
+    cfg = small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1})
+    run = fit(cfg, progress=False)
+    stamp = (run / "last.pt").stat().st_mtime_ns
+
+    assert fit(cfg, progress=False, reuse=True) == run
+    assert "reusing the finished run" in caplog.text and (run / "last.pt").stat().st_mtime_ns == stamp
+
+    caplog.clear()
+    monkeypatch.setattr("plate_lib.runs.code_version", lambda: "edited")
+    fit(cfg, progress=False, reuse=True)
+    assert "the plate_lib code changed" in caplog.text and (run / "last.pt").stat().st_mtime_ns != stamp
+    monkeypatch.undo()
+
+    caplog.clear()
+    fit(cfg, progress=False, reuse=True)  # the summary records the real code version again
+    assert "reusing" in caplog.text
+    caplog.clear()
+    fit(cfg.model_copy(update={"run": cfg.run.model_copy(update={"seed": 1})}), progress=False, reuse=True)
+    assert "the config differs (run.seed)" in caplog.text
+
+    caplog.clear()
+    write_dl1_zip(tiny_zip, {"train": PLATES[::-1] * 12, "test": PLATES[:3]})  # same config, other data
+    fit(cfg.model_copy(update={"run": cfg.run.model_copy(update={"seed": 1})}), progress=False, reuse=True)
+    assert "the training data changed" in caplog.text
+
+
+def test_resume_keeps_only_whole_rows_of_checkpointed_epochs(tmp_path):
+    path = tmp_path / "metrics.csv"
+    header = ",".join(METRIC_FIELDS)
+    path.write_bytes(f"{header}\r\n1,4,0.1,2,2,0,0,1,0\r\n2,8,0.1,2,2,0,0,1,0\r\n3,12,0.1,2,2,0\r\n".encode())
+    keep_rows(path, 2, METRIC_FIELDS)  # epoch 3's row was half written when the run was killed
+    assert path.read_bytes() == f"{header}\r\n1,4,0.1,2,2,0,0,1,0\r\n2,8,0.1,2,2,0,0,1,0\r\n".encode()
+    keep_rows(path, 1, METRIC_FIELDS)
+    assert path.read_bytes().count(b"\r\n") == 2
+
+
+# --- a real kill ----------------------------------------------------------------------------------------------
+
+SETTINGS = ["--quiet", "--set", "data.source=d.zip", "--set", "training.batch_size=4", "--set", "training.epochs=2",
+            "--set", "model.hidden=16", "--set", "training.threads=1", "--set", "run.device=cpu"]
+
+
+def _train(*args: str) -> list[str]:
+    return [sys.executable, "-m", "plate_lib", "train", *SETTINGS, *args]
+
+
+def _written_after(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_mtime_ns > b.stat().st_mtime_ns
+    except FileNotFoundError:  # not written yet, or replaced between the two calls
+        return False
+
+
+@pytest.mark.slow
+def test_killed_mid_epoch_then_resumed_reaches_the_same_weights_and_metrics(tmp_path, tiny_zip):
+    env = {**os.environ, "PLATE_CHECKPOINT_STEPS": "1"}  # resume.pt after every step
+    done = subprocess.run(_train("--set", "run.name=unbroken"), cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    run = tmp_path / "runs" / "cut"
+    proc = subprocess.Popen(_train("--set", "run.name=cut"), cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # wait for the second epoch's mid-epoch checkpoints (written after last.pt), let it take a few steps
+        deadline, seen = time.monotonic() + 240, set()
+        while len(seen) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            if _written_after(run / "resume.pt", run / "last.pt"):
+                st = (run / "resume.pt").stat()
+                seen.add((st.st_ino, st.st_mtime_ns))  # each write is a new file (os.replace)
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    ck = torch.load(run / "resume.pt", weights_only=False)
+    per_epoch = torch.load(run / "last.pt", weights_only=False)["step"]  # last.pt: the end of epoch 1
+    assert ck["epoch"] == 1 and 0 < ck["batch"] < per_epoch, f"killed at epoch 2, batch {ck['batch']}: not mid-epoch"
+    assert not (run / "summary.json").exists() and len((run / "metrics.csv").read_text().splitlines()) == 2
+
+    resumed = subprocess.run(_train("--set", "run.name=cut", "--resume"), cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed {Path('runs/cut/resume.pt')} at epoch 2, batch {ck['batch']}" in resumed.stderr
+
+    a = torch.load(tmp_path / "runs/unbroken/last.pt", weights_only=False)
+    b = torch.load(run / "last.pt", weights_only=False)
+    assert a["step"] == b["step"] > ck["step"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), f"{k} differs by {(a['model'][k] - b['model'][k]).abs().max():.2e}"
+    assert filecmp.cmp(tmp_path / "runs/unbroken/metrics.csv", run / "metrics.csv", shallow=False)
+    assert not (run / "resume.pt").exists()  # removed at the end of the epoch
+    assert "resumed" in (run / "train.log").read_text(encoding="utf-8")
