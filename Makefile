@@ -39,7 +39,8 @@ test: $(STAMP) ## Run the test suite (pytest)
 lint: $(STAMP) ## Check style with ruff
 	$(VENV)/bin/ruff check plate_lib tests benchmarks
 
-bench: $(STAMP) ## Measure throughput of the models and the generator
+bench: $(STAMP) ## Measure throughput of the models (benchmarks/results.json) and the generator
+	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/bench_synth.py
 
 clean: ## Remove generated data, runs, reports and caches (keeps .venv)
