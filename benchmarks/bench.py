@@ -56,7 +56,7 @@ def measure(name: str, device: str, queue) -> None:
     h, w, hidden, bs, steps, infer_batches = SETTINGS[name]
     dev = torch.device(device)
     spec = ModelSpec(1, h, w, len(PROVINCES), 37, hidden=hidden, ctc_steps=18)
-    model = build_model(name, spec).to(dev)
+    model = build_model(name, spec).to(dev, memory_format=torch.channels_last)  # as train.fit and load_model
     rng = np.random.default_rng(0)
     n = bs * (steps + 2)
     texts = ["皖A" + "".join(rng.choice(list("ABCDEFGHJK0123456789"), 5)) for _ in range(n)]
@@ -73,6 +73,7 @@ def measure(name: str, device: str, queue) -> None:
             if i == k:
                 break
             x = augment_batch(batch["images"].to(dev).float().div_(255), AugmentConfig(enabled=True), gen)
+            x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
                 prov, ctc = model(x)
             loss = plate_loss(prov, ctc, {k2: v.to(dev) if torch.is_tensor(v) else v for k2, v in batch.items()}, weights)
@@ -87,8 +88,8 @@ def measure(name: str, device: str, queue) -> None:
     train = train_steps(steps)
 
     model.eval()
-    xb = torch.rand(256, 1, h, w, device=dev)
-    x1 = torch.rand(1, 1, h, w, device=dev)
+    xb = torch.rand(256, 1, h, w, device=dev).contiguous(memory_format=torch.channels_last)
+    x1 = torch.rand(1, 1, h, w, device=dev).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         model(xb)
         t0 = time.perf_counter()

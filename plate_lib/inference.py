@@ -129,7 +129,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     except (ModelError, TypeError) as e:
         raise CheckpointError(f"checkpoint {path} names a model this plate_lib cannot build: {e}") from None
     load_weights(model, ckpt, f"checkpoint {path}")
-    return model.to(device).eval(), cfg
+    # channels_last: about 2x faster convolutions on CPU and GPU; inputs permuted from [N, H, W, C] arrays
+    # (predict_images) already have that layout
+    return model.to(device, memory_format=torch.channels_last).eval(), cfg
 
 
 # --- prediction -----------------------------------------------------------------------------------------

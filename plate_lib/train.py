@@ -205,7 +205,7 @@ def train_epoch(net, opt, scaler, batches: Iterable[dict], n_batches: int, cfg: 
     """Step over ``batches`` (the rest of an epoch), adding to ``part``; ``save(step)`` when ``clock`` says so.
     Returns the global step. ``desc`` None: no progress bar."""
     use_amp = cfg.training.amp and device.type == "cuda"
-    channels_last = cfg.training.channels_last and device.type == "cuda"
+    channels_last = cfg.training.channels_last
     bar = tqdm(batches, total=n_batches, desc=desc, disable=desc is None or not ddp.main, leave=False, mininterval=2,
                dynamic_ncols=True)
     for batch in bar:
@@ -259,7 +259,7 @@ def _build(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, torch.op
     if cfg.training.init_from:
         init_weights(model, cfg, cfg.training.init_from)
     model = model.to(device)
-    if cfg.training.channels_last and device.type == "cuda":
+    if cfg.training.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt_cls = torch.optim.AdamW if cfg.training.optimizer == "adamw" else torch.optim.Adam
     return model, opt_cls(model.parameters(), lr=cfg.training.lr, weight_decay=cfg.training.weight_decay)
