@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,8 @@ def _cache_key(source: Source, split: str, pre: PreprocessConfig, limit: int | N
     return hashlib.sha1(desc.encode()).hexdigest()[:16]
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(temporary path)``, then rename it over ``path``: a crash leaves the old file or the new one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
@@ -173,10 +175,10 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
                      bad + img_bad, str(source.path), split)
     _log_skipped(data)
     if arr_path is not None and json_path is not None:  # the array first: the index commits it
-        _atomic_write(arr_path, lambda p: _save_npy(p, images))
+        atomic_write(arr_path, lambda p: _save_npy(p, images))
         info = {"shape": list(images.shape), "npy_bytes": arr_path.stat().st_size, "texts": data.texts,
                 "names": data.names, "meta": data.meta, "skipped": data.skipped}
-        _atomic_write(json_path, lambda p: p.write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8"))
+        atomic_write(json_path, lambda p: p.write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8"))
     return data
 
 

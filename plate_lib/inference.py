@@ -13,7 +13,7 @@ import torch
 
 from . import metrics
 from .config import Config, ConfigError, from_dict
-from .dataset import SplitData, letterbox
+from .dataset import SplitData, atomic_write, letterbox
 from .models import ModelError, ModelSpec, build_model
 from .plates import BLANK, SYMBOLS, ctc_greedy_decode
 
@@ -62,15 +62,14 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: Config, **ext
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(path, write)
 
 
 REQUIRED_KEYS = ("model_name", "spec", "config", "alphabet", "model")

@@ -23,6 +23,7 @@ import torch
 import yaml
 
 from .config import Config
+from .dataset import atomic_write
 from .inference import CheckpointError, check_fits, read_checkpoint
 from .sources import DataError, open_source
 
@@ -55,12 +56,14 @@ def keep_rows(path: Path, epochs: int, fields: list[str]) -> None:
     with path.open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if None not in r.values() and None not in r
                 and (r.get("epoch") or "").isdigit() and int(r["epoch"]) <= epochs]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")  # a run of older code: timings dropped
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")  # a run of older code: timings dropped
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(path, write)
 
 
 def code_version() -> str:
