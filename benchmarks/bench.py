@@ -48,6 +48,7 @@ def measure(name: str, device: str, queue) -> None:
     from plate_lib.augment import augment_batch
     from plate_lib.config import AugmentConfig
     from plate_lib.dataset import PlateBatches, SplitData, batch_loader
+    from plate_lib.inference import prepare_for_inference
     from plate_lib.models import ModelSpec, build_model, count_params
     from plate_lib.plates import PROVINCES
     from plate_lib.train import plate_loss
@@ -87,10 +88,10 @@ def measure(name: str, device: str, queue) -> None:
     train_steps(2)  # warm-up
     train = train_steps(steps)
 
-    model.eval()
+    model = prepare_for_inference(model, dev)  # as load_model: eval, batch norm folded, channels_last
     xb = torch.rand(256, 1, h, w, device=dev).contiguous(memory_format=torch.channels_last)
     x1 = torch.rand(1, 1, h, w, device=dev).contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
+    with torch.inference_mode():
         model(xb)
         t0 = time.perf_counter()
         for _ in range(infer_batches):

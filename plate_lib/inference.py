@@ -14,7 +14,7 @@ import torch
 from . import metrics
 from .config import Config, ConfigError, from_dict
 from .dataset import SplitData, atomic_write, letterbox
-from .models import ModelError, ModelSpec, build_model
+from .models import ModelError, ModelSpec, build_model, fuse_batchnorm
 from .plates import BLANK, SYMBOLS, ctc_greedy_decode
 
 
@@ -128,9 +128,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     except (ModelError, TypeError) as e:
         raise CheckpointError(f"checkpoint {path} names a model this plate_lib cannot build: {e}") from None
     load_weights(model, ckpt, f"checkpoint {path}")
-    # channels_last: about 2x faster convolutions on CPU and GPU; inputs permuted from [N, H, W, C] arrays
-    # (predict_images) already have that layout
-    return model.to(device, memory_format=torch.channels_last).eval(), cfg
+    return prepare_for_inference(model, device), cfg
+
+
+def prepare_for_inference(model: torch.nn.Module, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Eval mode, batch norm folded into the convolutions, channels_last on ``device`` (in place).
+
+    channels_last: about 2x faster convolutions on CPU and GPU; inputs permuted from [N, H, W, C] arrays
+    (``predict_images``) already have that layout.
+    """
+    return fuse_batchnorm(model).to(device, memory_format=torch.channels_last)
 
 
 # --- prediction -----------------------------------------------------------------------------------------
@@ -145,7 +152,7 @@ def decode_logits(prov_logits: torch.Tensor, ctc_logits: torch.Tensor, provinces
     return texts, conf.cpu()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_tensor(model: torch.nn.Module, x: torch.Tensor, provinces: list[str]) -> tuple[list[str], torch.Tensor]:
     """Float batch [B, C, H, W] → plates and confidences."""
     return decode_logits(*model(x), provinces)

@@ -70,6 +70,23 @@ def build_model(name: str, spec: ModelSpec) -> nn.Module:
     return model
 
 
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d that follows a Conv2d (in an ``nn.Sequential``) into the conv, in place.
+
+    For inference only (the model is put in eval mode): the same outputs up to float rounding, one op fewer per
+    block, which is most of a small model's single-plate latency on a CPU. Training needs the unfused model.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
+    return model
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -43,3 +43,23 @@ def test_seed_crnn_reproduces_the_seed_feature_map_with_enough_ctc_steps():
 def test_an_image_size_the_model_cannot_take_is_a_clear_error():
     with pytest.raises(ModelError, match="cannot take"):
         build_model("seed_crnn", spec(height=8, width=16))
+
+
+@pytest.mark.parametrize("name, size", [("small_crnn", (48, 144)), ("seed_crnn", (64, 160))])
+def test_folding_batch_norm_into_the_convolutions_keeps_the_outputs(name, size):
+    from plate_lib.models import fuse_batchnorm
+
+    torch.manual_seed(0)
+    model = build_model(name, ModelSpec(1, *size, 31, 37))
+    for m in model.modules():  # trained-looking statistics, not the identity of a fresh layer
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.data.uniform_(0.5, 1.5)
+    model.eval()
+    x = torch.rand(4, 1, *size)
+    with torch.no_grad():
+        before = model(x)
+        fused = fuse_batchnorm(model)
+        after = fused(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    for a, b in zip(before, after, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
