@@ -183,14 +183,19 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
 
 
 def resolve_source(cfg: Config, path: str | None = None) -> Source:
-    """The source ``path`` names (default: ``data.source``); ``synthetic`` generates its zip on first use."""
+    """The source ``path`` names (default: ``data.source``).
+
+    ``synthetic`` generates its zip on first use, and again when the zip was made with other ``synth``
+    settings (or by an older generator), so a changed config never trains on stale plates.
+    """
     path = path or cfg.data.source
     if path == "synthetic":
-        from .synth import generate_zip
+        from .synth import generate_zip, settings_key, zip_settings
 
         zpath = Path(cfg.data.synthetic_path)
-        if not zpath.is_file():
-            log.info("generating synthetic plates into %s", zpath)
+        if not zpath.is_file() or zip_settings(zpath) != settings_key(cfg.synth):
+            log.info("generating synthetic plates into %s (%s)", zpath,
+                     "synth settings changed" if zpath.is_file() else "first use")
             zpath.parent.mkdir(parents=True, exist_ok=True)
             generate_zip(zpath, cfg.synth, progress=sys.stderr.isatty())
         path = str(zpath)

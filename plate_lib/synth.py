@@ -3,10 +3,10 @@
 ``generate_zip`` writes a zip in the CCPD2019-dl1 layout (``synthetic/train/000123-皖A12345.jpg``) of plate
 crops drawn the way CCPD shows them: a blue 7-character plate (white characters) or a green 8-character
 new-energy plate (black characters), slightly tilted and perspective-warped, tightly cropped with a bit of car
-around it, then blurred, lit, tinted, soiled and JPEG-compressed at random.
+around it (or cut out from its corners as CCPD2019 photos are), then blurred, lit, tinted, soiled and
+JPEG-compressed at random. Characters come from ``glyphs``: mostly the plate typeface, sometimes a font.
 
-Speed comes from drawing small: glyph masks are rendered once per process with FreeType (fonts from the
-``mplfonts`` package) and cached per plate resolution; a plate is composed with numpy slicing at about the
+Speed comes from drawing small: glyph masks are made once per process and cached per plate resolution; a plate is composed with numpy slicing at about the
 output size, placed by one ``cv2.warpPerspective`` and degraded with cheap cv2/numpy operations. Each plate's
 random generator is seeded from ``(seed, split, index)``, so a zip is byte-identical whatever ``workers`` is.
 """
@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import colorsys
 import functools
+import json
 import multiprocessing as mp
 import os
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +28,10 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from . import glyphs
+from .glyphs import DIGITS, FONTS, LETTERS, PLATE_FONT, WEIGHTS
 from .plates import PROVINCES, check_plate
+from .sources import rectify
 
 # --- what plates say ------------------------------------------------------------------------------------
 
@@ -60,8 +63,6 @@ _POSITION_TABLE = [
 POSITION_COUNTS: list[dict[str, int]] = [dict(zip(chars, counts, strict=True)) for chars, counts in _POSITION_TABLE]
 """Real CCPD2019 character counts per plate position (0 = province, 1 = city letter, 2..6 the rest)."""
 
-_DIGITS = "0123456789"
-_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # plates never use I or O
 
 
 @functools.lru_cache(maxsize=64)
@@ -87,8 +88,8 @@ def sample_plate(rng: np.random.Generator, green: bool = False, province_flatten
         raise ValueError(f"province_flatten must be in [0, 1], got {province_flatten}")
     head = _draw(rng, 0, 1.0 - province_flatten) + _draw(rng, 1)
     if green:  # small new-energy car: D (electric) or F (hybrid), a letter or digit, then four digits
-        second = _LETTERS[rng.integers(len(_LETTERS))] if rng.random() < 0.3 else _DIGITS[rng.integers(10)]
-        tail = "DF"[int(rng.random() < 0.35)] + second + "".join(_DIGITS[d] for d in rng.integers(0, 10, 4))
+        second = LETTERS[rng.integers(len(LETTERS))] if rng.random() < 0.3 else DIGITS[rng.integers(10)]
+        tail = "DF"[int(rng.random() < 0.35)] + second + "".join(DIGITS[d] for d in rng.integers(0, 10, 4))
     else:
         tail = "".join(_draw(rng, position) for position in range(2, 7))
     return check_plate(head + tail)
@@ -110,6 +111,10 @@ class SynthConfig(BaseModel):
     province_flatten: float = Field(
         0.0, ge=0.0, le=1.0,
         description="0 = CCPD's province skew (皖 88 %), 1 = uniform; weights = (count + 1) ** (1 - flatten)")
+    rectified_fraction: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="Share of plates cut out from their corners to 220x70 as CCPD2019 photos are (the rest: "
+                    "bounding-box crops as in CCPD2019-dl1)")
     seed: int = Field(0, ge=0, description="Seed; plate i of a split uses np.random.default_rng([seed, split, i])")
     jpeg_quality: tuple[Quality, Quality] = Field(
         (40, 95), description="JPEG quality range (low, high), sampled per plate")
@@ -124,87 +129,13 @@ class SynthConfig(BaseModel):
         return self
 
 
-# --- glyphs ---------------------------------------------------------------------------------------------
+# --- layout -------------------------------------------------------------------------------------------
 
 # Sizes in mm (GA 36-2018): plate width, characters' width, spacing, the gap after the city letter (with a dot)
 _LAYOUT = {7: (440.0, 45.0, 12.0, 34.0), 8: (480.0, 43.0, 9.0, 49.0)}
-_PLATE_H, _CHAR_W, _CHAR_H, _CHAR_TOP = 140.0, 45.0, 90.0, 25.0
-
-FONTS = ("NotoSansCJKsc-Regular.otf", "SimHei.ttf", "NotoSansMonoCJKsc-Regular.otf")
-"""Fonts from the ``mplfonts`` package; each plate uses one of them."""
-_WEIGHTS = (0.13, 0.155)  # Latin stroke width as a share of character height (real plates: 10 mm of 90 mm)
-_CANON = 2.0  # glyphs are kept at 2 px/mm before being shrunk to plate resolution
+_PLATE_H, _CHAR_TOP = 140.0, 25.0
 _LEVELS = (0.22, 0.32, 0.46, 0.66, 0.9)  # plate resolutions (px/mm) the plates are drawn at
-
-
-def _font_path(name: str) -> Path:
-    try:
-        folder = Path(str(resources.files("mplfonts") / "fonts"))
-    except ModuleNotFoundError:
-        raise RuntimeError("synthetic plates need the fonts of the mplfonts package: pip install mplfonts") from None
-    path = folder / name
-    if not path.is_file():
-        raise RuntimeError(f"font {name} not found in {folder}; reinstall the mplfonts package "
-                           "(pip install --force-reinstall mplfonts)")
-    return path
-
-
-def _stroke_width(mask: np.ndarray) -> float:
-    """Mean stroke width of a binary glyph: twice its area over its outline length."""
-    contours, _ = cv2.findContours((mask > 127).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
-    perimeter = sum(cv2.arcLength(c, True) for c in contours)
-    return 2.0 * float((mask > 127).sum()) / max(perimeter, 1.0)
-
-
-_GLYPHS: dict[tuple[str, float], dict[str, np.ndarray]] = {}  # (font, weight) -> _render_glyphs, per process
-
-
-def _glyphs(font: str, weight: float) -> dict[str, np.ndarray]:
-    if (font, weight) not in _GLYPHS:
-        _GLYPHS[font, weight] = _render_glyphs(font, weight)
-    return _GLYPHS[font, weight]
-
-
-def _render_glyphs(font: str, weight: float) -> dict[str, np.ndarray]:
-    """Every plate character of ``font`` as a uint8 mask at 2 px/mm, squeezed into the 45x90 mm box and
-    thickened so Latin strokes are ``weight`` of the height (CJK strokes three quarters of that)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    face = ImageFont.truetype(str(_font_path(font)), 220)
-    raw = {}
-    for ch in PROVINCES + list(_LETTERS + _DIGITS):
-        image = Image.new("L", (320, 320), 0)
-        ImageDraw.Draw(image).text((30, 10), ch, font=face, fill=255)
-        x0, y0, x1, y1 = image.getbbox()
-        raw[ch] = np.asarray(image.crop((x0, y0, x1, y1)))
-    ratios = sorted(m.shape[1] / m.shape[0] for c, m in raw.items() if c in "ABDEFGHKNPRSTUVXYZ02345689")
-    typical = ratios[len(ratios) // 2]  # glyphs this wide fill the 45 mm box, narrower ones keep their shape
-    height, box = round(_CHAR_H * _CANON), round(_CHAR_W * _CANON)
-    out = {}
-    for ch, mask in raw.items():
-        cjk = ch in PROVINCES
-        width = box if cjk else max(4, round(box * min(1.0, mask.shape[1] / mask.shape[0] / typical)))
-        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_AREA)
-        grow = (weight * (0.75 if cjk else 1.0)) * height - _stroke_width(mask)
-        if grow >= 2:  # thicken, then shrink back into the box
-            k = 2 * round(grow / 2) + 1
-            mask = cv2.dilate(cv2.copyMakeBorder(mask, k, k, k, k, cv2.BORDER_CONSTANT, value=0),
-                              cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-            mask = cv2.resize(mask[k // 2:-(k // 2), k // 2:-(k // 2)], (width, height), interpolation=cv2.INTER_AREA)
-        out[ch] = mask
-    # the plates' own "1" is a bare upright bar, which none of the fonts has
-    bar = round(weight * height)
-    out["1|"] = np.full((height, bar), 255, np.uint8)
-    return out
-
-
-@functools.cache
-def _atlas(font: str, weight: float, ppm: float) -> dict[str, np.ndarray]:
-    """The glyphs of ``_glyphs`` shrunk to ``ppm`` px/mm (uint8 alpha masks)."""
-    scale = ppm / _CANON
-    return {ch: cv2.resize(m, (max(1, round(m.shape[1] * scale)), max(1, round(m.shape[0] * scale))),
-                           interpolation=cv2.INTER_AREA)
-            for ch, m in _glyphs(font, weight).items()}
+_PLATE_FONT_SHARE = 0.6  # plates drawn in the plate typeface; the rest in one of glyphs.FONTS
 
 
 # --- the plate itself -----------------------------------------------------------------------------------
@@ -254,7 +185,7 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float) ->
                   rng.uniform(10, 90) if rng.random() < 0.8 else rng.uniform(120, 230))
     canvas = _gradient(h, w, holder, holder * rng.uniform(0.7, 1.3))  # the plate holder, or the car
     if len(text) == 8:  # new-energy green: light at the top, green at the bottom, black characters
-        light = _hsv(rng.uniform(45, 70), rng.uniform(10, 70), rng.uniform(215, 255))
+        light = _hsv(rng.uniform(45, 70), rng.uniform(0, 50), rng.uniform(220, 255))  # near white
         dark = _hsv(rng.uniform(55, 75), rng.uniform(120, 220), rng.uniform(170, 235))
         if rng.random() < 0.1:
             light, dark = dark, light
@@ -267,7 +198,10 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float) ->
         ink = rng.uniform(215, 255) + rng.uniform(-12, 12, 3).astype(np.float32)
     # the ink: characters, the dot after the city letter, the frame line inset from the plate edge
     ink_alpha = np.zeros((h, w), np.uint8)
-    atlas = _atlas(FONTS[rng.integers(len(FONTS))], _WEIGHTS[rng.integers(len(_WEIGHTS))], ppm)
+    font = PLATE_FONT if rng.random() < _PLATE_FONT_SHARE else FONTS[rng.integers(len(FONTS))]
+    # green plates' characters are thinner than blue plates' (GA 36-2018 draws them at 43 mm, not 45)
+    weight = WEIGHTS[rng.integers(2)] if len(text) == 8 else WEIGHTS[1 + rng.integers(2)]
+    atlas = glyphs.atlas(font, weight, ppm)
     x = (plate_w - len(text) * char_w - (len(text) - 2) * spacing - gap) / 2
     centres = []
     bare_one = rng.random() < 0.5
@@ -409,13 +343,16 @@ def _motion_kernel(rng: np.random.Generator, length: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
-def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0) -> np.ndarray:
+def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rectified: bool = False) -> np.ndarray:
     """A photo-like crop of the plate ``text``, as the CCPD2019-dl1 crops show plates: HxWx3 uint8 BGR.
 
     The plate (70-300 px wide in the crop) is drawn at about that resolution, placed over a car or road
     background by one perspective warp (tilt, rotation, shear, crop margins), then, scaled by ``degrade``,
     recoloured (white balance, saturation, contrast), lit unevenly (ramp, vignette, shadow band), blurred
     (focus, motion, low resolution) or sharpened, noised and JPEG-compressed. ``degrade=0`` draws it clean.
+
+    ``rectified=True`` then cuts the plate out as ``sources.CcpdPhotos`` does with CCPD2019 photos: a
+    perspective warp from its four corners (moved by a few pixels, as hand annotation is) to 220x70.
     """
     check_plate(text)
     if degrade < 0:
@@ -453,18 +390,23 @@ def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0) -> n
     if rng.random() < 0.4 * min(1.0, d):  # the source photo was a JPEG already
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 70))])
         image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if rectified:  # annotated corners are off by ~1-2 % of the plate's size
+        noise = rng.normal(0, 0.012 * max(d, 0.3), (4, 2)) * [shown, shown * _PLATE_H / plate_w]
+        image = rectify(image, (quad + noise)[[2, 3, 0, 1]])  # tl, tr, br, bl -> br, bl, tl, tr
     return image
 
 
 # --- the dataset ----------------------------------------------------------------------------------------
 
 SPLITS = ("train", "test")
+GENERATOR_VERSION = 6  # bump when a change to the drawing code changes the plates a config gives
 
 
 def _plate(seed: int, split: int, i: int, cfg: SynthConfig) -> tuple[np.ndarray, str, np.random.Generator]:
     rng = np.random.default_rng([seed, split, i])
     text = sample_plate(rng, green=bool(rng.random() < cfg.green_fraction), province_flatten=cfg.province_flatten)
-    return render_plate(text, rng, cfg.degrade), text, rng
+    rectified = bool(rng.random() < cfg.rectified_fraction)
+    return render_plate(text, rng, cfg.degrade, rectified), text, rng
 
 
 def iter_plates(n: int, seed: int = 0, split: str = "train", cfg: SynthConfig = SynthConfig()
@@ -495,9 +437,9 @@ def _encode_chunk(job: tuple[SynthConfig, int, int, int]) -> list[tuple[str, byt
     return out
 
 
-def _init_worker(glyphs: dict[tuple[str, float], dict[str, np.ndarray]]) -> None:
+def _init_worker(table: dict[tuple[str, float], dict[str, np.ndarray]]) -> None:
     cv2.setNumThreads(1)  # the processes share the cores already
-    _GLYPHS.update(glyphs)
+    glyphs.preload(table)
 
 
 def _pool(workers: int) -> mp.pool.Pool:
@@ -507,8 +449,8 @@ def _pool(workers: int) -> mp.pool.Pool:
         ctx.set_forkserver_preload([__name__])  # the server imports us once, each worker starts in ms
     else:
         ctx = mp.get_context("spawn")
-    glyphs = {(font, weight): _glyphs(font, weight) for font in FONTS for weight in _WEIGHTS}
-    return ctx.Pool(workers, initializer=_init_worker, initargs=(glyphs,))
+    table = {(font, weight): glyphs.glyphs(font, weight) for font in (PLATE_FONT, *FONTS) for weight in WEIGHTS}
+    return ctx.Pool(workers, initializer=_init_worker, initargs=(table,))
 
 
 def _zip_entry(name: str) -> zipfile.ZipInfo:
@@ -518,17 +460,33 @@ def _zip_entry(name: str) -> zipfile.ZipInfo:
     return info
 
 
+def settings_key(cfg: SynthConfig) -> str:
+    """What decides a zip's contents (everything but ``workers``), as JSON: stored as the zip's comment."""
+    return json.dumps({"generator": GENERATOR_VERSION, **cfg.model_dump(exclude={"workers"}, mode="json")},
+                      sort_keys=True)
+
+
+def zip_settings(path: str | os.PathLike) -> str | None:
+    """The ``settings_key`` a zip was generated with, or None (not a zip of ours, or not readable)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.comment.decode("utf-8") or None
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError):
+        return None
+
+
 def generate_zip(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), progress: bool = True) -> Path:
     """Write ``cfg.n_train + cfg.n_test`` synthetic crops to the zip ``out`` in the CCPD2019-dl1 layout.
 
     The zip is written to a temporary file beside ``out`` and moved into place once complete. Entries are
-    stored uncompressed with a fixed date, so the same ``cfg`` gives the same bytes for any ``workers``.
+    stored uncompressed with a fixed date, so the same ``cfg`` gives the same bytes for any ``workers``; the
+    zip's comment is ``settings_key(cfg)``, so a changed config is noticed (``dataset.resolve_source``).
     """
     from tqdm.auto import tqdm
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _glyphs(FONTS[0], _WEIGHTS[0])  # fail early, naming a missing font
+    glyphs.glyphs(FONTS[0], WEIGHTS[0])  # fail early, naming a missing font
     chunk = 64
     jobs = [(cfg, split, start, min(start + chunk, n))
             for split, n in enumerate((cfg.n_train, cfg.n_test)) for start in range(0, n, chunk)]
@@ -541,6 +499,7 @@ def generate_zip(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), progr
         chunks = pool.imap(_encode_chunk, jobs) if pool else map(_encode_chunk, jobs)
         bar = tqdm(total=cfg.n_train + cfg.n_test, desc="synthetic plates", unit="plate", disable=not progress)
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf, bar:
+            zf.comment = settings_key(cfg).encode("utf-8")
             for entries in chunks:
                 for name, data in entries:
                     zf.writestr(_zip_entry(name), data)

@@ -116,3 +116,18 @@ def test_province_balance_oversamples_rare_provinces(tmp_path):
     assert lu and float(w[lu].sum() / w.sum()) == pytest.approx(0.5)
     _, none = load_training_set(_cfg(tmp_path, source=str(a)))
     assert none is None  # one source, no balance: plain shuffling
+
+
+def test_the_synthetic_zip_is_regenerated_when_the_synth_settings_change(tmp_path):
+    from plate_lib.config import load
+    from plate_lib.dataset import resolve_source
+
+    zpath = tmp_path / "synthetic.zip"
+    small = {"data.synthetic_path": str(zpath), "synth.n_train": 20, "synth.n_test": 5, "synth.workers": 1}
+    first = resolve_source(load(None, small))
+    assert len(first.records("all")) == 25
+    stamp = zpath.stat().st_mtime_ns
+    resolve_source(load(None, {**small, "synth.workers": 2}))  # workers do not change the plates: kept
+    assert zpath.stat().st_mtime_ns == stamp
+    again = resolve_source(load(None, {**small, "synth.n_train": 30}))
+    assert len(again.records("all")) == 35  # not the stale 25-plate zip

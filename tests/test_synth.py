@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from plate_lib import synth
+from plate_lib import glyphs, synth
 from plate_lib.plates import check_plate, label_from_filename
 from plate_lib.synth import POSITION_COUNTS, SynthConfig, generate_zip, render_plate, sample_plate
 
@@ -78,6 +78,16 @@ def test_render_plate_crop_sizes_vary_like_real_crops():
     assert min(widths) < 120 and max(widths) > 250
 
 
+def test_rectified_plates_are_cut_out_like_ccpd_photos():
+    # sources.CcpdPhotos warps a photo's annotated corners to 220x70: the plate fills the crop, blue to the edges
+    for seed in range(10):
+        image = render_plate("皖A12345", np.random.default_rng(seed), rectified=True)
+        assert image.shape == (70, 220, 3)
+        hue, sat = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)[..., 0], cv2.cvtColor(image, cv2.COLOR_BGR2HSV)[..., 1]
+        blue = (hue > 90) & (hue < 130) & (sat > 60)
+        assert blue[:, :20].mean() > 0.5 and blue[:, -20:].mean() > 0.5, seed  # no car beside the plate
+
+
 def test_render_plate_is_deterministic_for_a_seed():
     a = render_plate("皖A88888", np.random.default_rng(3))
     b = render_plate("皖A88888", np.random.default_rng(3))
@@ -110,7 +120,7 @@ def test_render_plate_rejects_an_invalid_plate():
 
 def test_a_missing_font_names_the_package_to_install():
     with pytest.raises(RuntimeError, match="mplfonts"):
-        synth._font_path("NoSuchFont.ttf")
+        glyphs.font_path("NoSuchFont.ttf")
 
 
 # --- configuration --------------------------------------------------------------------------------------
