@@ -100,7 +100,8 @@ def ccpd_eval_sets(cfg: Config) -> list[str]:
 
 def real_and_synthetic(cfg: Config, n: int = 6, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
     """Crops of ``n`` real plates from the first CCPD photo folder in ``data.eval_sets``, each followed by a
-    synthetic rendering of the same plate text; empty lists when no eval set is a CCPD photo folder."""
+    synthetic rendering of the same plate text, cut out from its corners as the photos are; empty lists when
+    no eval set is a CCPD photo folder."""
     sets = ccpd_eval_sets(cfg)
     if not sets:
         return [], []
@@ -108,7 +109,7 @@ def real_and_synthetic(cfg: Config, n: int = 6, seed: int = 0) -> tuple[list[np.
     rng = np.random.default_rng(seed)
     images, titles = [], []
     for rec in sample_records(source, "all", n, seed):
-        images += [source.load(rec), render_plate(rec.text, rng, cfg.synth.degrade)]
+        images += [source.load(rec), render_plate(rec.text, rng, cfg.synth.degrade, rectified=True)]
         titles += [f"real: {rec.text}", f"synthetic: {rec.text}"]
     return images, titles
 

@@ -18,13 +18,16 @@ import numpy as np
 
 from . import config as config_mod
 
-DEFAULT_MODEL = Path("models/plate_default.pt")
+DEFAULT_MODEL = Path("models/plate_default.pt")  # the shipped model (make model; models/README.md)
+REPO_MODEL = Path(__file__).resolve().parents[1] / DEFAULT_MODEL  # the same file, from any working directory
 log = logging.getLogger("plate_lib")
 
 
 def _cfg(args: argparse.Namespace) -> config_mod.Config:
     path = args.config if Path(args.config).is_file() or args.config != "cfg.yaml" else None
-    return config_mod.load(path, args.set or [])
+    overrides = config_mod.read_profiles(args.profile)
+    overrides.update(dict(map(config_mod.parse_override, args.set or [])))
+    return config_mod.load(path, overrides)
 
 
 def _json_safe(d: dict) -> dict:
@@ -57,13 +60,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _checkpoint(args: argparse.Namespace) -> Path:
+    """``--checkpoint``, else the shipped model, else the report's run (``runs/default/best.pt``)."""
     if args.checkpoint:
         return Path(args.checkpoint)
-    for candidate in (Path("runs/default/best.pt"), DEFAULT_MODEL):
+    for candidate in (DEFAULT_MODEL, REPO_MODEL, Path("runs/default/best.pt")):
         if candidate.is_file():
+            log.info("checkpoint: %s (pass --checkpoint for another)", candidate)
             return candidate
-    raise FileNotFoundError("no --checkpoint given and no runs/default/best.pt or models/plate_default.pt; "
-                            "train one with `plate train` first")
+    raise FileNotFoundError(f"no --checkpoint given and neither {DEFAULT_MODEL} (make model) nor "
+                            "runs/default/best.pt (make report) exists; train one with `plate train` first")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -145,6 +150,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default="cfg.yaml", help="config file (default: cfg.yaml, else built-in defaults)")
+    common.add_argument("--profile", action="append", metavar="YAML",
+                        help="a file of dotted-key overrides (profiles/), applied before --set; repeat to stack")
     common.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. training.epochs=3")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -164,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", parents=[common], help="evaluate a checkpoint; prints one JSON object")
-    e.add_argument("--checkpoint", help="default: runs/default/best.pt, else models/plate_default.pt")
+    e.add_argument("--checkpoint", help="default: models/plate_default.pt, else runs/default/best.pt")
     e.add_argument("--data", required=True, help="a dl1 zip, a crops folder or a CCPD2019 folder")
     e.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     e.add_argument("--skip-bad", action="store_true", help="skip bad images and labels (counted)")
@@ -174,12 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("predict", parents=[common], help="read the plate in each image (a plate crop or CCPD crop)")
     r.add_argument("images", nargs="+")
-    r.add_argument("--checkpoint")
+    r.add_argument("--checkpoint", help="default: models/plate_default.pt, else runs/default/best.pt")
     r.add_argument("--device", default="auto")
     r.set_defaults(func=cmd_predict)
 
     x = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX and check parity with PyTorch")
-    x.add_argument("--checkpoint", help="default: runs/default/best.pt, else models/plate_default.pt")
+    x.add_argument("--checkpoint", help="default: models/plate_default.pt, else runs/default/best.pt")
     x.add_argument("--onnx", required=True, help="the .onnx file to write")
     x.add_argument("--data", help="check parity on this data's crops (default: random images)")
     x.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
@@ -191,7 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", parents=[common], help="generate → train → evaluate, as `make report` runs it")
     rep.add_argument("--data", help="a dl1 zip, crops folder or CCPD2019 folder (default: data.source)")
-    rep.add_argument("--profile", help="a YAML file of overrides (e.g. profiles/gpu.yaml)")
     rep.set_defaults(func=cmd_report)
     return p
 

@@ -97,7 +97,7 @@ class TrainingConfig(_Section):
     optimizer: Literal["adam", "adamw"] = Field("adamw", description="adam (the seed's) or adamw")
     warmup_steps: int = Field(100, ge=0, description="Linear warm-up before the cosine decay")
     grad_clip: float = Field(5.0, gt=0, description="Gradient-norm clip (the seed used 0.05)")
-    province_weights: bool = Field(True, description="Class-weight the province loss by inverse training frequency")
+    province_weights: bool = Field(False, description="Class-weight the province loss by inverse training frequency (** 0.5)")
     amp: bool = Field(True, description="Mixed precision on CUDA (ignored on the CPU)")
     channels_last: bool = Field(True, description="channels_last memory format (faster convolutions on CUDA and CPU)")
     num_workers: int = Field(0, ge=0, description="DataLoader workers (arrays are pre-decoded, so 0 is fine on a CPU)")
@@ -181,6 +181,27 @@ def from_dict(raw: Mapping[str, Any], origin: str = "config") -> Config:
         return Config.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, origin)) from None
+
+
+def read_profile(path: str | Path) -> dict[str, Any]:
+    """A profile: a YAML mapping of dotted keys to values (``profiles/*.yaml``), applied as overrides."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"profile {p} not found; see profiles/ for the shipped ones")
+    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        raise ConfigError(f"profile {p}: expected a mapping of dotted keys to values, e.g. training.epochs: 3")
+    return raw
+
+
+def read_profiles(paths: str | Path | Iterable[str | Path] | None) -> dict[str, Any]:
+    """One profile, or several merged in order (a later one's keys win); None: no overrides."""
+    if paths is None:
+        return {}
+    merged: dict[str, Any] = {}
+    for p in [paths] if isinstance(paths, (str, Path)) else paths:
+        merged.update(read_profile(p))
+    return merged
 
 
 def load(path: str | Path | None = "cfg.yaml", overrides: Iterable[str] | Mapping[str, Any] = ()) -> Config:

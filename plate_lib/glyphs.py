@@ -3,7 +3,7 @@
 Two kinds, mixed per plate by ``synth``:
 
 - ``PLATE_FONT``: letters and digits drawn from stroke centre lines in the shapes of the GA 36 plate
-  typeface (a flat-topped 3, an M whose middle reaches 60 % down, a W with a tall middle peak, stadium 0/O/Q,
+  typeface (a flat-topped 3, an M whose V reaches halfway down, a W with a tall middle peak, stadium 0/O/Q,
   a G with a spur). No installable font has them, and a model trained on ordinary fonts alone read every real
   3 as 5 (199 of 207 in the 622 CCPD sample photos). Provinces come from SimHei.
 - ``FONTS``: TrueType/OpenType fonts of the ``mplfonts`` package (Noto Sans CJK, SimHei, Noto Sans Mono CJK),
@@ -32,7 +32,7 @@ PLATE_FONT = "plate"
 FONTS = ("NotoSansCJKsc-Regular.otf", "SimHei.ttf", "NotoSansMonoCJKsc-Regular.otf")
 """Fonts from the ``mplfonts`` package, the alternatives to ``PLATE_FONT``."""
 WEIGHTS = (0.10, 0.13, 0.155)  # Latin stroke width as a share of character height (real plates: ~10 mm of 90)
-_THIN = {"M": 0.85, "W": 0.7}  # the plate typeface draws these strokes thinner, or M and W close up
+_THIN = {"W": 0.7}  # the plate typeface draws W's strokes thinner, or its four strokes close up
 
 
 def font_path(name: str) -> Path:
@@ -83,7 +83,7 @@ STROKES: dict[str, list[list[tuple[float, float]]]] = {
     "J": [[(40, 5)] + _arc(22.5, 67.5, 17.5, 17.5, 0, 180) + [(5, 58)]],
     "K": [[(5, 5), (5, 85)], [(40, 5), (5, 55)], [(17, 41), (40, 85)]],
     "L": [[(5, 5), (5, 85), (40, 85)]],
-    "M": [[(5, 85), (5, 5), (22.5, 62), (40, 5), (40, 85)]],
+    "M": [[(5, 85), (5, 5), (22.5, 47), (40, 5), (40, 85)]],  # a shallow V: its point halfway down
     "N": [[(5, 85), (5, 5), (40, 85), (40, 5)]],
     "P": [_P],
     "Q": _STADIUM + [[(25, 64), (40, 87)]],

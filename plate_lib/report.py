@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from . import config as config_mod
 
@@ -37,27 +36,17 @@ ROOT_MARKER = "cfg.yaml"
 # --- config: profile, data, --set --------------------------------------------------------------------------
 
 
-def read_profile(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise config_mod.ConfigError(f"profile {p} not found; see profiles/ for the shipped ones")
-    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
-        raise config_mod.ConfigError(f"profile {p}: expected a mapping of dotted keys to values, e.g. training.epochs: 3")
-    return raw
-
-
-def report_overrides(data: str | None = None, profile: str | None = None,
+def report_overrides(data: str | None = None, profile: str | list[str] | None = None,
                      sets: list[str] | Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Dotted-key overrides in order of precedence: profile, then ``data.source``, then ``--set`` items."""
-    overrides: dict[str, Any] = read_profile(profile) if profile else {}
+    overrides: dict[str, Any] = config_mod.read_profiles(profile)
     if data:
         overrides["data.source"] = data
     overrides.update(sets if isinstance(sets, Mapping) else dict(map(config_mod.parse_override, sets or [])))
     return overrides
 
 
-def report_config(config: str | None, data: str | None = None, profile: str | None = None,
+def report_config(config: str | None, data: str | None = None, profile: str | list[str] | None = None,
                   sets: list[str] | Mapping[str, Any] | None = None) -> config_mod.Config:
     return config_mod.load(config, report_overrides(data, profile, sets))
 
@@ -86,7 +75,7 @@ def quiet_outputs() -> None:
     logging.getLogger("plate_lib").setLevel(logging.INFO)
 
 
-def setup_notebook(config: str | None = "cfg.yaml", profile: str | None = None,
+def setup_notebook(config: str | None = "cfg.yaml", profile: str | list[str] | None = None,
                    overrides: Mapping[str, Any] | None = None, drop_missing_eval_sets: bool = False
                    ) -> config_mod.Config:
     """A notebook's second cell: chdir to the project root, quiet outputs, CJK font, tables; returns the config.

@@ -399,7 +399,7 @@ def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rect
 # --- the dataset ----------------------------------------------------------------------------------------
 
 SPLITS = ("train", "test")
-GENERATOR_VERSION = 6  # bump when a change to the drawing code changes the plates a config gives
+GENERATOR_VERSION = 7  # bump when a change to the drawing code changes the plates a config gives
 
 
 def _plate(seed: int, split: int, i: int, cfg: SynthConfig) -> tuple[np.ndarray, str, np.random.Generator]:

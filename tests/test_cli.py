@@ -111,3 +111,35 @@ def test_fine_tuning_starts_from_a_checkpoint_and_refuses_another_model(trained)
     proc = plate("train", *TRAIN, "--set", "model.name=seed_crnn", "--set", "run.name=bad",
                  "--set", "training.init_from=runs/default/best.pt", cwd=trained, check=False)
     assert proc.returncode == 2 and "small_crnn" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- the shipped model ----------------------------------------------------------------------------------
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "plate_default.pt"
+
+
+def test_the_shipped_model_is_small_and_self_describing():
+    assert SHIPPED.stat().st_size <= 5 * 2**20
+    model, cfg = load_model(SHIPPED)
+    assert cfg.model.name == "small_crnn" and len(cfg.provinces) == 31
+
+
+def test_predict_without_a_checkpoint_uses_the_shipped_model(tmp_path):
+    import cv2
+    import numpy as np
+
+    from plate_lib.synth import render_plate
+
+    cv2.imwrite(str(tmp_path / "crop.png"), render_plate("苏E1W8MQ", np.random.default_rng(0), degrade=0.0))
+    proc = plate("predict", "crop.png", cwd=tmp_path)  # no runs/ or models/ here: the repo's models/ is found
+    assert proc.stdout.split("\t")[1] == "苏E1W8MQ"
+    assert "plate_default.pt" in proc.stderr
+
+
+@needs_sample
+def test_the_shipped_model_reads_real_sample_photos(tmp_path):
+    photos = sorted((CCPD_SAMPLE / "ccpd_green").glob("*.jpg"))[:2] + sorted((CCPD_SAMPLE / "ccpd_base").glob("*.jpg"))[:3]
+    from plate_lib.sources import parse_ccpd_name
+
+    out = plate("predict", *map(str, photos), cwd=tmp_path).stdout.strip().splitlines()
+    assert [line.split("\t")[1] for line in out] == [parse_ccpd_name(p.name)[0] for p in photos]

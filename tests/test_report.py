@@ -12,6 +12,7 @@ import nbformat
 import pandas as pd
 import pytest
 
+from plate_lib import config as config_mod
 from plate_lib import report
 from plate_lib.config import ConfigError
 
@@ -43,17 +44,23 @@ def project(tmp_path, monkeypatch) -> Path:
 
 def test_read_profile_names_a_missing_file():
     with pytest.raises(ConfigError, match="profile nowhere.yaml not found"):
-        report.read_profile("nowhere.yaml")
+        config_mod.read_profile("nowhere.yaml")
 
 
 def test_read_profile_rejects_a_list(tmp_path):
     with pytest.raises(ConfigError, match="expected a mapping of dotted keys"):
-        report.read_profile(write(tmp_path / "p.yaml", "- training.epochs: 3\n"))
+        config_mod.read_profile(write(tmp_path / "p.yaml", "- training.epochs: 3\n"))
 
 
 def test_overrides_apply_profile_then_data_then_sets(project):
     o = report.report_overrides("x.zip", "profiles/tiny.yaml", ["training.epochs=7", "data.eval_sets=[a, b]"])
     assert o == {"training.epochs": 7, "training.batch_size": 16, "data.source": "x.zip", "data.eval_sets": ["a", "b"]}
+
+
+def test_stacked_profiles_apply_in_order_the_later_winning(project):
+    write(project / "profiles" / "more.yaml", "training.epochs: 5\nrun.name: stage2\n")
+    o = report.report_overrides(None, ["profiles/tiny.yaml", "profiles/more.yaml"], ["run.name=mine"])
+    assert o == {"training.epochs": 5, "training.batch_size": 16, "run.name": "mine"}
 
 
 def test_report_config_takes_sets_as_strings_or_a_mapping(project):
