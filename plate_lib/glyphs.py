@@ -29,6 +29,7 @@ LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # plates never use I or O
 CHAR_W, CHAR_H = 45.0, 90.0  # mm
 CANON = 2.0  # glyphs are kept at 2 px/mm before being shrunk to plate resolution
 PLATE_FONT = "plate"
+PLATE_PROVINCES = "SimHei.ttf"  # the font PLATE_FONT takes its province characters from
 FONTS = ("NotoSansCJKsc-Regular.otf", "SimHei.ttf", "NotoSansMonoCJKsc-Regular.otf")
 """Fonts from the ``mplfonts`` package, the alternatives to ``PLATE_FONT``."""
 WEIGHTS = (0.10, 0.13, 0.155)  # Latin stroke width as a share of character height (real plates: ~10 mm of 90)
@@ -140,20 +141,22 @@ def preload(table: dict[tuple[str, float], dict[str, np.ndarray]]) -> None:
 
 def render_glyphs(font: str, weight: float) -> dict[str, np.ndarray]:
     """Every plate character as a uint8 mask at ``CANON`` px/mm in the 45x90 mm box; Latin strokes are
-    ``weight`` of the height (CJK strokes three quarters of that). ``font`` is ``PLATE_FONT`` or one of
-    ``FONTS``; the key ``"1|"`` holds the plates' own 1, a bare upright bar."""
+    ``weight`` of the height (CJK strokes three quarters of that). ``font`` is ``PLATE_FONT`` (provinces from
+    ``PLATE_PROVINCES``, letters and digits from ``stroke_glyph``) or one of ``FONTS``; the key ``"1|"`` holds
+    the plates' own 1, a bare upright bar."""
+    if font == PLATE_FONT:
+        return glyphs(PLATE_PROVINCES, weight) | {ch: stroke_glyph(ch, weight) for ch in LETTERS + DIGITS}
     from PIL import Image, ImageDraw, ImageFont
 
-    plate = font == PLATE_FONT
-    face = ImageFont.truetype(str(font_path("SimHei.ttf" if plate else font)), 220)
+    face = ImageFont.truetype(str(font_path(font)), 220)
     raw = {}
-    for ch in PROVINCES if plate else PROVINCES + list(LETTERS + DIGITS):
+    for ch in PROVINCES + list(LETTERS + DIGITS):
         image = Image.new("L", (320, 320), 0)
         ImageDraw.Draw(image).text((30, 10), ch, font=face, fill=255)
         x0, y0, x1, y1 = image.getbbox()
         raw[ch] = np.asarray(image.crop((x0, y0, x1, y1)))
     ratios = sorted(m.shape[1] / m.shape[0] for c, m in raw.items() if c in "ABDEFGHKNPRSTUVXYZ02345689")
-    typical = ratios[len(ratios) // 2] if ratios else 0.5  # glyphs this wide fill the box, narrower keep shape
+    typical = ratios[len(ratios) // 2]  # glyphs this wide fill the 45 mm box, narrower ones keep their shape
     height, box = round(CHAR_H * CANON), round(CHAR_W * CANON)
     out = {}
     for ch, mask in raw.items():
@@ -167,8 +170,6 @@ def render_glyphs(font: str, weight: float) -> dict[str, np.ndarray]:
                               cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
             mask = cv2.resize(mask[k // 2:-(k // 2), k // 2:-(k // 2)], (width, height), interpolation=cv2.INTER_AREA)
         out[ch] = mask
-    if plate:
-        out.update({ch: stroke_glyph(ch, weight) for ch in LETTERS + DIGITS})
     out["1|"] = np.full((height, round(weight * height)), 255, np.uint8)
     return out
 
