@@ -24,10 +24,7 @@ log = logging.getLogger("plate_lib")
 
 
 def _cfg(args: argparse.Namespace) -> config_mod.Config:
-    path = args.config if Path(args.config).is_file() or args.config != "cfg.yaml" else None
-    overrides = config_mod.read_profiles(args.profile)
-    overrides.update(dict(map(config_mod.parse_override, args.set or [])))
-    return config_mod.load(path, overrides)
+    return config_mod.load(config_mod.config_file(args.config), config_mod.collect_overrides(None, args.profile, args.set))
 
 
 def _json_safe(d: dict) -> dict:

@@ -204,6 +204,22 @@ def read_profiles(paths: str | Path | Iterable[str | Path] | None) -> dict[str, 
     return merged
 
 
+def collect_overrides(data: str | None = None, profile: str | Path | Iterable[str | Path] | None = None,
+                      sets: Iterable[str] | Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Dotted-key overrides in order of precedence: profiles, then ``data.source``, then ``--set`` items."""
+    overrides = read_profiles(profile)
+    if data:
+        overrides["data.source"] = data
+    overrides.update(sets if isinstance(sets, Mapping) else dict(map(parse_override, sets or [])))
+    return overrides
+
+
+def config_file(name: str) -> str | None:
+    """``--config NAME`` as ``load`` takes it: the default ``cfg.yaml`` means the built-in defaults when it is
+    absent; any other name must exist."""
+    return name if Path(name).is_file() or name != "cfg.yaml" else None
+
+
 def load(path: str | Path | None = "cfg.yaml", overrides: Iterable[str] | Mapping[str, Any] = ()) -> Config:
     """Load and validate ``path`` (None: the defaults), then apply overrides (``"k=v"`` strings or a mapping)."""
     raw: dict[str, Any] = {}

@@ -36,19 +36,9 @@ ROOT_MARKER = "cfg.yaml"
 # --- config: profile, data, --set --------------------------------------------------------------------------
 
 
-def report_overrides(data: str | None = None, profile: str | list[str] | None = None,
-                     sets: list[str] | Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Dotted-key overrides in order of precedence: profile, then ``data.source``, then ``--set`` items."""
-    overrides: dict[str, Any] = config_mod.read_profiles(profile)
-    if data:
-        overrides["data.source"] = data
-    overrides.update(sets if isinstance(sets, Mapping) else dict(map(config_mod.parse_override, sets or [])))
-    return overrides
-
-
 def report_config(config: str | None, data: str | None = None, profile: str | list[str] | None = None,
                   sets: list[str] | Mapping[str, Any] | None = None) -> config_mod.Config:
-    return config_mod.load(config, report_overrides(data, profile, sets))
+    return config_mod.load(config, config_mod.collect_overrides(data, profile, sets))
 
 
 def run_dir(cfg: config_mod.Config) -> Path:
@@ -154,8 +144,8 @@ def choose_device(configured: str, cuda_available: bool) -> str:
 
 def report_parameters(args: argparse.Namespace, cuda_available: bool) -> dict[str, Any]:
     """The papermill parameters for every notebook (validated by building the config first)."""
-    config = args.config if Path(args.config).is_file() or args.config != "cfg.yaml" else None
-    overrides = report_overrides(args.data, None, args.set)
+    config = config_mod.config_file(args.config)
+    overrides = config_mod.collect_overrides(args.data, None, args.set)
     cfg = report_config(config, profile=args.profile, sets=overrides)
     overrides["run.device"] = choose_device(cfg.run.device, cuda_available)
     return {"config": config, "profile": args.profile, "overrides": overrides, "drop_missing_eval_sets": False}

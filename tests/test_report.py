@@ -53,13 +53,13 @@ def test_read_profile_rejects_a_list(tmp_path):
 
 
 def test_overrides_apply_profile_then_data_then_sets(project):
-    o = report.report_overrides("x.zip", "profiles/tiny.yaml", ["training.epochs=7", "data.eval_sets=[a, b]"])
+    o = config_mod.collect_overrides("x.zip", "profiles/tiny.yaml", ["training.epochs=7", "data.eval_sets=[a, b]"])
     assert o == {"training.epochs": 7, "training.batch_size": 16, "data.source": "x.zip", "data.eval_sets": ["a", "b"]}
 
 
 def test_stacked_profiles_apply_in_order_the_later_winning(project):
     write(project / "profiles" / "more.yaml", "training.epochs: 5\nrun.name: stage2\n")
-    o = report.report_overrides(None, ["profiles/tiny.yaml", "profiles/more.yaml"], ["run.name=mine"])
+    o = config_mod.collect_overrides(None, ["profiles/tiny.yaml", "profiles/more.yaml"], ["run.name=mine"])
     assert o == {"training.epochs": 5, "training.batch_size": 16, "run.name": "mine"}
 
 
