@@ -47,6 +47,8 @@ ifneq ($(SAMPLE),)
 		--set data.source=$(SAMPLE)
 	$(PLATE) evaluate --quiet --config $(CONFIG) --checkpoint $(MODEL_RUN)/best.pt --data $(SAMPLE) \
 		--split test > models/eval-finetuned-test.json
+	$(PLATE) evaluate --quiet --config $(CONFIG) --checkpoint $(MODEL_RUN)/best.pt --data $(SAMPLE) \
+		--split all > models/eval-finetuned-all.json
 endif
 	cp $(MODEL_RUN)/best.pt $(MODEL_OUT).tmp && mv $(MODEL_OUT).tmp $(MODEL_OUT)
 	@echo "wrote $(MODEL_OUT) ($$(du -k $(MODEL_OUT) | cut -f1) KB) from $(MODEL_RUN)"

@@ -131,7 +131,7 @@ class SynthConfig(BaseModel):
 
 # --- layout -------------------------------------------------------------------------------------------
 
-# Sizes in mm (GA 36-2018): plate width, characters' width, spacing, the gap after the city letter (with a dot)
+# Sizes in mm (GA 36-2018): plate width, characters' width, spacing, the gap after the city letter (with a dot on blue plates)
 _LAYOUT = {7: (440.0, 45.0, 12.0, 34.0), 8: (480.0, 43.0, 9.0, 49.0)}
 _PLATE_H, _CHAR_TOP = 140.0, 25.0
 _LEVELS = (0.22, 0.32, 0.46, 0.66, 0.9)  # plate resolutions (px/mm) the plates are drawn at
@@ -184,7 +184,8 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float) ->
     holder = _hsv(rng.uniform(0, 180), rng.uniform(0, 60),
                   rng.uniform(10, 90) if rng.random() < 0.8 else rng.uniform(120, 230))
     canvas = _gradient(h, w, holder, holder * rng.uniform(0.7, 1.3))  # the plate holder, or the car
-    if len(text) == 8:  # new-energy green: light at the top, green at the bottom, black characters
+    green = len(text) == 8
+    if green:  # new-energy green: light at the top, green at the bottom, black characters
         light = _hsv(rng.uniform(45, 70), rng.uniform(0, 50), rng.uniform(220, 255))  # near white
         dark = _hsv(rng.uniform(55, 75), rng.uniform(120, 220), rng.uniform(170, 235))
         if rng.random() < 0.1:
@@ -196,25 +197,26 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float) ->
         shade = rng.uniform(-0.04, 0.04)
         canvas[oy:oy + ph, ox:ox + pw] = _gradient(ph, pw, paint * (1 - shade), paint * (1 + shade))
         ink = rng.uniform(215, 255) + rng.uniform(-12, 12, 3).astype(np.float32)
-    # the ink: characters, the dot after the city letter, the frame line inset from the plate edge
+    # the ink: characters, the dot after a blue plate's city letter, the frame line inset from the plate edge
     ink_alpha = np.zeros((h, w), np.uint8)
     font = PLATE_FONT if rng.random() < _PLATE_FONT_SHARE else FONTS[rng.integers(len(FONTS))]
-    # green plates' characters are thinner than blue plates' (GA 36-2018 draws them at 43 mm, not 45)
-    weight = WEIGHTS[rng.integers(2)] if len(text) == 8 else WEIGHTS[1 + rng.integers(2)]
+    # green plates' strokes are thinner than blue plates' (glyphs.WEIGHTS)
+    weight = WEIGHTS[rng.integers(3)] if green else WEIGHTS[2 + rng.integers(2)]
     atlas = glyphs.atlas(font, weight, ppm)
     x = (plate_w - len(text) * char_w - (len(text) - 2) * spacing - gap) / 2
     centres = []
-    bare_one = rng.random() < 0.5
+    one = "1^" if green else ("1|" if rng.random() < 0.5 else "1")  # green plates' 1 has a flag, blue's none
     jitter = rng.normal(0, 0.8 * degrade, (len(text), 2))  # mm
     for i, ch in enumerate(text):
-        mask = atlas["1|" if ch == "1" and bare_one else ch]
+        mask = atlas[one if ch == "1" else ch]
         jx, jy = jitter[i]
         centres.append(x + char_w / 2)
         top_left = (oy + px(_CHAR_TOP + jy), ox + px(centres[-1] + jx) - mask.shape[1] // 2)
         ink_alpha[top_left[0]:top_left[0] + mask.shape[0], top_left[1]:top_left[1] + mask.shape[1]] = mask
         x += char_w + (gap if i == 1 else spacing)
-    dot_x = centres[1] + char_w / 2 + gap / 2
-    cv2.circle(ink_alpha, (16 * ox + sub(dot_x), 16 * oy + sub(_PLATE_H / 2)), sub(5.5), 255, -1, cv2.LINE_AA, 4)
+    if not green:  # green plates leave the gap after the city letter empty
+        dot_x = centres[1] + char_w / 2 + gap / 2
+        cv2.circle(ink_alpha, (16 * ox + sub(dot_x), 16 * oy + sub(_PLATE_H / 2)), sub(5.5), 255, -1, cv2.LINE_AA, 4)
     inset, thick = rng.uniform(2.0, 4.5), max(1, px(rng.uniform(1.2, 2.5)))
     cv2.rectangle(ink_alpha, (ox + px(inset), oy + px(inset)), (ox + pw - 1 - px(inset), oy + ph - 1 - px(inset)),
                   255, thick, cv2.LINE_AA)
@@ -399,7 +401,7 @@ def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rect
 # --- the dataset ----------------------------------------------------------------------------------------
 
 SPLITS = ("train", "test")
-GENERATOR_VERSION = 7  # bump when a change to the drawing code changes the plates a config gives
+GENERATOR_VERSION = 8  # bump when a change to the drawing code changes the plates a config gives
 
 
 def _plate(seed: int, split: int, i: int, cfg: SynthConfig) -> tuple[np.ndarray, str, np.random.Generator]:

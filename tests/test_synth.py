@@ -88,6 +88,17 @@ def test_rectified_plates_are_cut_out_like_ccpd_photos():
         assert blue[:, :20].mean() > 0.5 and blue[:, -20:].mean() > 0.5, seed  # no car beside the plate
 
 
+@pytest.mark.parametrize("text, dot", [("皖A12345", True), ("皖AD12345", False)])
+def test_a_dot_follows_the_city_letter_on_blue_plates_only(text, dot):
+    # GA 36: blue plates print a dot in the gap after the city letter; green new-energy plates leave it empty
+    for seed in range(3):
+        gray = cv2.cvtColor(render_plate(text, np.random.default_rng(seed), degrade=0.0, rectified=True),
+                            cv2.COLOR_BGR2GRAY).astype(float)
+        gap = gray[15:56, 61:70]  # the gap between the 2nd and 3rd characters, full character height
+        contrast = np.abs(gap - np.median(gap)).max()
+        assert (contrast > 40) == dot, (seed, contrast)
+
+
 def test_render_plate_is_deterministic_for_a_seed():
     a = render_plate("皖A88888", np.random.default_rng(3))
     b = render_plate("皖A88888", np.random.default_rng(3))
