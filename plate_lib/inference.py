@@ -15,7 +15,7 @@ from . import metrics
 from .config import Config, ConfigError, from_dict
 from .dataset import SplitData, atomic_write, letterbox
 from .models import ModelError, ModelSpec, build_model, fuse_batchnorm
-from .plates import BLANK, SYMBOLS, ctc_greedy_decode
+from .plates import BLANK, SYMBOLS, ctc_beam_search, ctc_greedy_decode, is_plate
 
 
 class CheckpointError(ValueError):
@@ -144,11 +144,23 @@ def prepare_for_inference(model: torch.nn.Module, device: str | torch.device = "
 
 
 def decode_logits(prov_logits: torch.Tensor, ctc_logits: torch.Tensor, provinces: list[str]) -> tuple[list[str], torch.Tensor]:
-    """Model outputs → plates and confidences (province prob × best-path CTC prob)."""
+    """Model outputs → plates and confidences (province prob × CTC prob).
+
+    Best-path decoding first; where that is not a plate (9 characters from a doubled 8, a digit as city
+    letter…), the most probable plate among the CTC beam search's readings (``plates.ctc_beam_search``),
+    with its sequence probability. A plate is never traded for a non-plate, so word accuracy can only rise.
+    """
     prov_p, prov_i = prov_logits.float().softmax(-1).max(-1)
-    ctc_lp, ctc_i = ctc_logits.float().log_softmax(-1).max(-1)  # [B, T]
+    log_probs = ctc_logits.float().log_softmax(-1)
+    ctc_lp, ctc_i = log_probs.max(-1)  # [B, T]
     conf = prov_p * ctc_lp.sum(-1).exp()
     texts = [provinces[int(p)] + ctc_greedy_decode(row.tolist()) for p, row in zip(prov_i, ctc_i, strict=True)]
+    for i, text in enumerate(texts):
+        if not is_plate(text, provinces):
+            readings = ctc_beam_search(log_probs[i].cpu().numpy())
+            found = next(((t, lp) for t, lp in readings if is_plate(text[0] + t, provinces)), None)
+            if found:
+                texts[i], conf[i] = text[0] + found[0], prov_p[i] * float(np.exp(found[1]))
     return texts, conf.cpu()
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import numpy as np
+
 # CCPD's province index table, in CCPD's order (its last three entries, 警 学 O, are not provinces).
 CCPD_PROVINCES = list("皖沪津渝冀晋蒙辽吉黑苏浙京闽赣鲁豫鄂湘粤桂琼川贵云藏陕甘青宁新") + ["警", "学", "O"]
 # CCPD's table for the city letter and for the other positions; "O" marks "no character".
@@ -105,6 +107,30 @@ def ctc_greedy_decode(classes: Sequence[int]) -> str:
             out.append(SYMBOLS[c - 1])
         prev = c
     return "".join(out)
+
+
+def ctc_beam_search(log_probs: np.ndarray, beam: int = 16, prune: float = -12.0) -> list[tuple[str, float]]:
+    """The ``beam`` most probable label sequences under CTC, best first, as (text, log probability summed over
+    all alignments): prefix beam search over ``log_probs`` [T, classes] (log-softmax, class 0 the blank).
+    Classes below ``prune`` at a step are not tried."""
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -np.inf)}  # prefix -> log p (blank, not)
+    for lp in log_probs:
+        grown: dict[tuple[int, ...], list[float]] = {}
+        tried = [c for c in np.nonzero(lp > prune)[0].tolist() if c != BLANK]
+        for prefix, (pb, pnb) in beams.items():
+            total = np.logaddexp(pb, pnb)
+            here = grown.setdefault(prefix, [-np.inf, -np.inf])
+            here[0] = np.logaddexp(here[0], total + lp[BLANK])
+            for c in tried:
+                longer = grown.setdefault(prefix + (c,), [-np.inf, -np.inf])
+                if prefix and prefix[-1] == c:  # a repeat extends only across a blank; without one it merges
+                    longer[1] = np.logaddexp(longer[1], pb + lp[c])
+                    here[1] = np.logaddexp(here[1], pnb + lp[c])
+                else:
+                    longer[1] = np.logaddexp(longer[1], total + lp[c])
+        beams = dict(sorted(((k, (v[0], v[1])) for k, v in grown.items()),
+                            key=lambda kv: -np.logaddexp(*kv[1]))[:beam])
+    return [("".join(SYMBOLS[c - 1] for c in k), float(np.logaddexp(*v))) for k, v in beams.items()]
 
 
 def decode(province: int, classes: Sequence[int]) -> str:

@@ -131,7 +131,8 @@ class SynthConfig(BaseModel):
 
 # --- layout -------------------------------------------------------------------------------------------
 
-# Sizes in mm (GA 36-2018): plate width, characters' width, spacing, the gap after the city letter (with a dot on blue plates)
+# Sizes in mm (GA 36-2018): plate width, characters' width, spacing, the gap after the city letter (where
+# blue plates print a dot)
 _LAYOUT = {7: (440.0, 45.0, 12.0, 34.0), 8: (480.0, 43.0, 9.0, 49.0)}
 _PLATE_H, _CHAR_TOP = 140.0, 25.0
 _LEVELS = (0.22, 0.32, 0.46, 0.66, 0.9)  # plate resolutions (px/mm) the plates are drawn at

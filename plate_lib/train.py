@@ -1,6 +1,6 @@
 """Train: the fit loop. Schedule, step, evaluate, checkpoint, log; AMP and channels-last are switches.
 
-``fit`` writes a run folder (see ``runs``): ``best.pt`` by validation word accuracy, ``last.pt`` at each epoch's
+``fit`` writes a run folder (see ``runs``): ``best.pt`` by validation word accuracy (ties: lower loss), ``last.pt`` at each epoch's
 end, ``resume.pt`` mid-epoch (every ``CHECKPOINT_SECONDS``; removed at each epoch's end), one ``metrics.csv`` row
 per epoch. ``resume=True`` continues from the later of ``last.pt`` and ``resume.pt``, skipping the batches already
 done, and reaches the weights an uninterrupted run would. ``reuse=True`` returns a finished run of the same
@@ -266,10 +266,10 @@ def _build(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, torch.op
 
 
 def _save_resume(path: Path, model, opt, scaler, aug_gen, cfg: Config, device, epoch: int, part: EpochState,
-                 t0: float, best: float, n_train: int, step: int) -> None:
+                 t0: float, best: tuple[float, float], n_train: int, step: int) -> None:
     """resume.pt: everything needed to go on after ``part.batch`` batches of ``epoch`` as if never stopped."""
     partial = asdict(part) | {"elapsed": part.elapsed + time.perf_counter() - t0}
-    save_checkpoint(path, model, cfg, epoch=epoch, batch=part.batch, step=step, best_word_acc=best,
+    save_checkpoint(path, model, cfg, epoch=epoch, batch=part.batch, step=step, best=best,
                     optimizer=opt.state_dict(), scaler=scaler.state_dict(), aug_rng=aug_gen.get_state(),
                     **rng_states(device), partial=partial, n_train=n_train)
 
@@ -317,13 +317,16 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
     aug_gen = torch.Generator().manual_seed(cfg.run.seed)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.training.amp and device.type == "cuda")
 
-    start_epoch, step, best, part = 0, 0, -1.0, EpochState()
+    # best.pt: the highest validation word accuracy; a tie (common on a small validation set) goes to the lower
+    # validation loss. ``best`` holds (word acc, -loss) so tuples compare that way.
+    start_epoch, step, best, part = 0, 0, (-1.0, -math.inf), EpochState()
     if ck is not None:
         load_weights(model, ck, f"{ck_path} (--resume)")
         opt.load_state_dict(ck["optimizer"])
         if ck.get("scaler"):
             scaler.load_state_dict(ck["scaler"])
-        (start_epoch, done), step, best = position(ck), ck["step"], ck["best_word_acc"]
+        (start_epoch, done), step = position(ck), ck["step"]
+        best = tuple(ck["best"]) if "best" in ck else (ck["best_word_acc"], -math.inf)  # older last.pt
         aug_gen.set_state(ck["aug_rng"])
         if done and ck["n_train"] != len(train):
             raise CheckpointError(f"{ck_path} was written mid-epoch over {ck['n_train']} training plates; the data now "
@@ -370,10 +373,10 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
                                                   "epoch_s": part.elapsed}, TIMING_FIELDS)
             log.info("epoch %d: loss %.3f, val word acc %.4f, %.0f plates/s", epoch + 1, row["train_loss"],
                      row["val_word_acc"], speed)
-            if row["val_word_acc"] > best:
-                best = row["val_word_acc"]
+            if (row["val_word_acc"], -row["val_loss"]) > best:
+                best = (row["val_word_acc"], -row["val_loss"])
                 save_checkpoint(run_dir / "best.pt", model, cfg, epoch=epoch, step=step, val=row)
-            save_checkpoint(run_dir / "last.pt", model, cfg, epoch=epoch, step=step, best_word_acc=best,
+            save_checkpoint(run_dir / "last.pt", model, cfg, epoch=epoch, step=step, best=best,
                             optimizer=opt.state_dict(), scaler=scaler.state_dict(), aug_rng=aug_gen.get_state(),
                             **rng_states(device), val=row)
             (run_dir / "resume.pt").unlink(missing_ok=True)
@@ -382,10 +385,10 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
             dist.barrier()
     if ddp.main:
         summary = {"run": str(run_dir), "model": cfg.model.name, "params": count_params(model), "steps": step,
-                   "processes": ddp.world, "best_val_word_acc": best,
+                   "processes": ddp.world, "best_val_word_acc": best[0], "best_val_loss": -best[1],
                    "skipped_count": {"train": len(train.skipped), "val": len(val.skipped)},
                    "skipped": {"train": train.skipped, "val": val.skipped}, **run_inputs(cfg)}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), "utf-8")
         n_bad = len(train.skipped) + len(val.skipped)
-        log.info("finished %s: best val word acc %.4f%s", run_dir, best,
+        log.info("finished %s: best val word acc %.4f%s", run_dir, best[0],
                  f"; {n_bad} bad sample(s) skipped (listed above and in summary.json)" if n_bad else "")

@@ -1,12 +1,16 @@
 """Plates: the label format, file-name parsing, the cp437 repair, encoding and CTC decoding."""
 
+import numpy as np
 import pytest
+import torch
 
+from plate_lib.inference import decode_logits
 from plate_lib.plates import (
     PROVINCES,
     SYMBOL_CLASS,
     PlateError,
     check_plate,
+    ctc_beam_search,
     ctc_greedy_decode,
     decode,
     encode,
@@ -70,6 +74,45 @@ def test_ctc_decode_keeps_doubled_characters_separated_by_blank():
     assert ctc_greedy_decode([eight, eight, 0, eight]) == "88"
     assert ctc_greedy_decode([eight, eight, eight]) == "8"
     assert ctc_greedy_decode([0, 0, 0]) == ""
+
+
+def log_probs(rows: list[dict[str, float]]) -> np.ndarray:
+    """CTC log-probabilities from per-step {symbol: prob} (``"-"`` the blank; the rest spread evenly)."""
+    out = np.full((len(rows), len(SYMBOL_CLASS) + 1), 1e-6)
+    for t, row in enumerate(rows):
+        for sym, p in row.items():
+            out[t, 0 if sym == "-" else SYMBOL_CLASS[sym]] = p
+    return np.log(out / out.sum(1, keepdims=True))
+
+
+def test_beam_search_reads_a_confident_path_like_greedy_decoding():
+    lp = log_probs([{"A": 1}, {"-": 1}, {"8": 1}, {"-": 1}, {"8": 1}])
+    best, logp = ctc_beam_search(lp)[0]
+    assert best == "A88" and logp > -1e-3
+
+
+def test_beam_search_sums_alignments_where_the_best_path_misleads():
+    # best path: "-" "-" = "" (0.36); but "A" has paths A-, -A, AA: 0.16 + 0.24 + 0.24 = 0.64
+    lp = log_probs([{"-": 0.6, "A": 0.4}, {"-": 0.6, "A": 0.4}])
+    readings = dict(ctc_beam_search(lp))
+    assert ctc_greedy_decode(lp.argmax(1)) == ""
+    assert max(readings, key=readings.get) == "A"
+    assert np.exp(readings["A"]) == pytest.approx(0.64, abs=1e-3)
+
+
+def test_decoding_prefers_the_most_probable_plate_to_a_best_path_that_is_no_plate():
+    # "AD197889" (9 characters with the province) if step 10 is a blank (0.55), "AD19789" if it is an 8 (0.45)
+    lp = log_probs([{"A": 1}, {"-": 1}, {"D": 1}, {"-": 1}, {"1": 1}, {"9": 1}, {"7": 1}, {"-": 1}, {"8": 1},
+                    {"-": 0.55, "8": 0.45}, {"8": 1}, {"9": 1}])
+    assert "皖" + ctc_greedy_decode(lp.argmax(1)) == "皖AD197889"
+    prov = torch.zeros(1, len(PROVINCES))
+    prov[0, 0] = 10.0
+    texts, conf = decode_logits(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
+    assert texts == ["皖AD19789"] and float(conf[0]) == pytest.approx(0.45, abs=0.01)
+    # a best path that is a plate is kept as it is
+    texts, _ = decode_logits(prov, torch.from_numpy(log_probs([{"A": 1}, {"1": 1}, {"2": 1}, {"3": 1},
+                                                                  {"4": 1}, {"5": 1}]))[None].float(), PROVINCES)
+    assert texts == ["皖A12345"]
 
 
 def test_ccpd_indices_decode_with_ccpds_tables():

@@ -145,3 +145,12 @@ def test_killed_mid_epoch_then_resumed_reaches_the_same_weights_and_metrics(tmp_
     assert filecmp.cmp(tmp_path / "runs/unbroken/metrics.csv", run / "metrics.csv", shallow=False)
     assert not (run / "resume.pt").exists()  # removed at the end of the epoch
     assert "resumed" in (run / "train.log").read_text(encoding="utf-8")
+
+
+def test_best_pt_is_the_most_accurate_epoch_and_on_a_tie_the_one_with_lower_validation_loss(tmp_path, tiny_zip,
+                                                                                            keep_threads):
+    run = fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 3}), progress=False)
+    rows = [dict(zip(METRIC_FIELDS, line.split(","), strict=True))
+            for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    expected = max(rows, key=lambda r: (float(r["val_word_acc"]), -float(r["val_loss"])))
+    assert torch.load(run / "best.pt", weights_only=False)["epoch"] + 1 == int(expected["epoch"])
