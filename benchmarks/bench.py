@@ -1,11 +1,12 @@
 """Throughput of seed_crnn and the default model, measured in ONE run on the same machine.
 
-    python benchmarks/bench.py [--out benchmarks/results.json] [--models seed_crnn small_crnn]
+    python benchmarks/bench.py [--out benchmarks/results.json] [--models seed_crnn small_crnn] [--compile]
 
 For each model, in a fresh process (so peak memory is its own): training plates/s for a full step
 (batch slicing from a uint8 array, augmentation, forward, CTC + CE loss, backward, AdamW), batched inference
 plates/s (batch 256), single-plate latency p50/p95, peak RSS, parameters and GFLOPs per plate; ONNX Runtime
 inference too when onnxruntime is installed. Prints a table with ratios to seed_crnn and writes JSON.
+``--compile`` also times the default model's training step under ``torch.compile`` (after its warm-up).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def gflops(model, x) -> float:
     return fc.get_total_flops() / 1e9
 
 
-def measure(name: str, device: str, queue) -> None:
+def measure(name: str, device: str, queue, compiled: bool = False) -> None:
     import numpy as np
     import torch
 
@@ -67,6 +68,7 @@ def measure(name: str, device: str, queue) -> None:
     weights = torch.ones(len(PROVINCES), device=dev)
     gen = torch.Generator().manual_seed(0)
     use_amp = dev.type == "cuda"
+    forward = model
 
     def train_steps(k: int) -> float:
         t0 = time.perf_counter()
@@ -76,7 +78,7 @@ def measure(name: str, device: str, queue) -> None:
             x = augment_batch(batch["images"].to(dev).float().div_(255), AugmentConfig(enabled=True), gen)
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                prov, ctc = model(x)
+                prov, ctc = forward(x)
             loss = plate_loss(prov, ctc, {k2: v.to(dev) if torch.is_tensor(v) else v for k2, v in batch.items()}, weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -116,6 +118,14 @@ def measure(name: str, device: str, queue) -> None:
         if name != "seed_crnn":
             result["onnxruntime_infer_plates_per_s"] = round(ort_throughput(model.cpu(), xb.cpu()), 1)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if compiled:  # last, so the compiler's memory stays out of peak_rss_mb: a fresh model, compiled
+        model = build_model(name, spec).to(dev, memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(model.parameters(), 1e-3)
+        forward = torch.compile(model)
+        t0 = time.perf_counter()
+        train_steps(3)  # compiles forward and backward
+        result["compile_warmup_s"] = round(time.perf_counter() - t0, 1)
+        result["train_plates_per_s_compiled"] = round(train_steps(steps), 1)
     queue.put(result)
 
 
@@ -143,6 +153,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     ap.add_argument("--models", nargs="+", default=list(SETTINGS))
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--compile", action="store_true", help="also time the default model's training compiled")
     args = ap.parse_args()
 
     import torch
@@ -154,7 +165,7 @@ def main() -> None:
     models = {}
     for name in args.models:
         q = ctx.Queue()
-        p = ctx.Process(target=measure, args=(name, args.device, q))
+        p = ctx.Process(target=measure, args=(name, args.device, q, args.compile and name == default))
         p.start()
         while p.is_alive() and q.empty():
             p.join(timeout=1)
@@ -172,7 +183,7 @@ def main() -> None:
         d["infer_ratio_vs_seed"] = round(d["infer_plates_per_s"] / seed["infer_plates_per_s"], 1)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
-    keys = ["train_plates_per_s", "infer_plates_per_s", "latency_ms_p50", "latency_ms_p95", "peak_rss_mb", "params",
+    keys = ["train_plates_per_s", "train_plates_per_s_compiled", "infer_plates_per_s", "latency_ms_p50", "latency_ms_p95", "peak_rss_mb", "params",
             "gflops", "onnxruntime_infer_plates_per_s"]
     print(f"device: {device}")
     print(f"{'':32}" + "".join(f"{m:>16}" for m in models) + (f"{'ratio':>10}" if "seed_crnn" in models else ""))
