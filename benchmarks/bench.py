@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 SETTINGS = {
     "seed_crnn": (128, 400, 256, 16, 3, 1),
     "small_crnn": (48, 144, 128, 128, 20, 8),
+    "small_crnn_lite": (48, 144, 128, 128, 20, 8),
 }
 
 

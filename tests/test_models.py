@@ -20,9 +20,10 @@ def test_unknown_model_name_lists_the_registered_ones():
         build_model("resnet9000", spec())
 
 
+@pytest.mark.parametrize("name", ["small_crnn", "small_crnn_lite"])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_small_crnn_outputs_province_logits_and_ctc_steps(channels):
-    model = build_model("small_crnn", spec(in_channels=channels)).eval()
+def test_small_crnn_outputs_province_logits_and_ctc_steps(name, channels):
+    model = build_model(name, spec(in_channels=channels)).eval()
     prov, ctc = model(torch.rand(4, channels, 48, 144))
     assert prov.shape == (4, 31)
     assert ctc.shape == (4, 18, 37)
@@ -45,7 +46,8 @@ def test_an_image_size_the_model_cannot_take_is_a_clear_error():
         build_model("seed_crnn", spec(height=8, width=16))
 
 
-@pytest.mark.parametrize("name, size", [("small_crnn", (48, 144)), ("seed_crnn", (64, 160))])
+@pytest.mark.parametrize("name, size", [("small_crnn", (48, 144)), ("small_crnn_lite", (48, 144)),
+                                        ("seed_crnn", (64, 160))])
 def test_folding_batch_norm_into_the_convolutions_keeps_the_outputs(name, size):
     from plate_lib.models import fuse_batchnorm
 
