@@ -38,17 +38,16 @@ report: $(STAMP) ## Run notebooks 01-03 with papermill into reports/ (+ HTML); D
 MODEL_OUT := models/plate_default.pt
 MODEL_RUN := runs/$(if $(SAMPLE),model-finetune,model-synthetic)
 
+EVAL_SAMPLE = $(PLATE) evaluate --quiet --config $(CONFIG) --data $(SAMPLE)
+
 model: $(STAMP) ## Train the shipped model into models/plate_default.pt (recipe: profiles/model*.yaml)
 	$(PLATE) train --quiet --config $(CONFIG) --profile profiles/model.yaml
 ifneq ($(SAMPLE),)
-	$(PLATE) evaluate --quiet --config $(CONFIG) --checkpoint runs/model-synthetic/best.pt --data $(SAMPLE) \
-		--split all > models/eval-synthetic-only.json
+	$(EVAL_SAMPLE) --checkpoint runs/model-synthetic/best.pt --split all > models/eval-synthetic-only.json
 	$(PLATE) train --quiet --config $(CONFIG) --profile profiles/model.yaml --profile profiles/model-finetune.yaml \
 		--set data.source=$(SAMPLE)
-	$(PLATE) evaluate --quiet --config $(CONFIG) --checkpoint $(MODEL_RUN)/best.pt --data $(SAMPLE) \
-		--split test > models/eval-finetuned-test.json
-	$(PLATE) evaluate --quiet --config $(CONFIG) --checkpoint $(MODEL_RUN)/best.pt --data $(SAMPLE) \
-		--split all > models/eval-finetuned-all.json
+	$(EVAL_SAMPLE) --checkpoint $(MODEL_RUN)/best.pt --split test > models/eval-finetuned-test.json
+	$(EVAL_SAMPLE) --checkpoint $(MODEL_RUN)/best.pt --split all > models/eval-finetuned-all.json
 endif
 	cp $(MODEL_RUN)/best.pt $(MODEL_OUT).tmp && mv $(MODEL_OUT).tmp $(MODEL_OUT)
 	@echo "wrote $(MODEL_OUT) ($$(du -k $(MODEL_OUT) | cut -f1) KB) from $(MODEL_RUN)"

@@ -184,8 +184,8 @@ def main() -> None:
         d["infer_ratio_vs_seed"] = round(d["infer_plates_per_s"] / seed["infer_plates_per_s"], 1)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
-    keys = ["train_plates_per_s", "train_plates_per_s_compiled", "infer_plates_per_s", "latency_ms_p50", "latency_ms_p95", "peak_rss_mb", "params",
-            "gflops", "onnxruntime_infer_plates_per_s"]
+    keys = ["train_plates_per_s", "train_plates_per_s_compiled", "infer_plates_per_s", "latency_ms_p50",
+            "latency_ms_p95", "peak_rss_mb", "params", "gflops", "onnxruntime_infer_plates_per_s"]
     print(f"device: {device}")
     print(f"{'':32}" + "".join(f"{m:>16}" for m in models) + (f"{'ratio':>10}" if "seed_crnn" in models else ""))
     for k in keys:

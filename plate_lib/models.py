@@ -175,7 +175,7 @@ class SmallCRNN(nn.Module):
     ``ctc_steps`` columns, a BiGRU, then CTC per column and a province classifier on the left columns.
 
     ``stem`` is the first conv's width; ``collapse`` widens the map with a 1x1 conv (160 → 256) before the
-    height is folded (0: fold the 160 channels straight into 256)."""
+    height is folded (False: fold the 160 channels straight into 256)."""
 
     def __init__(self, spec: ModelSpec, stem: int = 32, collapse: bool = True):
         super().__init__()
