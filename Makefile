@@ -13,7 +13,7 @@ DATA    ?=
 PROFILE ?=
 SET     ?=
 
-.PHONY: help setup report model test lint clean bench
+.PHONY: help setup report model test lint clean bench accuracy
 
 help: ## Show the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ lint: $(STAMP) ## Check style with ruff
 bench: $(STAMP) ## Measure throughput of the models (benchmarks/results.json) and the generator
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/bench_synth.py
+
+accuracy: $(STAMP) ## Train seed_crnn and the compact models on the same data; compare (benchmarks/accuracy.json)
+	$(PY) benchmarks/accuracy.py --reuse --repeats small_crnn=3 small_crnn_lite=3
 
 clean: ## Remove generated data, runs, reports and caches (keeps .venv)
 	rm -rf data/cache data/synthetic*.zip runs reports .pytest_cache .ruff_cache

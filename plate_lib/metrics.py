@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -48,6 +49,22 @@ def summarize(preds: Sequence[str], trues: Sequence[str]) -> dict[str, float]:
         "province_acc": sum(prov_ok) / n,
         "province_acc_non_wan": sum(non_wan) / len(non_wan) if non_wan else float("nan"),
     }
+
+
+def paired_comparison(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[str, float]:
+    """Two models read the same plates: where they disagree, and whether that could be chance.
+
+    ``only_a_wrong`` and ``only_b_wrong`` count the plates exactly one of them got wrong; ``p_value`` is the
+    exact two-sided McNemar test on those counts (binomial, p = 1/2): the chance of a split at least this
+    uneven if both models were equally accurate. 1.0 when they never disagree.
+    """
+    if len(correct_a) != len(correct_b):
+        raise ValueError(f"{len(correct_a)} results for model a, {len(correct_b)} for model b: pair them by plate")
+    b = sum(1 for x, y in zip(correct_a, correct_b, strict=True) if not x and y)
+    c = sum(1 for x, y in zip(correct_a, correct_b, strict=True) if x and not y)
+    n = b + c
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
+    return {"only_a_wrong": b, "only_b_wrong": c, "p_value": min(1.0, 2 * tail)}
 
 
 def per_province(preds: Sequence[str], trues: Sequence[str]) -> pd.DataFrame:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from plate_lib.metrics import char_errors, edit_distance, per_province, summarize
+from plate_lib.metrics import char_errors, edit_distance, paired_comparison, per_province, summarize
 
 
 def test_a_shift_by_one_is_one_edit_but_many_positional_errors():
@@ -37,3 +37,19 @@ def test_per_province_table_counts_each_province():
     assert df.loc["皖", "n"] == 2 and df.loc["皖", "word_acc"] == 0.5
     assert df.loc["苏", "word_acc"] == 1.0
     assert list(df.index) == ["皖", "苏"]
+
+
+def test_paired_comparison_counts_disagreements_and_gives_the_exact_mcnemar_p():
+    a = [False] * 6 + [True] * 10 + [True] * 100  # 6 plates only a got wrong, 10 only b, 100 both right
+    b = [True] * 6 + [False] * 10 + [True] * 100
+    out = paired_comparison(a, b)
+    assert (out["only_a_wrong"], out["only_b_wrong"]) == (6, 10)
+    assert out["p_value"] == pytest.approx(2 * 14893 / 65536)  # P(X <= 6), X ~ Binomial(16, 1/2), two-sided
+    assert paired_comparison(b, a)["p_value"] == out["p_value"]
+    assert paired_comparison([False] * 10, [True] * 10)["p_value"] == pytest.approx(2 / 1024)
+
+
+def test_paired_comparison_of_models_that_never_disagree_is_p_one_and_unequal_lengths_are_an_error():
+    assert paired_comparison([True, False], [True, False]) == {"only_a_wrong": 0, "only_b_wrong": 0, "p_value": 1.0}
+    with pytest.raises(ValueError, match="pair them by plate"):
+        paired_comparison([True], [True, False])
