@@ -103,8 +103,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--size", default="48x144", help="input HEIGHTxWIDTH for every model")
     ap.add_argument("--repeats", nargs="*", default=[], help="NAME=K: train NAME K times (run.seed 0…K-1)")
-    ap.add_argument("--real", default=str(ROOT.parent / "shared" / "data" / "ccpd2019-sample"),
-                    help="a folder of real CCPD photos or crops, read whole (skipped when absent)")
+    ap.add_argument("--real", default="../shared/data/ccpd2019-sample",
+                    help="a folder of real CCPD photos or crops, read whole (relative to the repository; "
+                         "skipped when absent)")
     ap.add_argument("--reuse", action="store_true", help="keep finished runs of the same config")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "accuracy.json"))
     args = ap.parse_args()
@@ -116,7 +117,7 @@ def main() -> None:
     from plate_lib.config import load
 
     sets = {"synthetic_test": (str(load(ROOT / "cfg.yaml").data.synthetic_path), "test")}
-    if Path(args.real).is_dir():
+    if (ROOT / args.real).is_dir():
         sets["real"] = (args.real, "all")
     else:
         print(f"{args.real} is not there: evaluating on the synthetic test split only", file=sys.stderr)
