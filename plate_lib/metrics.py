@@ -1,4 +1,4 @@
-"""Metrics: word accuracy, position-wise char accuracy (the seed's), CER, province accuracy."""
+"""Metrics: word accuracy, position-wise char accuracy (the seed's), CER, province accuracy; paired model comparison."""
 
 from __future__ import annotations
 
