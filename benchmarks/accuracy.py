@@ -50,20 +50,17 @@ def plate(*args: str) -> str:
     return done.stdout
 
 
-def recipe(name: str, seed: int, epochs: int, size: tuple[int, int]) -> list[str]:
-    """The ``plate train`` options for ``name``: its profile, then the shared input size and epochs."""
-    opts = ["--profile", PROFILES[name]] if name in PROFILES else []
+def recipe(name: str, seed: int, epochs: int, size: tuple[int, int]) -> tuple[list[str], list[str]]:
+    """The profiles and ``KEY=VALUE`` overrides that train ``name``: its profile, the shared size and epochs."""
     sets = {"model.name": name, "preprocess.height": size[0], "preprocess.width": size[1],
             "training.epochs": epochs, "run.seed": seed, "run.name": f"acc-{name}" + (f"-s{seed}" if seed else "")}
-    return opts + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    return [PROFILES[name]] if name in PROFILES else [], [f"{k}={v}" for k, v in sets.items()]
 
 
-def finished(opts: list[str]) -> tuple[Path, bool]:
-    """The run folder these options train into, and whether a finished run of exactly their config is there."""
+def finished(profiles: list[str], sets: list[str]) -> tuple[Path, bool]:
+    """The run folder this recipe trains into, and whether a finished run of exactly its config is there."""
     from plate_lib import config as config_mod
 
-    profiles = [opts[i + 1] for i, a in enumerate(opts) if a == "--profile"]
-    sets = [opts[i + 1] for i, a in enumerate(opts) if a == "--set"]
     cfg = config_mod.load(ROOT / "cfg.yaml", config_mod.collect_overrides(None, profiles, sets))
     run_dir = ROOT / cfg.training.out_dir / cfg.run.name
     try:
@@ -125,8 +122,9 @@ def main() -> None:
     base_rows: dict[str, pd.DataFrame] = {}
     for name in args.models:
         for seed in range(repeats.get(name, 1)):
-            opts = recipe(name, seed, args.epochs, size)
-            run_dir, done = finished(opts)
+            profiles, overrides = recipe(name, seed, args.epochs, size)
+            opts = [a for p in profiles for a in ("--profile", p)] + [a for o in overrides for a in ("--set", o)]
+            run_dir, done = finished(profiles, overrides)
             if not (args.reuse and done):
                 plate("train", "--quiet", *opts)
             summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
