@@ -80,11 +80,11 @@ class AugmentConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: str = Field("small_crnn", description="A registered model: see `plate models`")
+    name: str = Field("small_crnn_lite", description="A registered model: see `plate models`")
     hidden: int = Field(128, ge=8, le=2048, description="Recurrent hidden size per direction")
     ctc_steps: int = Field(18, ge=15, le=128, description="CTC time steps; >= 15 lets any 8-character plate through")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the heads")
-    norm: Literal["batch", "group"] = Field("batch", description="small_crnn normalisation: batch, or group "
+    norm: Literal["batch", "group"] = Field("batch", description="small_crnn(_lite) normalisation: batch, or group "
                                            "(per-plate statistics: bit-for-bit the same under multi-process training)")
 
 

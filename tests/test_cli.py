@@ -68,7 +68,7 @@ def test_predict_prints_a_plate_and_confidence_per_image(trained, tmp_path):
 def test_a_checkpoint_loads_without_cfg_yaml(trained, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no cfg.yaml here
     model, cfg = load_model(trained / "runs/default/best.pt")
-    assert cfg.model.name == "small_crnn" and cfg.model.hidden == 32 and len(cfg.provinces) == 31
+    assert cfg.model.name == "small_crnn_lite" and cfg.model.hidden == 32 and len(cfg.provinces) == 31
 
 
 def test_resume_continues_from_the_last_epoch(trained):
@@ -121,7 +121,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "models" / "plate_default.pt"
 def test_the_shipped_model_is_small_and_self_describing():
     assert SHIPPED.stat().st_size <= 5 * 2**20
     model, cfg = load_model(SHIPPED)
-    assert cfg.model.name == "small_crnn" and len(cfg.provinces) == 31
+    assert cfg.model.name == "small_crnn_lite" and len(cfg.provinces) == 31
 
 
 def test_predict_without_a_checkpoint_uses_the_shipped_model(tmp_path):
