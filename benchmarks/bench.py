@@ -178,9 +178,9 @@ def main() -> None:
     device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"cpu ({os.cpu_count()} cores)"
     out = {"machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
            "device": device, "torch": torch.__version__, "default_model": default, "models": models}
-    for name, d in models.items():  # every model beside the seed's (the issue asks it of the default)
-        if "seed_crnn" in models and name != "seed_crnn":
-            seed = models["seed_crnn"]
+    seed = models.get("seed_crnn")
+    for name, d in models.items():  # every model beside the seed's, the default included
+        if seed and name != "seed_crnn":
             d["train_ratio_vs_seed"] = round(d["train_plates_per_s"] / seed["train_plates_per_s"], 1)
             d["infer_ratio_vs_seed"] = round(d["infer_plates_per_s"] / seed["infer_plates_per_s"], 1)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

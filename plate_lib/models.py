@@ -213,6 +213,7 @@ def small_crnn(spec: ModelSpec) -> nn.Module:
 @register("small_crnn_lite")
 def small_crnn_lite(spec: ModelSpec) -> nn.Module:
     """``small_crnn`` without the 1x1 widening before the height fold and with a 16-channel stem: the two
-    layers that took a third of a CPU training step (torch.profiler). The default: as accurate as
-    ``small_crnn`` and steadier across seeds (benchmarks/accuracy.json), 1.45× its CPU training speed."""
+    layers that took a third of a CPU training step (torch.profiler). The default: level with ``seed_crnn``
+    on the real sample photos in all three runs of benchmarks/accuracy.py, steadier across seeds than
+    ``small_crnn``, and 1.45-1.66× its CPU training speed (benchmarks/results.json)."""
     return SmallCRNN(spec, stem=16, collapse=False)
