@@ -15,13 +15,14 @@ two got wrong, and the exact McNemar p-value). Writes ``benchmarks/accuracy.json
 The input size is common to all models so that the data, not the resolution, is what is held fixed; the
 default 48×144 is the compact models' own. seed_crnn's own 128×400 trains at 2.8 plates/s on a 2-core CPU
 (100 minutes an epoch); on a GPU, pass ``--size 128x400`` for the seed's full resolution and more epochs.
-``--reuse`` keeps a finished run whose stored config equals the one asked for (a run made before an unrelated
-code change), instead of training again.
+``--reuse`` keeps a finished run of the same config and data (one made before an unrelated code change
+included), instead of training again.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -30,7 +31,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,17 +58,15 @@ def recipe(name: str, seed: int, epochs: int, size: tuple[int, int]) -> tuple[li
 
 
 def finished(profiles: list[str], sets: list[str]) -> tuple[Path, bool]:
-    """The run folder this recipe trains into, and whether a finished run of exactly its config is there."""
+    """The run folder this recipe trains into, and whether a finished run of exactly its config and data is there
+    (made by this plate_lib code or another: ``runs.finished_run_differs(check_code=False)``)."""
     from plate_lib import config as config_mod
+    from plate_lib.runs import finished_run_differs
 
-    cfg = config_mod.load(ROOT / "cfg.yaml", config_mod.collect_overrides(None, profiles, sets))
-    run_dir = ROOT / cfg.training.out_dir / cfg.run.name
-    try:
-        stored = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except OSError:
-        return run_dir, False
-    done = (run_dir / "summary.json").is_file() and (run_dir / "best.pt").is_file()
-    return run_dir, done and stored == cfg.to_dict()
+    with contextlib.chdir(ROOT):  # profiles and the config's paths are relative to the repository, as for `plate`
+        cfg = config_mod.load(Path("cfg.yaml"), config_mod.collect_overrides(None, profiles, sets))
+        run_dir = Path(cfg.training.out_dir) / cfg.run.name
+        return ROOT / run_dir, finished_run_differs(cfg, run_dir, check_code=False) is None
 
 
 def evaluate(run_dir: Path, data: str, split: str, tag: str) -> tuple[dict, pd.DataFrame]:

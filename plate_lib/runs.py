@@ -95,8 +95,11 @@ def config_text(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False)
 
 
-def finished_run_differs(cfg: Config, run_dir: Path) -> str | None:
-    """Why ``run_dir`` cannot stand for a run of ``cfg`` (None: a finished run of the same config, code and data)."""
+def finished_run_differs(cfg: Config, run_dir: Path, check_code: bool = True) -> str | None:
+    """Why ``run_dir`` cannot stand for a run of ``cfg`` (None: a finished run of the same config, code and data).
+
+    ``check_code=False`` lets a run made by other plate_lib code stand (benchmarks/accuracy.py keeps its long
+    runs across unrelated code changes); the config, the data and the run's files are still checked."""
     try:
         summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
         stored = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
@@ -109,7 +112,8 @@ def finished_run_differs(cfg: Config, run_dir: Path) -> str | None:
                          for k in sec if (stored.get(s) or {}).get(k) != sec[k])
         return f"the config differs ({', '.join(changed[:5]) or 'provinces'})"
     now = run_inputs(cfg)
-    for key, what in (("code_version", "the plate_lib code"), ("data", "the training data")):
+    code = (("code_version", "the plate_lib code"),) if check_code else ()
+    for key, what in (*code, ("data", "the training data")):
         if summary.get(key) != now[key]:
             return f"{what} changed"
     missing = [f for f in ("best.pt", "last.pt", "metrics.csv") if not (run_dir / f).is_file()]

@@ -17,7 +17,7 @@ import torch
 from conftest import write_dl1_zip
 
 from plate_lib.config import load
-from plate_lib.runs import METRIC_FIELDS, TIMING_FIELDS, keep_rows
+from plate_lib.runs import METRIC_FIELDS, TIMING_FIELDS, finished_run_differs, keep_rows
 from plate_lib.train import fit
 
 PLATES = ["皖A12345", "苏B88888", "沪AD1234", "皖AD12345", "浙C0L1A7", "京A00001", "皖N12Q45", "鲁Q99999"]
@@ -69,6 +69,10 @@ def test_reuse_returns_a_finished_run_of_the_same_config_code_and_data(tmp_path,
     caplog.clear()
     fit(cfg, progress=False, reuse=True)  # the summary records the real code version again
     assert "reusing" in caplog.text
+    monkeypatch.setattr("plate_lib.runs.code_version", lambda: "edited")  # benchmarks may look past the code
+    assert finished_run_differs(cfg, run) == "the plate_lib code changed"
+    assert finished_run_differs(cfg, run, check_code=False) is None
+    monkeypatch.undo()
     caplog.clear()
     fit(cfg.model_copy(update={"run": cfg.run.model_copy(update={"seed": 1})}), progress=False, reuse=True)
     assert "the config differs (run.seed)" in caplog.text
