@@ -13,7 +13,7 @@ DATA    ?=
 PROFILE ?=
 SET     ?=
 
-.PHONY: help setup report model test lint clean bench accuracy
+.PHONY: help setup report model test lint clean bench accuracy peers
 
 help: ## Show the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,6 +64,16 @@ bench: $(STAMP) ## Measure throughput of the models (benchmarks/results.json) an
 
 accuracy: $(STAMP) ## Train seed_crnn and the compact models on the same data; compare (benchmarks/accuracy.json)
 	$(PY) benchmarks/accuracy.py --reuse --repeats small_crnn=3 small_crnn_lite=3
+
+# The peers (HyperLPR, LPRNet) run in an environment of their own: HyperLPR needs OpenCV 4, plate_lib has 5.
+PEERS_VENV := .venv-peers
+$(PEERS_VENV)/.installed: benchmarks/requirements-peers.txt
+	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q -r benchmarks/requirements-peers.txt 2>&1 | grep -v "is ignored: it is neither" ; test $${PIPESTATUS[0]} -eq 0
+	@touch $@
+
+peers: $(STAMP) $(PEERS_VENV)/.installed ## Compare the shipped model with HyperLPR and LPRNet on real plates (benchmarks/peers.json)
+	$(PY) benchmarks/peers.py
 
 clean: ## Remove generated data, runs, reports and caches (keeps .venv)
 	rm -rf data/cache data/synthetic*.zip runs reports .pytest_cache .ruff_cache

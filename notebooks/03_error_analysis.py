@@ -116,3 +116,14 @@ analysis.subset_tables(results).round(3)
 for name in cfg.data.eval_sets:
     display(plots.plate_gallery(analysis.eval_source(cfg, name), analysis.most_confident_wrong(results[name][1]),
                                 f"{name}: most confident wrong", confidence=True))
+
+# %% [markdown]
+# ## Read by a peer, missed here
+# The eval-set plates this model got wrong that HyperLPR (alone or after its refinement) or LPRNet reads right,
+# each peer run as its own code runs it (`plate_lib.peers`; `make peers` installs them and compares all of them
+# on held-out real sets, see the README). Skipped, with a note, where the peers are not installed.
+
+# %%
+for name in cfg.data.eval_sets:
+    wins, absent = analysis.peer_wins(analysis.eval_source(cfg, name), results[name][1])
+    display(plots.peer_gallery(analysis.eval_source(cfg, name), wins, absent, f"{name}: read by a peer, missed here"))

@@ -16,12 +16,12 @@ import pandas as pd
 import torch
 from rapidfuzz.distance import Levenshtein
 
-from . import metrics
+from . import metrics, peers
 from .augment import augment_batch
 from .config import AugmentConfig, Config, PreprocessConfig
-from .dataset import letterbox, load_cfg_split, resolve_source, to_tensor
+from .dataset import letterbox, load_cfg_split, open_cfg_source, resolve_source, to_tensor
 from .inference import evaluate, load_model
-from .sources import Record, Source, open_source
+from .sources import Record, Source
 from .synth import generate_zip, render_plate
 
 # The seed notebook's test results (9,999 CCPD2019-dl1 crops): docs/seed-summary.md.
@@ -95,7 +95,7 @@ def augment_draws(images: np.ndarray, cfg: AugmentConfig, draws: int = 4, seed: 
 
 def ccpd_eval_sets(cfg: Config) -> list[str]:
     """The entries of ``data.eval_sets`` that are CCPD2019 photo folders."""
-    return [p for p in cfg.data.eval_sets if open_source(p, cfg.data.val_fraction).kind == "ccpd_photos"]
+    return [p for p in cfg.data.eval_sets if open_cfg_source(cfg, p).kind == "ccpd_photos"]
 
 
 def real_and_synthetic(cfg: Config, n: int = 6, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
@@ -105,7 +105,7 @@ def real_and_synthetic(cfg: Config, n: int = 6, seed: int = 0) -> tuple[list[np.
     sets = ccpd_eval_sets(cfg)
     if not sets:
         return [], []
-    source = open_source(sets[0], cfg.data.val_fraction)
+    source = open_cfg_source(cfg, sets[0])
     rng = np.random.default_rng(seed)
     images, titles = [], []
     for rec in sample_records(source, "all", n, seed):
@@ -119,7 +119,7 @@ def real_and_synthetic(cfg: Config, n: int = 6, seed: int = 0) -> tuple[list[np.
 
 def eval_source(cfg: Config, name: str) -> Source:
     """The source behind an evaluation name: ``test`` is the configured data, anything else an eval set path."""
-    return resolve_source(cfg) if name == "test" else open_source(name, cfg.data.val_fraction)
+    return resolve_source(cfg) if name == "test" else open_cfg_source(cfg, name)
 
 
 def evaluate_sets(cfg: Config, checkpoint: str | Path, device: str) -> dict[str, tuple[dict, pd.DataFrame]]:
@@ -201,6 +201,21 @@ def least_confident_correct(rows: pd.DataFrame, n: int = 8) -> pd.DataFrame:
 
 def most_confident_wrong(rows: pd.DataFrame, n: int = 8) -> pd.DataFrame:
     return rows[~rows["correct"]].sort_values(["confidence", "name"], ascending=[False, True]).head(n)
+
+
+def peer_wins(source: Source, rows: pd.DataFrame, readers: tuple[str, ...] = peers.PEERS
+              ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The plates this model got wrong (evaluation ``rows``) that an installed peer (``peers.PEERS``) reads right:
+    ``name, true, pred`` and one column per peer with its reading; and why the absent peers were left out."""
+    wrong = rows.loc[~rows["correct"], ["name", "true", "pred"]].reset_index(drop=True)
+    readings, absent = peers.peer_readings(load_crops(source, wrong["name"].tolist()), readers) if len(wrong) \
+        else ({}, {r: why for r in readers if (why := peers.missing(r))})
+    for reader, texts in readings.items():
+        wrong[reader] = texts
+    read_by_one = np.zeros(len(wrong), bool)
+    for reader in readings:
+        read_by_one |= (wrong[reader] == wrong["true"]).to_numpy()
+    return wrong[read_by_one] if readings else wrong.iloc[:0], absent
 
 
 def plate_titles(rows: pd.DataFrame, confidence: bool = False) -> list[str]:

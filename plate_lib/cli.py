@@ -68,10 +68,9 @@ def _checkpoint(args: argparse.Namespace) -> Path:
                             "runs/default/best.pt (make report) exists; train one with `plate train` first")
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .dataset import load_split
-    from .inference import evaluate, load_model, pick_device
-    from .sources import open_source
+def _load_checkpoint(args: argparse.Namespace):
+    """The checkpoint's model on ``--device`` and its stored config with ``--set`` applied (no cfg.yaml needed)."""
+    from .inference import load_model, pick_device
 
     ckpt = _checkpoint(args)
     device = pick_device(args.device)
@@ -79,11 +78,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.set:
         overrides = dict(map(config_mod.parse_override, args.set))
         cfg = config_mod.from_dict(config_mod.apply_overrides(cfg.to_dict(), overrides), "--set")
-    source = open_source(args.data, cfg.data.val_fraction)
+    return ckpt, device, model, cfg
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .dataset import load_split, open_cfg_source
+    from .inference import evaluate
+
+    ckpt, device, model, cfg = _load_checkpoint(args)
+    source = open_cfg_source(cfg, args.data)
     data = load_split(source, args.split, cfg.preprocess, cfg.data.cache_dir, args.skip_bad or cfg.data.skip_bad)
     summary, rows = evaluate(model, data, list(cfg.provinces), cfg.training.eval_batch_size, device)
     out = {**_json_safe(summary), "checkpoint": str(ckpt), "data": str(args.data), "split": args.split,
            "skipped": len(data.skipped)}
+    if source.kind == "ccpd_photos":
+        out["ccpd_crop"] = cfg.data.ccpd_crop
     if "subset" in rows:
         out["subsets"] = {s: _json_safe({"n": int(len(g)), "word_acc": float(g["correct"].mean())})
                           for s, g in rows.groupby("subset")}
@@ -94,13 +103,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import load_model, pick_device, read_plates
+    from .inference import read_plates
     from .sources import load_image_file
 
-    ckpt = _checkpoint(args)
-    device = pick_device(args.device)
-    model, cfg = load_model(ckpt, device)
-    images = [load_image_file(p) for p in args.images]
+    _, device, model, cfg = _load_checkpoint(args)
+    images = [load_image_file(p, cfg.data.ccpd_crop) for p in args.images]
     for p, (text, conf) in zip(args.images, read_plates(model, cfg, images, device), strict=True):
         print(f"{p}\t{text}\t{conf:.3f}")
     return 0

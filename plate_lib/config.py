@@ -56,6 +56,9 @@ class DataConfig(_Section):
     limit: int | None = Field(None, ge=1, description="Use at most this many images per split (smoke runs)")
     train_sources: list[TrainSource] = Field(default_factory=list, description="More training sources mixed in by weight")
     province_balance: float = Field(0.0, ge=0, le=1, description="Oversample rare provinces: 0 = as drawn, 1 = equally often")
+    ccpd_crop: Literal["corners", "bbox"] = Field(
+        "corners", description="CCPD2019 photos: cut the plate from its 4 annotated corners (upright), or by its "
+                               "bounding box as CCPD2019-dl1 crops are (tilted, tight)")
 
 
 class PreprocessConfig(_Section):

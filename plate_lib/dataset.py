@@ -199,7 +199,12 @@ def resolve_source(cfg: Config, path: str | None = None) -> Source:
             zpath.parent.mkdir(parents=True, exist_ok=True)
             generate_zip(zpath, cfg.synth, progress=sys.stderr.isatty())
         path = str(zpath)
-    return open_source(path, cfg.data.val_fraction)
+    return open_cfg_source(cfg, path)
+
+
+def open_cfg_source(cfg: Config, path: str | os.PathLike) -> Source:
+    """``open_source`` with the config's split share (``data.val_fraction``) and crop mode (``data.ccpd_crop``)."""
+    return open_source(path, cfg.data.val_fraction, cfg.data.ccpd_crop)
 
 
 def load_cfg_split(cfg: Config, split: str, path: str | None = None) -> SplitData:

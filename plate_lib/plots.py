@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib import font_manager, rcParams
 from matplotlib.figure import Figure
 
+from . import peers
 from .analysis import load_crops, plate_titles
 from .sources import Source
 
@@ -96,6 +97,24 @@ def plate_gallery(source: Source, rows: pd.DataFrame, title: str, confidence: bo
     if len(rows) == 0:
         return note(f"{title}: no plates")
     return image_grid(load_crops(source, rows["name"].tolist()), plate_titles(rows, confidence), ncols, title)
+
+
+def peer_gallery(source: Source, wins: pd.DataFrame, absent: dict[str, str], title: str, ncols: int = 3,
+                 limit: int = 12) -> Figure:
+    """``analysis.peer_wins`` (the first ``limit`` plates): each crop titled with the truth, this model's reading
+    and each peer's; a note naming the peers that are not installed, or saying none read a plate this model
+    missed."""
+    if absent and len(absent) == len(peers.PEERS):
+        return note(f"{title}: skipped, no peer installed ({'; '.join(sorted(set(absent.values())))})")
+    if len(wins) == 0:
+        return note(f"{title}: none" + (f" (not installed: {', '.join(absent)})" if absent else ""))
+    readers = [c for c in wins.columns if c in peers.PEERS]
+    shown = wins.head(limit)
+    titles = [f"true {r.true}  here {r.pred}\n" + "  ".join(f"{p} {getattr(r, p)}" for p in readers)
+              for r in shown.itertuples()]
+    if len(wins) > limit:
+        title = f"{title} ({len(wins)} plates, the first {limit} shown)"
+    return image_grid(load_crops(source, shown["name"].tolist()), titles, ncols, title, cell=(4.2, 1.6))
 
 
 def augment_grid(draws: np.ndarray, texts: Sequence[str]) -> Figure:

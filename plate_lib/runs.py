@@ -23,9 +23,9 @@ import torch
 import yaml
 
 from .config import Config
-from .dataset import atomic_write
+from .dataset import atomic_write, open_cfg_source
 from .inference import CheckpointError, check_fits, read_checkpoint
-from .sources import DataError, open_source
+from .sources import DataError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def data_fingerprint(cfg: Config) -> list[str]:
     for path in [cfg.data.source, *(s.path for s in cfg.data.train_sources)]:
         path = cfg.data.synthetic_path if path == "synthetic" else path
         try:
-            src = open_source(path, cfg.data.val_fraction)
+            src = open_cfg_source(cfg, path)
             out.append(f"{src.kind}:{src.fingerprint()}")
         except DataError:
             out.append("missing")

@@ -2,13 +2,16 @@
 
 - ``Dl1Zip``: the CCPD2019-dl1 zip, read in place: ``<root>/{train,test}/<id>-<plate>.jpg``.
 - ``CropFolder``: a folder of crops with ``labels.csv`` (``file,label``) or files named ``[<id>-]<plate>.jpg``;
-  ``train/`` and ``test/`` sub-folders are used as splits when present.
+  ``train/`` and ``test/`` sub-folders are used as splits when present, else the split is drawn by a hash of
+  the plate text (test 15 %, validation 15 % of the rest), so every image of one plate lands in one split.
 - ``CcpdPhotos``: CCPD2019 photos whose file names carry the annotation; the plate is cut out with a
-  perspective warp from its four corners.
+  perspective warp from its four corners (``crop="corners"``), or by its annotated bounding box as the
+  CCPD2019-dl1 crops were made (``crop="bbox"``).
 - ``"synthetic"``: a dl1-layout zip made by ``synth.generate_zip`` the first time it is needed.
 
 Splits are ``train``, ``val``, ``test`` and ``all``. Validation is a deterministic share of ``train`` chosen by
-a hash of the file name, so it is the same on every run and machine and nothing is moved.
+a hash of the file name (of the plate text in hash-split folders), so it is the same on every run and
+machine and nothing is moved.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from .plates import PlateError, check_plate, label_from_filename, plate_from_ccp
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 SPLITS = ("train", "val", "test", "all")
+CROP_MODES = ("corners", "bbox")  # how a CCPD2019 photo becomes a crop (data.ccpd_crop)
 MIN_SIDE = 4  # pixels; anything smaller cannot hold a plate
 MAX_PIXELS = 4_000_000  # larger images are decoded at 1/2, 1/4 or 1/8 scale (JPEG: in the decoder) to bound memory
 JPEG_MAGIC, PNG_MAGIC = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
@@ -56,6 +60,15 @@ def in_val(name: str, val_fraction: float) -> bool:
     """Deterministic validation membership from the file name alone (the same on every machine)."""
     h = int.from_bytes(hashlib.blake2b(Path(name).name.encode("utf-8"), digest_size=8).digest(), "big")
     return h / 2**64 < val_fraction
+
+
+def hashed_split(key: str, val_fraction: float, folder: str | None = None) -> str:
+    """``train``, ``val`` or ``test`` for one record. ``folder`` is the split its data layout gives (``train`` or
+    ``test``); without one, ``val_fraction`` of the keys go to ``test`` by a hash of ``key``. ``val`` is
+    ``val_fraction`` of what is left for ``train``, by a second hash."""
+    if folder is None:
+        folder = "test" if in_val("test:" + Path(key).name, val_fraction) else "train"
+    return "val" if folder == "train" and in_val(key, val_fraction) else folder
 
 
 def _labelled(name: str, label: str, meta: dict | None = None) -> Record:
@@ -168,9 +181,10 @@ class Source:
     def __init__(self, path: str | os.PathLike, val_fraction: float = 0.15):
         self.path = Path(path)
         self.val_fraction = val_fraction
-        self._all: list[tuple[str, Record]] | None = None  # (split folder, record)
+        self._all: list[tuple[str, Record]] | None = None  # (split: train, val or test; record)
 
     def _scan(self) -> list[tuple[str, Record]]:
+        """Every record with its split (``hashed_split``)."""
         raise NotImplementedError
 
     def _read(self, name: str) -> bytes:
@@ -188,12 +202,7 @@ class Source:
     def records(self, split: str) -> list[Record]:
         if split not in SPLITS:
             raise DataError(f"split {split!r} is not one of {SPLITS}")
-        return [rec for folder, rec in self.scanned() if self._in_split(folder, rec.name, split)]
-
-    def _in_split(self, folder: str, name: str, split: str) -> bool:
-        if split in ("all", folder):
-            return split != "train" or not in_val(name, self.val_fraction)
-        return split == "val" and folder == "train" and in_val(name, self.val_fraction)
+        return [rec for where, rec in self.scanned() if split in ("all", where)]
 
     def load(self, record: Record) -> np.ndarray:
         return decode_image(self._read(record.name), f"{self.path}:{record.name}")
@@ -207,14 +216,14 @@ class Source:
         return f"{type(self).__name__}({str(self.path)!r})"
 
 
-def _split_folder(parts: list[str]) -> str:
-    """``train`` or ``test`` from the folders of a path; crops outside both count as ``test``."""
+def _split_folder(parts: list[str]) -> str | None:
+    """``train`` or ``test`` from the folders of a path (``val``/``valid`` count as ``train``); None outside both."""
     for p in reversed(parts[:-1]):
         if p.lower() in ("train", "test"):
             return p.lower()
         if p.lower() in ("val", "valid", "validation"):
             return "train"
-    return "test"
+    return None
 
 
 class Dl1Zip(Source):
@@ -244,8 +253,8 @@ class Dl1Zip(Source):
                 continue
             name = repair_zip_name(info.filename, bool(info.flag_bits & 0x800))
             self._names[name] = info.filename
-            parts = name.split("/")
-            out.append((_split_folder(parts), _labelled(name, label_from_filename(name))))
+            folder = _split_folder(name.split("/")) or "test"  # the dl1 layout: anything else is test data
+            out.append((hashed_split(name, self.val_fraction, folder), _labelled(name, label_from_filename(name))))
         return out
 
     def _read(self, name: str) -> bytes:
@@ -264,7 +273,15 @@ class Dl1Zip(Source):
 
 
 class CropFolder(Source):
+    """Crops in ``train/`` and ``test/`` sub-folders keep those splits; crops outside them are split by a hash
+    of their plate text (``hashed_split``), so two images of one plate never sit on both sides."""
+
     kind = "crop_folder"
+
+    def _placed(self, rel: str, rec: Record) -> tuple[str, Record]:
+        folder = _split_folder(rel.split("/"))
+        key = rel if folder or not rec.text else rec.text
+        return hashed_split(key, self.val_fraction, folder), rec
 
     def _scan(self) -> list[tuple[str, Record]]:
         csv_path = self.path / "labels.csv"
@@ -274,7 +291,7 @@ class CropFolder(Source):
         for p in sorted(self.path.rglob("*")):
             if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
                 rel = p.relative_to(self.path).as_posix()
-                out.append((_split_folder(rel.split("/")), _labelled(rel, label_from_filename(rel))))
+                out.append(self._placed(rel, _labelled(rel, label_from_filename(rel))))
         return out
 
     def _scan_csv(self, csv_path: Path) -> list[tuple[str, Record]]:
@@ -287,7 +304,7 @@ class CropFolder(Source):
                 rel = (row["file"] or "").strip()
                 if not rel:
                     raise DataError(f"{csv_path}:{line}: empty file name")
-                out.append((_split_folder(rel.split("/")), _labelled(rel, (row["label"] or "").strip())))
+                out.append(self._placed(rel, _labelled(rel, (row["label"] or "").strip())))
         return out
 
     def _read(self, name: str) -> bytes:
@@ -310,21 +327,30 @@ class CropFolder(Source):
 
 # --- CCPD2019 photos ------------------------------------------------------------------------------------
 
-CCPD_NAME = re.compile(r"^\d+-(\d+)_(\d+)-\d+&\d+_\d+&\d+-((?:\d+&\d+_){3}\d+&\d+)-([\d_]+)-(\d+)-(\d+)$")
+CCPD_NAME = re.compile(r"^\d+-(\d+)_(\d+)-(\d+)&(\d+)_(\d+)&(\d+)-((?:\d+&\d+_){3}\d+&\d+)-([\d_]+)-(\d+)-(\d+)$")
+
+
+def _ccpd_fields(name: str) -> tuple[str, ...]:
+    m = CCPD_NAME.match(Path(name).stem)
+    if not m:
+        raise PlateError(f"file name {Path(name).name!r} is not a CCPD annotation "
+                         "(area-tilt-bbox-corners-plate-brightness-blur)")
+    return m.groups()
 
 
 def parse_ccpd_name(name: str) -> tuple[str, np.ndarray, dict]:
     """CCPD file name → (plate, corners [4, 2] as bottom-right, bottom-left, top-left, top-right, meta)."""
-    stem = Path(name).stem
-    m = CCPD_NAME.match(stem)
-    if not m:
-        raise PlateError(f"file name {Path(name).name!r} is not a CCPD annotation "
-                         "(area-tilt-bbox-corners-plate-brightness-blur)")
-    h_tilt, v_tilt, corners, plate, brightness, blur = m.groups()
+    h_tilt, v_tilt, *_, corners, plate, brightness, blur = _ccpd_fields(name)
     pts = np.array([[int(v) for v in c.split("&")] for c in corners.split("_")], np.float32)
     text = plate_from_ccpd_indices([int(i) for i in plate.split("_")])
     meta = {"tilt_h": int(h_tilt), "tilt_v": int(v_tilt), "brightness": int(brightness), "blur": int(blur)}
     return text, pts, meta
+
+
+def ccpd_bbox(name: str) -> tuple[int, int, int, int]:
+    """The annotated bounding box ``(x1, y1, x2, y2)`` in a CCPD file name: left-top and right-bottom corners."""
+    x1, y1, x2, y2 = (int(v) for v in _ccpd_fields(name)[2:6])
+    return x1, y1, x2, y2
 
 
 def rectify(photo: np.ndarray, corners: np.ndarray, height: int = 70, width: int = 220) -> np.ndarray:
@@ -334,14 +360,36 @@ def rectify(photo: np.ndarray, corners: np.ndarray, height: int = 70, width: int
     return cv2.warpPerspective(photo, m, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
 
 
+def cut_ccpd(photo: np.ndarray, name: str, crop: str = "corners") -> np.ndarray:
+    """The plate of the CCPD photo ``name``: warped upright from its four corners to 220×70 (``corners``), or
+    cut by its axis-aligned bounding box as CCPD2019-dl1 made its crops (``bbox``: tilted plates stay tilted,
+    and the box may clip a character's edge)."""
+    if crop == "corners":
+        return rectify(photo, parse_ccpd_name(name)[1])
+    if crop != "bbox":
+        raise DataError(f"CCPD crop mode {crop!r} (data.ccpd_crop) is not one of {CROP_MODES}")
+    x1, y1, x2, y2 = ccpd_bbox(name)
+    h, w = photo.shape[:2]
+    x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+    if x2 - x1 < MIN_SIDE or y2 - y1 < MIN_SIDE:
+        raise DataError(f"{name}: bounding box {ccpd_bbox(name)} leaves no plate inside the {w}×{h} photo")
+    return np.ascontiguousarray(photo[y1:y2, x1:x2])
+
+
 class CcpdPhotos(CropFolder):
     """CCPD2019 photos (``ccpd_base/``, ``ccpd_green/`` …), or any folder of them.
 
     Split by file-name hash: ``val_fraction`` of the photos go to ``test``; ``val`` is ``val_fraction`` of the
     rest (with 0.15: test 15 %, val 12.75 %, train 72.25 %). ``meta`` keeps the sub-dataset, tilt,
-    brightness and blur for the analysis."""
+    brightness and blur for the analysis. ``crop``: ``corners`` or ``bbox`` (``cut_ccpd``)."""
 
     kind = "ccpd_photos"
+
+    def __init__(self, path: str | os.PathLike, val_fraction: float = 0.15, crop: str = "corners"):
+        super().__init__(path, val_fraction)
+        if crop not in CROP_MODES:
+            raise DataError(f"CCPD crop mode {crop!r} (data.ccpd_crop) is not one of {CROP_MODES}")
+        self.crop = crop
 
     def _scan(self) -> list[tuple[str, Record]]:
         out = []
@@ -355,29 +403,29 @@ class CcpdPhotos(CropFolder):
                 rec = Record(rel, text, {"subset": subset, **meta})
             except PlateError as e:
                 rec = Record(rel, "", {"subset": subset}, error=str(e))
-            # two hash draws: val_fraction to val, the same share to test, the rest to train
-            folder = "test" if in_val("test:" + Path(rel).name, self.val_fraction) else "train"
-            out.append((folder, rec))
+            out.append((hashed_split(rel, self.val_fraction), rec))  # by file name, as the shipped model was split
         return out
 
     def load(self, record: Record) -> np.ndarray:
         # full resolution: the corners are in the photo's own pixels
         photo = decode_image(self._read(record.name), f"{self.path}:{record.name}", max_pixels=None)
-        _, corners, _ = parse_ccpd_name(record.name)
-        return rectify(photo, corners)
+        return cut_ccpd(photo, record.name, self.crop)
+
+    def fingerprint(self) -> str:
+        return f"{super().fingerprint()}:{self.crop}"
+
+    def __repr__(self) -> str:
+        return f"CcpdPhotos({str(self.path)!r}, crop={self.crop!r})"
 
 
-def load_image_file(path: str | os.PathLike) -> np.ndarray:
-    """An image file as a plate crop: CCPD photos (annotated file names) are rectified from their corners."""
+def load_image_file(path: str | os.PathLike, ccpd_crop: str = "corners") -> np.ndarray:
+    """An image file as a plate crop: CCPD photos (annotated file names) are cut out by ``cut_ccpd``."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"image {p} not found")
     ccpd = bool(CCPD_NAME.match(p.stem))
     img = decode_image(p.read_bytes(), str(p), max_pixels=None if ccpd else MAX_PIXELS)
-    if ccpd:
-        _, corners, _ = parse_ccpd_name(p.name)
-        img = rectify(img, corners)
-    return img
+    return cut_ccpd(img, p.name, ccpd_crop) if ccpd else img
 
 
 def looks_like_ccpd(folder: Path) -> bool:
@@ -387,8 +435,9 @@ def looks_like_ccpd(folder: Path) -> bool:
     return False
 
 
-def open_source(path: str | os.PathLike, val_fraction: float = 0.15) -> Source:
-    """A dl1 zip, a CCPD2019 photo folder or a crops folder, by what ``path`` is."""
+def open_source(path: str | os.PathLike, val_fraction: float = 0.15, ccpd_crop: str = "corners") -> Source:
+    """A dl1 zip, a CCPD2019 photo folder or a crops folder, by what ``path`` is; ``ccpd_crop`` says how a
+    CCPD2019 photo becomes a crop (``cut_ccpd``)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"data path {p} does not exist; expected a CCPD2019-dl1 zip, a crops folder "
@@ -401,5 +450,5 @@ def open_source(path: str | os.PathLike, val_fraction: float = 0.15) -> Source:
         raise DataError(f"{p} is a directory, expected a zip file (a CCPD2019-dl1 zip); "
                         "name the zip itself, or rename the folder (no .zip) if it holds crops")
     if looks_like_ccpd(p):
-        return CcpdPhotos(p, val_fraction)
+        return CcpdPhotos(p, val_fraction, ccpd_crop)
     return CropFolder(p, val_fraction)

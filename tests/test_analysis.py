@@ -213,3 +213,41 @@ def test_real_and_synthetic_pairs_each_real_crop_with_a_rendering_of_its_text():
     images, titles = analysis.real_and_synthetic(cfg, n=2)
     assert len(images) == 4 and titles[0].removeprefix("real: ") == titles[1].removeprefix("synthetic: ")
     assert all(im.ndim == 3 and im.shape[2] == 3 for im in images)
+
+
+# --- peers ---------------------------------------------------------------------------------------------------
+
+
+def test_peer_wins_keeps_the_misses_that_some_peer_reads_right(monkeypatch, dl1_zip):
+    from plate_lib import peers, plots
+
+    source = open_source(dl1_zip)
+    names = [r.name for r in source.records("test")]
+    rows = rows_of([("皖A54321", "皖A54321"), ("鲁Q99999", "皖Q99999"), ("皖AF12345", "皖AF1245")])
+    rows["name"] = names
+    asked = []
+
+    def fake_readings(images, readers):
+        asked.append(len(images))  # only the plates this model got wrong are read
+        return {"hyperlpr": ["鲁Q99999", "皖AF1245"], "lprnet": ["鲁Q9999", "皖AF12345"]}, {"hyperlpr_refine": "absent"}
+
+    monkeypatch.setattr(peers, "peer_readings", fake_readings)
+    wins, absent = analysis.peer_wins(source, rows)
+    assert asked == [2] and absent == {"hyperlpr_refine": "absent"}
+    assert wins[["true", "pred", "hyperlpr", "lprnet"]].values.tolist() == [
+        ["鲁Q99999", "皖Q99999", "鲁Q99999", "鲁Q9999"], ["皖AF12345", "皖AF1245", "皖AF1245", "皖AF12345"]]
+    assert len(plots.peer_gallery(source, wins, absent, "won").axes) == 2
+
+
+def test_peer_wins_is_empty_with_a_note_when_no_peer_is_installed(monkeypatch, tmp_path, dl1_zip):
+    from plate_lib import peers, plots
+
+    monkeypatch.setattr(peers, "PEERS_VENV", tmp_path / "none")
+    monkeypatch.setattr(peers, "LPRNET_WEIGHTS", tmp_path / "none.pth")
+    source = open_source(dl1_zip)
+    rows = rows_of([("皖A54321", "皖A54322")])
+    rows["name"] = [source.records("test")[0].name]
+    wins, absent = analysis.peer_wins(source, rows)
+    assert wins.empty and set(absent) == set(peers.PEERS)
+    fig = plots.peer_gallery(source, wins, absent, "won")
+    assert "skipped, no peer installed" in fig.axes[0].texts[0].get_text()

@@ -2,6 +2,7 @@
 
 import zipfile
 
+import cv2
 import numpy as np
 import pytest
 from conftest import CCPD_SAMPLE, needs_sample, plate_jpeg, write_dl1_zip
@@ -11,6 +12,7 @@ from plate_lib.sources import (
     CropFolder,
     DataError,
     Dl1Zip,
+    ccpd_bbox,
     in_val,
     open_source,
     parse_ccpd_name,
@@ -69,7 +71,31 @@ def test_crop_folder_reads_labels_csv_or_file_names(tmp_path):
     (tmp_path / "csv" / "a.jpg").write_bytes(plate_jpeg())
     (tmp_path / "csv" / "labels.csv").write_text("file,label\na.jpg,苏E12345\n", encoding="utf-8")
     src = open_source(tmp_path / "csv")
-    assert isinstance(src, CropFolder) and [r.text for r in src.records("test")] == ["苏E12345"]
+    assert isinstance(src, CropFolder) and [r.text for r in src.records("all")] == ["苏E12345"]
+
+
+def test_a_flat_crop_folder_is_split_by_a_hash_of_the_plate_text(tmp_path):
+    texts = [f"苏E{i:05d}" for i in range(600)]
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    rows = ["file,label"]
+    for i, text in enumerate(texts):
+        (folder / f"{i:04d}.jpg").write_bytes(b"")  # never decoded here
+        rows.append(f"{i:04d}.jpg,{text}")
+    rows.append("dup.jpg,苏E00007")  # a second image of one plate lands beside the first
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    src = CropFolder(folder)
+    splits = {s: [r.text for r in src.records(s)] for s in ("train", "val", "test")}
+    assert sum(map(len, splits.values())) == 601 and len(src.records("all")) == 601
+    assert 0.10 < len(splits["test"]) / 600 < 0.20 and 0.08 < len(splits["val"]) / 600 < 0.18
+    assert not set(splits["train"]) & set(splits["test"]) and not set(splits["val"]) & set(splits["test"])
+    home = next(s for s, t in splits.items() if "苏E00007" in t)
+    assert splits[home].count("苏E00007") == 2
+    # the same plate text goes to the same split in any folder, under any file name
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x-苏E00007.jpg").write_bytes(b"")
+    assert [r.text for r in CropFolder(other).records(home)] == ["苏E00007"]
 
 
 def test_wrong_paths_get_errors_that_say_what_was_expected(tmp_path):
@@ -89,6 +115,24 @@ def test_ccpd_file_name_gives_plate_corners_and_conditions():
     assert text == "皖A" + "".join("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"[i] for i in [33, 27, 25, 22, 33])
     assert corners.shape == (4, 2) and corners[0].tolist() == [476, 566]
     assert meta == {"tilt_h": 88, "tilt_v": 83, "brightness": 115, "blur": 15}
+
+
+def test_ccpd_photos_are_cut_by_their_corners_or_by_their_bounding_box(tmp_path):
+    name = "01-90_88-100&50_180&90-178&88_101&86_102&52_179&55-0_0_1_2_3_4_5-100-10.jpg"
+    photo = np.zeros((200, 300, 3), np.uint8)
+    photo[50:90, 100:180] = 255  # the plate fills its box
+    (tmp_path / "ccpd_base").mkdir()
+    cv2.imwrite(str(tmp_path / "ccpd_base" / name), photo)
+    assert ccpd_bbox(name) == (100, 50, 180, 90)
+    corners = open_source(tmp_path)
+    bbox = open_source(tmp_path, ccpd_crop="bbox")
+    assert isinstance(bbox, CcpdPhotos) and bbox.crop == "bbox" and corners.crop == "corners"
+    rec = bbox.records("all")[0]
+    assert corners.load(rec).shape == (70, 220, 3)  # warped upright to 220×70
+    assert bbox.load(rec).shape == (40, 80, 3)  # the box as it is in the photo
+    assert corners.fingerprint() != bbox.fingerprint()  # caches of the two modes never mix
+    with pytest.raises(DataError, match="crop mode 'box'"):
+        CcpdPhotos(tmp_path, crop="box")
 
 
 @needs_sample

@@ -1,0 +1,277 @@
+"""One plate reader in a process of its own: reads a set of crops and times itself (``benchmarks/peers.py``).
+
+    python benchmarks/peer_readers.py READER --images SET.npz --out OUT.json [--timing] [options]
+
+READER is one of:
+
+- ``plate_lib``: the shipped model (``--checkpoint``), batched PyTorch as ``inference.read_plates`` runs it;
+- ``plate_lib_onnx``: the same model exported to ONNX (``--onnx``), run by ONNX Runtime, same preprocessing
+  and decoding;
+- ``hyperlpr``: HyperLPR's segmentation-free recogniser alone (``hyperlpr2``: an OpenCV-DNN Caffe model, crop
+  resized to 160×40, its own CTC decoding and character table);
+- ``hyperlpr_refine``: the same after HyperLPR's own refinement (``LPR.finetune``: a small network regresses
+  the plate's corners twice and warps the crop to 136×36), the step its ``plate_recognition`` applies to each
+  detected plate before recognising it;
+- ``lprnet``: LPRNet (Zherzdev & Gruzdev 2018) with the pretrained weights of sirius-ai/LPRNet_Pytorch
+  (``--lprnet-weights``; the module below is written here to match their names and shapes): BGR crop resized to
+  94×24, ``(x - 127.5) / 128``, greedy CTC over 18 positions, blank last. Its forward pass divides each
+  global-context feature by a mean taken over the whole batch, so a plate's reading depends on its
+  batch-mates: it reads one plate at a time here, and is timed batched only for throughput.
+
+The ``hyperlpr*`` readers need ``hyperlpr2`` and OpenCV 4 (it calls ``cv2.CascadeClassifier``, which OpenCV 5
+removed), so ``peers.py`` runs them with ``.venv-peers/bin/python`` (``make peers`` builds it); this file
+imports nothing from plate_lib unless the reader is ``plate_lib*``.
+
+Input: an ``.npz`` written by ``plate_lib.peers.write_images`` (raw BGR crops of any size, no pickles).
+Output JSON: ``texts`` (one reading per crop, "" where the reader gives none), ``alphabet`` (every character
+it can emit) and, with ``--timing``,
+``plates_per_s`` (batched where the reader batches, else one plate after another), ``batched``, latency
+p50/p95 of one plate (crop to text, preprocessing included) at 1 and at 2 threads, ``peak_rss_mb`` of this
+process, and ``flush_denormal`` (whether denormal floats were flushed to zero).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# LPRNet's class table (sirius-ai/LPRNet_Pytorch, data/load_data.py), the blank last
+LPRNET_CHARS = list("京沪津渝冀晋蒙辽吉黑苏浙皖闽赣鲁豫鄂湘粤桂琼川贵云藏陕甘青宁新0123456789ABCDEFGHJKLMNPQRSTUVWXYZIO") + ["-"]
+
+
+def read_images(path: str | Path) -> list[np.ndarray]:
+    """The crops of an ``.npz`` from ``plate_lib.peers.write_images``: one flat uint8 buffer and the shapes."""
+    with np.load(path, allow_pickle=False) as z:
+        flat, shapes = z["pixels"], z["shapes"]
+    ends = np.cumsum([int(np.prod(s)) for s in shapes])
+    return [flat[e - int(np.prod(s)):e].reshape(s) for s, e in zip(shapes, ends, strict=True)]
+
+
+# --- LPRNet ------------------------------------------------------------------------------------------------
+
+
+def lprnet_module(n_classes: int = len(LPRNET_CHARS)):
+    """LPRNet as the pretrained weights lay it out: ``backbone.<i>`` (a flat Sequential whose outputs 2, 6, 13
+    and 22 feed the global context) and ``container.0`` (a 1×1 convolution over the concatenated context)."""
+    import torch
+    from torch import nn
+
+    class SmallBlock(nn.Module):  # "small basic block": 1×1, 3×1, 1×3, 1×1 convolutions
+        def __init__(self, c_in: int, c_out: int):
+            super().__init__()
+            q = c_out // 4
+            self.block = nn.Sequential(nn.Conv2d(c_in, q, 1), nn.ReLU(), nn.Conv2d(q, q, (3, 1), padding=(1, 0)),
+                                       nn.ReLU(), nn.Conv2d(q, q, (1, 3), padding=(0, 1)), nn.ReLU(),
+                                       nn.Conv2d(q, c_out, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.block(x)
+
+    block = SmallBlock
+
+    class LPRNet(nn.Module):
+        # MaxPool3d over a 4-D tensor pools over (channels, height, width): a depth stride of 2 or 4 halves or
+        # quarters the channels, which is how 128 channels become 64 between blocks
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Sequential(
+                nn.Conv2d(3, 64, 3), nn.BatchNorm2d(64), nn.ReLU(),                              # 0-2
+                nn.MaxPool3d((1, 3, 3), (1, 1, 1)),                                              # 3
+                block(64, 128), nn.BatchNorm2d(128), nn.ReLU(),                                  # 4-6
+                nn.MaxPool3d((1, 3, 3), (2, 1, 2)),                                              # 7
+                block(64, 256), nn.BatchNorm2d(256), nn.ReLU(),                                  # 8-10
+                block(256, 256), nn.BatchNorm2d(256), nn.ReLU(),                                 # 11-13
+                nn.MaxPool3d((1, 3, 3), (4, 1, 2)), nn.Dropout(0.5),                             # 14-15
+                nn.Conv2d(64, 256, (1, 4)), nn.BatchNorm2d(256), nn.ReLU(), nn.Dropout(0.5),     # 16-19
+                nn.Conv2d(256, n_classes, (13, 1)), nn.BatchNorm2d(n_classes), nn.ReLU(),        # 20-22
+            )
+            self.container = nn.Sequential(nn.Conv2d(448 + n_classes, n_classes, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, 3, 24, 94] -> [N, classes, 18]
+            kept = []
+            for i, layer in enumerate(self.backbone):
+                x = layer(x.contiguous() if isinstance(layer, nn.MaxPool3d) else x)  # it takes no other layout
+                if i in (2, 6, 13, 22):
+                    kept.append(x)
+            context = []
+            for i, f in enumerate(kept):
+                if i < 2:
+                    f = nn.functional.avg_pool2d(f, 5, 5)
+                elif i == 2:
+                    f = nn.functional.avg_pool2d(f, (4, 10), (4, 2))
+                context.append(f / f.pow(2).mean())  # the mean over the whole batch, as published
+            return self.container(torch.cat(context, 1)).mean(2)
+
+    return LPRNet()
+
+
+def lprnet_reader(weights: str) -> tuple[Callable, Callable, str]:
+    import torch
+
+    model = lprnet_module()
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.eval()
+
+    def prepare(img: np.ndarray) -> np.ndarray:
+        if img.shape[:2] != (24, 94):
+            img = cv2.resize(img, (94, 24))
+        return ((img.astype(np.float32) - 127.5) * 0.0078125).transpose(2, 0, 1)
+
+    def decode(logits: np.ndarray) -> str:
+        out, prev = [], None
+        for c in logits.argmax(0).tolist():
+            if c != prev and c != len(LPRNET_CHARS) - 1:
+                out.append(LPRNET_CHARS[c])
+            prev = c
+        return "".join(out)
+
+    @torch.inference_mode()
+    def read_batch(images: list[np.ndarray]) -> list[str]:
+        x = torch.from_numpy(np.stack([prepare(im) for im in images]))
+        return [decode(row) for row in model(x).numpy()]
+
+    return (lambda img: read_batch([img])[0]), read_batch, "".join(LPRNET_CHARS[:-1])
+
+
+# --- HyperLPR ----------------------------------------------------------------------------------------------
+
+
+def hyperlpr_reader(refine: bool) -> tuple[Callable, str]:
+    import hyperlpr2  # builds its LPR instance (cascades and DNNs from the package's models/) on import
+    from hyperlpr2.table_chs import chars
+
+    lpr = hyperlpr2.PR
+
+    def read(img: np.ndarray) -> str:
+        if refine:
+            img = lpr.finetune(img)
+        try:
+            text, _ = lpr.segmentation_free_recognition(img)
+        except ZeroDivisionError:  # its decoder divides by the length of an empty reading
+            return ""
+        return text
+
+    return read, "".join(chars)
+
+
+# --- plate_lib ---------------------------------------------------------------------------------------------
+
+
+def plate_lib_reader(checkpoint: str, onnx: str | None) -> tuple[Callable, str]:
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from plate_lib.dataset import letterbox
+    from plate_lib.inference import decode_logits, load_model, read_plates
+    from plate_lib.plates import SYMBOLS
+
+    model, cfg = load_model(checkpoint)
+    alphabet = "".join(cfg.provinces) + "".join(SYMBOLS)
+    if onnx is None:
+        return (lambda images: [t for t, _ in read_plates(model, cfg, images)]), alphabet
+    import onnxruntime as ort
+
+    pre, provinces = cfg.preprocess, list(cfg.provinces)
+    sessions: dict[int, ort.InferenceSession] = {}
+
+    def read_batch(images: list[np.ndarray]) -> list[str]:
+        threads = torch.get_num_threads()
+        if threads not in sessions:  # ORT fixes its thread count per session
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            sessions[threads] = ort.InferenceSession(onnx, opts, providers=["CPUExecutionProvider"])
+        x = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in images])
+        x = x.transpose(0, 3, 1, 2).astype(np.float32) / 255
+        prov, ctc = sessions[threads].run(None, {"images": x})
+        return decode_logits(torch.from_numpy(prov), torch.from_numpy(ctc), provinces)[0]
+
+    return read_batch, alphabet
+
+
+# --- timing ------------------------------------------------------------------------------------------------
+
+
+def set_threads(n: int) -> None:
+    cv2.setNumThreads(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+def timed(fn: Callable, *args) -> float:
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def latency_ms(read_one: Callable, images: list[np.ndarray], threads: int, n: int = 200) -> dict[str, float]:
+    set_threads(threads)
+    for img in images[:10]:  # warm-up
+        read_one(img)
+    times = sorted(timed(read_one, img) * 1000 for img in (images * (1 + n // max(1, len(images))))[:n])
+    return {"p50": round(statistics.median(times), 3), "p95": round(times[int(0.95 * (len(times) - 1))], 3)}
+
+
+def throughput(read_all: Callable, images: list[np.ndarray], threads: int, min_s: float = 2.0) -> float:
+    set_threads(threads)
+    read_all(images)  # warm-up
+    done, spent = 0, 0.0
+    while spent < min_s or done < 3 * len(images):
+        spent += timed(read_all, images)
+        done += len(images)
+    return round(done / spent, 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("reader", choices=["plate_lib", "plate_lib_onnx", "hyperlpr", "hyperlpr_refine", "lprnet"])
+    ap.add_argument("--images", required=True, help=".npz of BGR crops (plate_lib.peers.write_images)")
+    ap.add_argument("--out", required=True, help="JSON to write")
+    ap.add_argument("--timing", action="store_true", help="also time it: throughput, latency at 1 and 2 threads")
+    ap.add_argument("--threads", type=int, default=2, help="threads for reading and for the throughput")
+    ap.add_argument("--checkpoint", default=str(ROOT / "models" / "plate_default.pt"))
+    ap.add_argument("--onnx", help="the ONNX export of --checkpoint (plate_lib_onnx)")
+    ap.add_argument("--lprnet-weights", default=str(ROOT.parent / "shared" / "peers" / "lprnet" / "Final_LPRNet_model.pth"))
+    args = ap.parse_args()
+
+    images = read_images(args.images)
+    flush = False
+    if args.reader == "lprnet":
+        import torch
+
+        flush = bool(torch.set_flush_denormal(True))  # without it, denormal activations slow its CPU speed
+        read_one, read_batch, alphabet = lprnet_reader(args.lprnet_weights)
+    elif args.reader.startswith("hyperlpr"):
+        (read_one, alphabet), read_batch = hyperlpr_reader(refine=args.reader == "hyperlpr_refine"), None
+    else:
+        read_batch, alphabet = plate_lib_reader(args.checkpoint, args.onnx if args.reader == "plate_lib_onnx" else None)
+        read_one = lambda img: read_batch([img])[0]  # noqa: E731
+    set_threads(args.threads)
+    # readings: batched where the reading does not depend on the batch (plate_lib), else one plate at a time
+    texts = read_batch(images) if read_batch and args.reader != "lprnet" else [read_one(im) for im in images]
+    out: dict = {"reader": args.reader, "n": len(images), "texts": texts, "alphabet": alphabet,
+                 "flush_denormal": flush}
+    if args.timing:
+        if read_batch:
+            out["plates_per_s"], out["batched"] = throughput(read_batch, images, args.threads), True
+        else:
+            out["plates_per_s"] = throughput(lambda ims: [read_one(im) for im in ims], images, args.threads)
+            out["batched"] = False
+        for threads in (1, 2):
+            out[f"latency_ms_{threads}_thread"] = latency_ms(read_one, images, threads)
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    Path(args.out).write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""plate_lib beside the recognisers people already use (HyperLPR, LPRNet): the same real plates, one run.
+
+    make peers            # builds .venv-peers (HyperLPR needs OpenCV 4), then runs this
+    python benchmarks/peers.py [--checkpoint models/plate_default.pt] [--readers …] [--sets …]
+
+Every reader (``plate_lib.peers.READERS``: the shipped model in PyTorch and in ONNX Runtime, HyperLPR's
+recogniser alone, HyperLPR after its own refinement step, LPRNet) reads every set, each in a fresh process of
+its own (``benchmarks/peer_readers.py``), run as its own code runs it: its preprocessing, its decoding, its
+character table. Sets, all real, all held out from the shipped model's training and choosing:
+
+- ``sample_corners``: the CCPD sample's test split (92 photos), cut out from the 4 annotated corners;
+- ``sample_bbox``: the same photos cut by their annotated bounding box, as CCPD2019-dl1 made its crops;
+- ``sample_bbox_94x24``: those bounding-box crops shrunk to 94×24 (LPRNet's input size);
+- ``lyl8213_test``: the test split of ``real-crops-lyl8213`` (by a hash of the plate text).
+
+Per reader and set: word, character and province accuracy; plates/s (batched where the reader batches, else
+one plate after another, at 2 threads); one plate's latency p50/p95 at 1 thread and at 2 (crop to text);
+the process's peak RSS. Every reader is paired plate by plate with ``plate_lib`` (``metrics.paired_comparison``:
+the plates only one of the two got wrong, exact McNemar p). A plate holding a character outside a reader's
+table counts as that reader's error, and the count is written (``cannot_emit``). Writes
+``benchmarks/peers.json`` and ``benchmarks/peers-plates.csv`` (every reading) and prints a table. Time it
+with nothing else running: two processes on 2 cores slow each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from plate_lib.metrics import paired_comparison, summarize  # noqa: E402
+from plate_lib.peers import LPRNET_WEIGHTS, READERS, missing, run_reader  # noqa: E402
+
+SAMPLE, DEV = "../shared/data/ccpd2019-sample", "../shared/data/real-crops-lyl8213"
+# name: (data, CCPD crop mode, resize to (w, h) or None, description)
+SETS = {
+    "sample_corners": (SAMPLE, "corners", None, "CCPD sample test split, cut from the 4 annotated corners (220x70)"),
+    "sample_bbox": (SAMPLE, "bbox", None, "the same photos cut by their annotated bounding box (as CCPD2019-dl1)"),
+    "sample_bbox_94x24": (SAMPLE, "bbox", (94, 24), "the same bounding-box crops resized to 94x24"),
+    "lyl8213_test": (DEV, "corners", None, "real-crops-lyl8213 test split (hash of the plate text), 136x36 crops"),
+}
+BASE = "plate_lib"
+
+
+def load_set(name: str) -> tuple[list, list[str], list[str]]:
+    """A set's crops (BGR), plate texts and names: the test split of its source."""
+    from plate_lib.sources import open_source
+
+    data, crop, size, _ = SETS[name]
+    src = open_source(ROOT / data, ccpd_crop=crop)
+    recs = [r for r in src.records("test") if not r.error]
+    images = [src.load(r) for r in recs]
+    if size:
+        images = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in images]
+    return images, [r.text for r in recs], [r.name for r in recs]
+
+
+def score(texts: list[str], truth: list[str], alphabet: str, base_correct: list[bool] | None) -> dict:
+    s = summarize(texts, truth)
+    out = {k: round(s[k], 4) for k in ("word_acc", "char_acc", "province_acc")}
+    out["n"] = s["n"]
+    out["cannot_emit"] = sum(1 for t in truth if set(t) - set(alphabet))
+    if base_correct is not None:
+        p = paired_comparison([a == b for a, b in zip(texts, truth, strict=True)], base_correct)
+        out["vs_plate_lib"] = {"only_this_wrong": p["only_a_wrong"], "only_plate_lib_wrong": p["only_b_wrong"],
+                               "p_value": float(f"{p['p_value']:.2g}")}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=str(ROOT / "models" / "plate_default.pt"))
+    ap.add_argument("--readers", nargs="+", default=list(READERS), choices=READERS)
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    ap.add_argument("--lprnet-weights", default=str(LPRNET_WEIGHTS))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "peers.json"))
+    args = ap.parse_args()
+    if BASE not in args.readers:
+        args.readers.insert(0, BASE)  # everything is paired with it
+
+    absent = {r: why for r in args.readers if (why := missing(r, args.lprnet_weights))}
+    for r, why in absent.items():
+        print(f"{r}: left out: {why}", file=sys.stderr)
+    if BASE in absent:
+        sys.exit(f"cannot run plate_lib's own reader: {absent[BASE]}")
+    sets = [s for s in args.sets if (ROOT / SETS[s][0]).is_dir()]
+    if not sets:
+        sys.exit(f"none of the sets' data is here ({SAMPLE}, {DEV}); nothing to compare on")
+
+    from plate_lib.export import export_onnx
+
+    tmp = tempfile.TemporaryDirectory(prefix="plate-peers-")
+    options = {"plate_lib": {"checkpoint": args.checkpoint},
+               "plate_lib_onnx": {"checkpoint": args.checkpoint,
+                                  "onnx": export_onnx(args.checkpoint, Path(tmp.name) / "plate_lib.onnx")},
+               "lprnet": {"lprnet_weights": args.lprnet_weights}}
+    out: dict = {"machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, no GPU",
+                 "checkpoint": os.path.relpath(args.checkpoint, ROOT), "sets": {}, "readers": {},
+                 "notes": {}}
+    plates = []
+    for name in sets:
+        images, truth, names = load_set(name)
+        out["sets"][name] = {"n": len(truth), "source": SETS[name][3], "path": SETS[name][0],
+                             "green_plates": sum(len(t) == 8 for t in truth),
+                             "non_wan_plates": sum(t[0] != "皖" for t in truth)}
+        base_correct = None
+        table = pd.DataFrame({"set": name, "name": names, "true": truth})
+        for reader in [r for r in args.readers if r not in absent]:
+            got = run_reader(reader, images, timing=True, **options.get(reader, {}))
+            row = score(got["texts"], truth, got["alphabet"], base_correct if reader != BASE else None)
+            if reader == BASE:
+                base_correct = [a == b for a, b in zip(got["texts"], truth, strict=True)]
+            row |= {"plates_per_s": got["plates_per_s"], "batched": got["batched"],
+                    "latency_ms_p50": got["latency_ms_1_thread"]["p50"],
+                    "latency_ms_p95": got["latency_ms_1_thread"]["p95"],
+                    "latency_ms_p50_2_threads": got["latency_ms_2_thread"]["p50"],
+                    "latency_ms_p95_2_threads": got["latency_ms_2_thread"]["p95"],
+                    "peak_rss_mb": got["peak_rss_mb"], "flush_denormal": got["flush_denormal"]}
+            out["readers"].setdefault(reader, {})[name] = row
+            table[reader] = got["texts"]
+            print(f"{name}: {reader} read {row['word_acc']:.3f}", file=sys.stderr)
+        plates.append(table)
+    out["notes"] = {
+        "latency": "one plate, crop to text (each reader's preprocessing and decoding included), at 1 thread "
+                   "(latency_ms_p50/p95) and 2 threads (*_2_threads); 200 readings after 10 warm-up ones",
+        "plates_per_s": "at 2 threads; batched: the whole set in one batch (plate_lib, ONNX Runtime, LPRNet); "
+                        "not batched: one plate after another (HyperLPR reads one plate per call)",
+        "lprnet": "reads one plate at a time: its forward pass normalises by a mean over the whole batch, so a "
+                  "batched reading depends on the batch-mates; flush_denormal says whether denormal floats were "
+                  "flushed to zero (on for LPRNet: without it they slow it down on a CPU)",
+        "hyperlpr_refine": "HyperLPR's finetune step (corner regression, warp to 136x36) on the crop, then its "
+                           "recogniser, as plate_recognition does with each detected plate",
+        "cannot_emit": "plates holding a character outside the reader's table; counted as its errors",
+        "absent": absent,
+    }
+    Path(args.out).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    pd.concat(plates).to_csv(Path(args.out).with_name("peers-plates.csv"), index=False)
+    print(table_text(out))
+    print(f"wrote {args.out}")
+
+
+def table_text(out: dict) -> str:
+    head = (f"{'set':18}{'reader':16}{'n':>5}{'word':>7}{'char':>7}{'prov':>7}{'plates/s':>10}"
+            f"{'p50 1t':>8}{'p95 1t':>8}{'p50 2t':>8}{'RSS MB':>8}   only this / only plate_lib wrong (p)")
+    lines = [head]
+    for name in out["sets"]:
+        for reader, per_set in out["readers"].items():
+            r = per_set.get(name)
+            if r is None:
+                continue
+            vs = r.get("vs_plate_lib")
+            pair = f"{vs['only_this_wrong']} / {vs['only_plate_lib_wrong']} (p {vs['p_value']:.2g})" if vs else ""
+            rate = f"{r['plates_per_s']:.0f}" + ("" if r["batched"] else "*")
+            lines.append(f"{name:18}{reader:16}{r['n']:>5}{r['word_acc']:>7.3f}{r['char_acc']:>7.3f}"
+                         f"{r['province_acc']:>7.3f}{rate:>10}{r['latency_ms_p50']:>8.2f}{r['latency_ms_p95']:>8.2f}"
+                         f"{r['latency_ms_p50_2_threads']:>8.2f}{r['peak_rss_mb']:>8.0f}   {pair}")
+    return "\n".join(lines) + "\n(* one plate after another: the reader does not batch)"
+
+
+if __name__ == "__main__":
+    main()

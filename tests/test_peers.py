@@ -1,0 +1,74 @@
+"""Peers: each reader runs in a process of its own and decodes a known crop; absent peers are named, not fatal."""
+
+import sys
+
+import numpy as np
+import pytest
+from conftest import CCPD_SAMPLE, REPO, needs_sample
+
+from plate_lib import peers
+from plate_lib.sources import open_source
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from peer_readers import read_images  # noqa: E402
+
+SHIPPED = REPO / "models" / "plate_default.pt"
+KNOWN = "皖A931Y9"  # the first photo of the CCPD sample's test split: every reader reads it from its corners
+
+
+def skip_unless_installed(reader: str) -> None:
+    why = peers.missing(reader)
+    if why:
+        pytest.skip(f"{reader}: {why}")
+
+
+@pytest.fixture(scope="module")
+def known_crop() -> np.ndarray:
+    if not CCPD_SAMPLE.is_dir():
+        pytest.skip(f"real CCPD2019 sample not found at {CCPD_SAMPLE} (../shared is absent)")
+    src = open_source(CCPD_SAMPLE)
+    rec = next(r for r in src.records("test") if r.text == KNOWN)
+    return src.load(rec)
+
+
+def test_crops_of_any_size_travel_to_a_reader_unchanged(tmp_path):
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((36, 136), (24, 94), (70, 220))]
+    back = read_images(peers.write_images(tmp_path / "x.npz", images))
+    assert len(back) == 3 and all(np.array_equal(a, b) for a, b in zip(images, back, strict=True))
+
+
+def test_plate_lib_in_its_own_process_reads_what_it_reads_in_this_one():
+    from plate_lib.inference import load_model, read_plates
+
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (40, 130, 3), dtype=np.uint8) for _ in range(3)]
+    got = peers.run_reader("plate_lib", images, checkpoint=SHIPPED)
+    model, cfg = load_model(SHIPPED)
+    assert got["texts"] == [t for t, _ in read_plates(model, cfg, images)]
+    assert set("皖苏A0Z9") <= set(got["alphabet"])
+
+
+def test_a_reader_that_is_not_installed_is_named_with_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setattr(peers, "PEERS_VENV", tmp_path / "no-venv")
+    assert "make peers" in peers.missing("hyperlpr")
+    assert "not found" in peers.missing("lprnet", tmp_path / "none.pth")
+    readings, absent = peers.peer_readings([], readers=["hyperlpr"])
+    assert readings == {} and "make peers" in absent["hyperlpr"]
+    with pytest.raises(peers.PeerError, match="make peers"):
+        peers.run_reader("hyperlpr", [])
+
+
+@needs_sample
+@pytest.mark.parametrize("reader", peers.PEERS)
+def test_each_peer_decodes_a_known_crop(reader, known_crop):
+    skip_unless_installed(reader)
+    got = peers.run_reader(reader, [known_crop])
+    assert got["texts"] == [KNOWN]
+    assert set(KNOWN) <= set(got["alphabet"])
+
+
+@needs_sample
+def test_lprnet_reads_one_plate_the_same_alone_or_twice(known_crop):
+    skip_unless_installed("lprnet")
+    assert peers.run_reader("lprnet", [known_crop, known_crop])["texts"] == [KNOWN, KNOWN]
