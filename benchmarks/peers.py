@@ -32,37 +32,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-import cv2
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from real_sets import REAL_SETS, load  # noqa: E402
+
 from plate_lib.metrics import paired_comparison, summarize  # noqa: E402
 from plate_lib.peers import LPRNET_WEIGHTS, READERS, missing, run_reader  # noqa: E402
 
-SAMPLE, DEV = "../shared/data/ccpd2019-sample", "../shared/data/real-crops-lyl8213"
-# name: (data, CCPD crop mode, resize to (w, h) or None, description)
-SETS = {
-    "sample_corners": (SAMPLE, "corners", None, "CCPD sample test split, cut from the 4 annotated corners (220x70)"),
-    "sample_bbox": (SAMPLE, "bbox", None, "the same photos cut by their annotated bounding box (as CCPD2019-dl1)"),
-    "sample_bbox_94x24": (SAMPLE, "bbox", (94, 24), "the same bounding-box crops resized to 94x24"),
-    "lyl8213_test": (DEV, "corners", None, "real-crops-lyl8213 test split (hash of the plate text), 136x36 crops"),
-}
+# the test split of each real set (the name keeps the split: these are the held-out plates)
+SETS = {("lyl8213_test" if name == "lyl8213" else name): name for name in REAL_SETS}
 BASE = "plate_lib"
-
-
-def load_set(name: str) -> tuple[list, list[str], list[str]]:
-    """A set's crops (BGR), plate texts and names: the test split of its source."""
-    from plate_lib.sources import open_source
-
-    data, crop, size, _ = SETS[name]
-    src = open_source(ROOT / data, ccpd_crop=crop)
-    recs = [r for r in src.records("test") if not r.error]
-    images = [src.load(r) for r in recs]
-    if size:
-        images = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in images]
-    return images, [r.text for r in recs], [r.name for r in recs]
 
 
 def score(texts: list[str], truth: list[str], alphabet: str, base_correct: list[bool] | None) -> dict:
@@ -93,9 +75,9 @@ def main() -> None:
         print(f"{r}: left out: {why}", file=sys.stderr)
     if BASE in absent:
         sys.exit(f"cannot run plate_lib's own reader: {absent[BASE]}")
-    sets = [s for s in args.sets if (ROOT / SETS[s][0]).is_dir()]
+    sets = [s for s in args.sets if (ROOT / REAL_SETS[SETS[s]][0]).is_dir()]
     if not sets:
-        sys.exit(f"none of the sets' data is here ({SAMPLE}, {DEV}); nothing to compare on")
+        sys.exit(f"none of the sets' data is here ({sorted({v[0] for v in REAL_SETS.values()})}); nothing to compare on")
 
     from plate_lib.export import export_onnx
 
@@ -109,8 +91,9 @@ def main() -> None:
                  "notes": {}}
     plates = []
     for name in sets:
-        images, truth, names = load_set(name)
-        out["sets"][name] = {"n": len(truth), "source": SETS[name][3], "path": SETS[name][0],
+        images, truth, names = load(SETS[name], ("test",))
+        out["sets"][name] = {"n": len(truth), "source": REAL_SETS[SETS[name]][3] + ", test split",
+                             "path": REAL_SETS[SETS[name]][0],
                              "green_plates": sum(len(t) == 8 for t in truth),
                              "non_wan_plates": sum(t[0] != "皖" for t in truth)}
         base_correct = None

@@ -135,7 +135,8 @@ def evaluate_sets(cfg: Config, checkpoint: str | Path, device: str) -> dict[str,
 def summary_table(summaries: dict[str, dict], seed: dict = SEED_RESULTS) -> pd.DataFrame:
     """Metrics (rows) × evaluation sets (columns), the seed's reported test numbers first."""
     cols = {"seed notebook (test)": seed, **{("this run: " + Path(k).name): v for k, v in summaries.items()}}
-    keys = ["n", "word_acc", "char_acc", "cer", "province_acc", "province_acc_non_wan"]
+    keys = ["n", "word_acc", "char_acc", "cer", "province_acc", "province_acc_non_wan", "province_acc_macro",
+            "word_acc_non_wan"]
     return pd.DataFrame({c: [s.get(k, np.nan) for k in keys] for c, s in cols.items()}, index=keys)
 
 

@@ -44,6 +44,9 @@ class RunConfig(_Section):
 class TrainSource(_Section):
     path: str = Field(description="'synthetic', a dl1 zip, a crops folder or a CCPD2019 folder; its train split is used")
     weight: float = Field(1.0, gt=0, description="Share of each epoch's draws relative to data.source (weight 1)")
+    ccpd_crop: Literal["corners", "bbox"] | None = Field(
+        None, description="CCPD2019 photos: how this source cuts them (default: data.ccpd_crop)")
+    validation: bool = Field(False, description="Add this source's val split to the validation set (best.pt is chosen on it)")
 
 
 class DataConfig(_Section):
@@ -59,6 +62,9 @@ class DataConfig(_Section):
     ccpd_crop: Literal["corners", "bbox"] = Field(
         "corners", description="CCPD2019 photos: cut the plate from its 4 annotated corners (upright), or by its "
                                "bounding box as CCPD2019-dl1 crops are (tilted, tight)")
+    resize_crops: tuple[int, int] | None = Field(
+        None, description="Resize every crop to [width, height] before preprocessing, e.g. [94, 24] to read what "
+                          "a low-resolution camera gives (LPRNet's input size); null = as they are")
 
 
 class PreprocessConfig(_Section):

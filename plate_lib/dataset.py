@@ -182,7 +182,7 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
     return data
 
 
-def resolve_source(cfg: Config, path: str | None = None) -> Source:
+def resolve_source(cfg: Config, path: str | None = None, crop: str | None = None) -> Source:
     """The source ``path`` names (default: ``data.source``).
 
     ``synthetic`` generates its zip on first use, and again when the zip was made with other ``synth``
@@ -199,18 +199,25 @@ def resolve_source(cfg: Config, path: str | None = None) -> Source:
             zpath.parent.mkdir(parents=True, exist_ok=True)
             generate_zip(zpath, cfg.synth, progress=sys.stderr.isatty())
         path = str(zpath)
-    return open_cfg_source(cfg, path)
+    return open_cfg_source(cfg, path, crop)
 
 
-def open_cfg_source(cfg: Config, path: str | os.PathLike) -> Source:
-    """``open_source`` with the config's split share (``data.val_fraction``) and crop mode (``data.ccpd_crop``)."""
-    return open_source(path, cfg.data.val_fraction, cfg.data.ccpd_crop)
+def open_cfg_source(cfg: Config, path: str | os.PathLike, crop: str | None = None) -> Source:
+    """``open_source`` with the config's split share (``data.val_fraction``), crop mode (``crop``, default
+    ``data.ccpd_crop``) and crop size (``data.resize_crops``)."""
+    return open_source(path, cfg.data.val_fraction, crop or cfg.data.ccpd_crop, cfg.data.resize_crops)
 
 
-def load_cfg_split(cfg: Config, split: str, path: str | None = None) -> SplitData:
-    """``load_split`` with everything taken from the config."""
-    return load_split(resolve_source(cfg, path), split, cfg.preprocess, cfg.data.cache_dir,
+def load_cfg_split(cfg: Config, split: str, path: str | None = None, crop: str | None = None) -> SplitData:
+    """``load_split`` with everything taken from the config (``crop``: this source's CCPD crop mode)."""
+    return load_split(resolve_source(cfg, path, crop), split, cfg.preprocess, cfg.data.cache_dir,
                       cfg.data.skip_bad, cfg.data.limit)
+
+
+def load_validation_set(cfg: Config) -> SplitData:
+    """The val split of ``data.source`` and of every ``data.train_sources`` entry with ``validation: true``."""
+    return concat_splits([load_cfg_split(cfg, "val")] + [load_cfg_split(cfg, "val", s.path, s.ccpd_crop)
+                                                         for s in cfg.data.train_sources if s.validation])
 
 
 def concat_splits(parts: list[SplitData]) -> SplitData:
@@ -228,7 +235,7 @@ def load_training_set(cfg: Config) -> tuple[SplitData, torch.Tensor | None]:
     parts = [load_cfg_split(cfg, "train")]
     shares = [1.0]
     for extra in cfg.data.train_sources:
-        parts.append(load_cfg_split(cfg, "train", extra.path))
+        parts.append(load_cfg_split(cfg, "train", extra.path, extra.ccpd_crop))
         shares.append(extra.weight)
     data = concat_splits(parts)
     if len(parts) == 1 and cfg.data.province_balance == 0:

@@ -23,24 +23,30 @@ def char_errors(pred: str, true: str) -> int:
 
 
 def summarize(preds: Sequence[str], trues: Sequence[str]) -> dict[str, float]:
-    """The headline numbers: ``n, word_acc, char_acc, cer, province_acc, province_acc_non_wan``.
+    """The headline numbers: ``n, word_acc, char_acc, cer, province_acc, province_acc_non_wan,
+    province_acc_macro, word_acc_non_wan``.
 
     ``char_acc`` is 1 - position-wise errors / characters of the longer string, per plate, summed;
-    ``cer`` is the summed Levenshtein distance over the summed true length. Non-皖 accuracy is NaN when
-    no plate is from elsewhere.
+    ``cer`` is the summed Levenshtein distance over the summed true length. ``province_acc_macro`` is the mean
+    over the true provinces present of each one's province accuracy, so a rare province counts as much as 皖.
+    The non-皖 numbers are NaN when no plate is from elsewhere.
     """
     if len(preds) != len(trues):
         raise ValueError(f"{len(preds)} predictions for {len(trues)} labels")
     n = len(trues)
     if n == 0:
-        return {"n": 0, "word_acc": float("nan"), "char_acc": float("nan"), "cer": float("nan"),
-                "province_acc": float("nan"), "province_acc_non_wan": float("nan")}
+        return {"n": 0, **dict.fromkeys(("word_acc", "char_acc", "cer", "province_acc", "province_acc_non_wan",
+                                         "province_acc_macro", "word_acc_non_wan"), float("nan"))}
     words = sum(p == t for p, t in zip(preds, trues, strict=True))
     pos_chars = sum(max(len(p), len(t)) for p, t in zip(preds, trues, strict=True))
     pos_errors = sum(char_errors(p, t) for p, t in zip(preds, trues, strict=True))
     dist = sum(edit_distance(p, t) for p, t in zip(preds, trues, strict=True))
     prov_ok = [p[:1] == t[:1] for p, t in zip(preds, trues, strict=True)]
     non_wan = [ok for ok, t in zip(prov_ok, trues, strict=True) if t[:1] != HOME_PROVINCE]
+    non_wan_words = [p == t for p, t in zip(preds, trues, strict=True) if t[:1] != HOME_PROVINCE]
+    by_province: dict[str, list[bool]] = {}
+    for ok, t in zip(prov_ok, trues, strict=True):
+        by_province.setdefault(t[:1], []).append(ok)
     return {
         "n": n,
         "word_acc": words / n,
@@ -48,6 +54,8 @@ def summarize(preds: Sequence[str], trues: Sequence[str]) -> dict[str, float]:
         "cer": dist / sum(len(t) for t in trues),
         "province_acc": sum(prov_ok) / n,
         "province_acc_non_wan": sum(non_wan) / len(non_wan) if non_wan else float("nan"),
+        "province_acc_macro": sum(sum(v) / len(v) for v in by_province.values()) / len(by_province),
+        "word_acc_non_wan": sum(non_wan_words) / len(non_wan_words) if non_wan_words else float("nan"),
     }
 
 

@@ -184,3 +184,41 @@ def error_histogram(table: pd.DataFrame) -> Figure:
            title="wrong characters per plate")
     ax.legend(fontsize=8)
     return fig
+
+
+def robustness_curves(table: pd.DataFrame, title: str = "") -> Figure:
+    """``robustness.curves`` output: one panel per degradation, word accuracy against its strength, one line per
+    set (and per model when ``table`` has a ``model`` column), each starting from the clean crops."""
+    from .robustness import LABELS
+
+    kinds = [k for k in dict.fromkeys(table["degradation"]) if k != "none"]
+    ncols = 4
+    nrows = -(-len(kinds) // ncols)
+    fig = Figure(figsize=(3.4 * ncols, 2.6 * nrows + (0.4 if title else 0)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    groups = ["set", "model"] if "model" in table else ["set"]
+    for ax, kind in zip(axes, kinds, strict=False):
+        for key, g in table.groupby(groups, sort=False):
+            clean = g[g["degradation"] == "none"]["word_acc"].iloc[0]
+            part = g[g["degradation"] == kind]  # strengths in the order they degrade, as curves() lists them
+            xs, ys = part["strength"].tolist(), part["word_acc"].tolist()
+            if kind == "margin":  # numeric: the clean crop is margin 0, between cut and loose
+                xs, ys = zip(*sorted([*zip(xs, ys, strict=True), (0.0, clean)]), strict=True)
+            else:  # categorical, from clean to the strongest
+                ticks = ["clean", *(f"{v:g}" for v in xs)]
+                xs, ys = list(range(len(ticks))), [clean, *ys]
+                ax.set_xticks(xs, ticks)
+            label = " · ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+            ax.plot(xs, ys, "o-", ms=3, label=label)
+        ax.set_title(kind, fontsize=10)
+        ax.set_xlabel(LABELS[kind], fontsize=7)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(kinds):]:
+        ax.axis("off")
+    axes[0].set_ylabel("word accuracy")
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -77,10 +77,10 @@ def code_version() -> str:
 def data_fingerprint(cfg: Config) -> list[str]:
     """The content fingerprint of every training source (``"missing"`` for one not there yet)."""
     out = []
-    for path in [cfg.data.source, *(s.path for s in cfg.data.train_sources)]:
+    for path, crop in [(cfg.data.source, None), *((s.path, s.ccpd_crop) for s in cfg.data.train_sources)]:
         path = cfg.data.synthetic_path if path == "synthetic" else path
         try:
-            src = open_cfg_source(cfg, path)
+            src = open_cfg_source(cfg, path, crop)
             out.append(f"{src.kind}:{src.fingerprint()}")
         except DataError:
             out.append("missing")

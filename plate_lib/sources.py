@@ -25,6 +25,7 @@ import re
 import warnings
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +182,7 @@ class Source:
     def __init__(self, path: str | os.PathLike, val_fraction: float = 0.15):
         self.path = Path(path)
         self.val_fraction = val_fraction
+        self.resize: tuple[int, int] | None = None  # (width, height) every crop is resized to, when set
         self._all: list[tuple[str, Record]] | None = None  # (split: train, val or test; record)
 
     def _scan(self) -> list[tuple[str, Record]]:
@@ -190,8 +192,17 @@ class Source:
     def _read(self, name: str) -> bytes:
         raise NotImplementedError
 
-    def fingerprint(self) -> str:
+    def _content(self) -> str:
         raise NotImplementedError
+
+    def variant(self) -> str:
+        """How crops are cut and sized, beyond the files themselves ("" by default)."""
+        return f"resize={self.resize[0]}x{self.resize[1]}" if self.resize else ""
+
+    def fingerprint(self) -> str:
+        """Changes when the files change, or how crops are made from them (``variant``)."""
+        v = self.variant()
+        return f"{self._content()}:{v}" if v else self._content()
 
     def scanned(self) -> list[tuple[str, Record]]:
         if self._all is None:
@@ -205,6 +216,11 @@ class Source:
         return [rec for where, rec in self.scanned() if split in ("all", where)]
 
     def load(self, record: Record) -> np.ndarray:
+        """The crop of ``record`` as BGR uint8 (resized to ``resize`` when that is set)."""
+        img = self._load(record)
+        return cv2.resize(img, self.resize, interpolation=cv2.INTER_AREA) if self.resize else img
+
+    def _load(self, record: Record) -> np.ndarray:
         return decode_image(self._read(record.name), f"{self.path}:{record.name}")
 
     def __getstate__(self) -> dict:  # picklable for worker processes: open handles are not carried
@@ -265,7 +281,7 @@ class Dl1Zip(Source):
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:  # a damaged member, a CRC mismatch
             raise DataError(f"{self.path}:{name}: cannot be read from the zip ({e}); the zip may be damaged") from None
 
-    def fingerprint(self) -> str:
+    def _content(self) -> str:
         h = hashlib.sha1()
         for info in self._handle().infolist():
             h.update(f"{info.filename}\0{info.CRC}\0{info.file_size}\n".encode("utf-8", "surrogateescape"))
@@ -316,7 +332,7 @@ class CropFolder(Source):
         except OSError as e:
             raise DataError(f"{p}: cannot be read ({e.strerror})") from None
 
-    def fingerprint(self) -> str:
+    def _content(self) -> str:
         h = hashlib.sha1()
         for p in sorted(self.path.rglob("*")):
             if p.is_file():
@@ -406,13 +422,13 @@ class CcpdPhotos(CropFolder):
             out.append((hashed_split(rel, self.val_fraction), rec))  # by file name, as the shipped model was split
         return out
 
-    def load(self, record: Record) -> np.ndarray:
+    def _load(self, record: Record) -> np.ndarray:
         # full resolution: the corners are in the photo's own pixels
         photo = decode_image(self._read(record.name), f"{self.path}:{record.name}", max_pixels=None)
         return cut_ccpd(photo, record.name, self.crop)
 
-    def fingerprint(self) -> str:
-        return f"{super().fingerprint()}:{self.crop}"
+    def variant(self) -> str:
+        return ",".join(v for v in (f"crop={self.crop}", super().variant()) if v)
 
     def __repr__(self) -> str:
         return f"CcpdPhotos({str(self.path)!r}, crop={self.crop!r})"
@@ -435,9 +451,19 @@ def looks_like_ccpd(folder: Path) -> bool:
     return False
 
 
-def open_source(path: str | os.PathLike, val_fraction: float = 0.15, ccpd_crop: str = "corners") -> Source:
+def open_source(path: str | os.PathLike, val_fraction: float = 0.15, ccpd_crop: str = "corners",
+                resize: Sequence[int] | None = None) -> Source:
     """A dl1 zip, a CCPD2019 photo folder or a crops folder, by what ``path`` is; ``ccpd_crop`` says how a
-    CCPD2019 photo becomes a crop (``cut_ccpd``)."""
+    CCPD2019 photo becomes a crop (``cut_ccpd``), ``resize`` (width, height) the size every crop is brought to."""
+    source = _open(path, val_fraction, ccpd_crop)
+    if resize is not None:
+        if len(resize) != 2 or min(resize) < MIN_SIDE:
+            raise DataError(f"crop size {list(resize)} (data.resize_crops) must be [width, height], each at least {MIN_SIDE}")
+        source.resize = (int(resize[0]), int(resize[1]))
+    return source
+
+
+def _open(path: str | os.PathLike, val_fraction: float, ccpd_crop: str) -> Source:
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"data path {p} does not exist; expected a CCPD2019-dl1 zip, a crops folder "

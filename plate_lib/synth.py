@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from . import degrade as degrade_
 from . import glyphs
 from .glyphs import DIGITS, FONTS, LETTERS, PLATE_FONT, WEIGHTS
 from .plates import PROVINCES, check_plate
@@ -65,28 +66,41 @@ POSITION_COUNTS: list[dict[str, int]] = [dict(zip(chars, counts, strict=True)) f
 
 
 
+HOME = "皖"  # CCPD's home province (Anhui): 88 % of its plates
+
+
 @functools.lru_cache(maxsize=64)
-def _table(position: int, power: float = 1.0) -> tuple[str, np.ndarray]:
-    """The characters of a plate position and their cumulative probabilities (counts ** power)."""
+def _table(position: int, power: float = 1.0, home_share: float | None = None) -> tuple[str, np.ndarray]:
+    """The characters of a plate position and their cumulative probabilities (counts ** power). For the
+    province (position 0) with ``home_share``: 皖 gets that share and the other 30 split the rest."""
     counts = {p: POSITION_COUNTS[0].get(p, 0) + 1 for p in PROVINCES} if position == 0 else POSITION_COUNTS[position]
     weights = np.array(list(counts.values()), dtype=np.float64) ** power
+    if position == 0 and home_share is not None:
+        home = list(counts).index(HOME)
+        weights[home] = 0.0
+        weights *= (1 - home_share) / weights.sum()
+        weights[home] = home_share
     return "".join(counts), np.cumsum(weights / weights.sum())
 
 
-def _draw(rng: np.random.Generator, position: int, power: float = 1.0) -> str:
-    chars, cdf = _table(position, power)
+def _draw(rng: np.random.Generator, position: int, power: float = 1.0, home_share: float | None = None) -> str:
+    chars, cdf = _table(position, power, home_share)
     return chars[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(chars) - 1)]
 
 
-def sample_plate(rng: np.random.Generator, green: bool = False, province_flatten: float = 0.0) -> str:
-    """A plate text with CCPD's character statistics: blue ``皖A12345`` or green new-energy ``皖AD12345``.
+def sample_plate(rng: np.random.Generator, green: bool = False, province_flatten: float = 0.0,
+                 home_share: float | None = None) -> str:
+    """A plate text with CCPD's character statistics: blue or yellow ``皖A12345``, green new-energy ``皖AD12345``.
 
     The province is drawn with weights ``(count + 1) ** (1 - province_flatten)`` over all 31 provinces, so 0
     keeps CCPD's skew (皖 about 88 %) and 1 is uniform; the +1 lets provinces CCPD lacks (藏) appear too.
+    ``home_share`` (None: no special case) fixes 皖's share and spreads the rest over the other 30 that way.
     """
     if not 0.0 <= province_flatten <= 1.0:
         raise ValueError(f"province_flatten must be in [0, 1], got {province_flatten}")
-    head = _draw(rng, 0, 1.0 - province_flatten) + _draw(rng, 1)
+    if home_share is not None and not 0.0 <= home_share <= 1.0:
+        raise ValueError(f"home_share must be in [0, 1] or None, got {home_share}")
+    head = _draw(rng, 0, 1.0 - province_flatten, home_share) + _draw(rng, 1)
     if green:  # small new-energy car: D (electric) or F (hybrid), a letter or digit, then four digits
         second = LETTERS[rng.integers(len(LETTERS))] if rng.random() < 0.3 else DIGITS[rng.integers(10)]
         tail = "DF"[int(rng.random() < 0.35)] + second + "".join(DIGITS[d] for d in rng.integers(0, 10, 4))
@@ -108,9 +122,22 @@ class SynthConfig(BaseModel):
     n_train: int = Field(20000, ge=0, le=10_000_000, description="Plates in synthetic/train/")
     n_test: int = Field(2000, ge=0, le=10_000_000, description="Plates in synthetic/test/")
     green_fraction: float = Field(0.1, ge=0.0, le=1.0, description="Share of green 8-character new-energy plates")
+    yellow_fraction: float = Field(
+        0.15, ge=0.0, le=1.0, description="Share of yellow single-row plates (black characters on yellow: lorries, "
+                                          "buses), drawn from the 7-character ones")
     province_flatten: float = Field(
-        0.0, ge=0.0, le=1.0,
+        1.0, ge=0.0, le=1.0,
         description="0 = CCPD's province skew (皖 88 %), 1 = uniform; weights = (count + 1) ** (1 - flatten)")
+    home_share: float | None = Field(
+        0.1, ge=0.0, le=1.0,
+        description="皖's share of the plates (CCPD's home province); the other 30 split the rest by "
+                    "province_flatten. None: 皖 is weighted like the others")
+    test_balanced: bool = Field(
+        True, description="The test split draws every one of the 31 provinces equally often (macro province accuracy)")
+    adverse_fraction: float = Field(
+        0.25, ge=0.0, le=1.0,
+        description="Share of plates under one adverse condition: low light, over-exposure, glare, haze, rain or "
+                    "strong motion blur (degrade.adverse)")
     rectified_fraction: float = Field(
         0.5, ge=0.0, le=1.0,
         description="Share of plates cut out from their corners to 220x70 as CCPD2019 photos are (the rest: "
@@ -126,6 +153,9 @@ class SynthConfig(BaseModel):
         low, high = self.jpeg_quality
         if low > high:
             raise ValueError(f"synth.jpeg_quality must be (low, high) with low <= high, got {self.jpeg_quality}")
+        if self.green_fraction + self.yellow_fraction > 1:
+            raise ValueError(f"synth.green_fraction + synth.yellow_fraction must be at most 1, got "
+                             f"{self.green_fraction} + {self.yellow_fraction}")
         return self
 
 
@@ -170,8 +200,29 @@ def _paint(canvas: np.ndarray, alpha: np.ndarray, color: np.ndarray) -> None:
     canvas += (_gradient(h, w, color, color) - canvas) * opacity
 
 
-def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float) -> tuple[np.ndarray, np.ndarray]:
+COLOURS = ("blue", "yellow", "green")  # blue and yellow plates have 7 characters, green ones 8
+
+
+def _holder_print(canvas: np.ndarray, rng: np.random.Generator, box: tuple[int, int, int, int], ink: np.ndarray) -> None:
+    """Small print on the plate holder below the plate (a dealer's name and phone number): rows of tiny marks
+    that a reader must not take for characters."""
+    x0, y0, x1, y1 = box
+    if y1 - y0 < 4 or x1 - x0 < 20:
+        return
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    size = max(2, int((y1 - y0) * rng.uniform(0.3, 0.6)))
+    x = int(rng.uniform(0.05, 0.3) * (x1 - x0))
+    while x < (x1 - x0) * rng.uniform(0.7, 0.95):
+        w = max(1, int(size * rng.uniform(0.5, 1.0)))
+        cv2.rectangle(mask, (x, (y1 - y0 - size) // 2), (x + w, (y1 - y0 + size) // 2), 255, max(1, size // 4))
+        x += w + max(1, size // 3) + (size if rng.random() < 0.15 else 0)
+    _paint(canvas[y0:y1, x0:x1], cv2.GaussianBlur(mask, (0, 0), 0.6), ink)
+
+
+def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float, colour: str = "blue"
+             ) -> tuple[np.ndarray, np.ndarray]:
     """The plate (and the holder around it) drawn flat at ``ppm`` px/mm: float32 BGRA canvas, plate corners.
+    ``colour``: blue (white characters), yellow (black) or green (black, 8 characters).
 
     The alpha channel is 1 everywhere; warping it later gives the plate's soft edge in the photo.
     """
@@ -185,7 +236,7 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float) ->
     holder = _hsv(rng.uniform(0, 180), rng.uniform(0, 60),
                   rng.uniform(10, 90) if rng.random() < 0.8 else rng.uniform(120, 230))
     canvas = _gradient(h, w, holder, holder * rng.uniform(0.7, 1.3))  # the plate holder, or the car
-    green = len(text) == 8
+    green = colour == "green"
     if green:  # new-energy green: light at the top, green at the bottom, black characters
         light = _hsv(rng.uniform(45, 70), rng.uniform(0, 50), rng.uniform(220, 255))  # near white
         dark = _hsv(rng.uniform(55, 75), rng.uniform(120, 220), rng.uniform(170, 235))
@@ -193,6 +244,11 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float) ->
             light, dark = dark, light
         canvas[oy:oy + ph, ox:ox + pw] = _gradient(ph, pw, light, dark, rng.uniform(0.7, 1.5))
         ink = np.full(3, rng.uniform(5, 45), np.float32)
+    elif colour == "yellow":  # yellow, black characters (GA 36: large vehicles' front plates)
+        paint = _hsv(rng.uniform(18, 30), rng.uniform(150, 255), rng.uniform(170, 250))
+        shade = rng.uniform(-0.05, 0.05)
+        canvas[oy:oy + ph, ox:ox + pw] = _gradient(ph, pw, paint * (1 - shade), paint * (1 + shade))
+        ink = np.full(3, rng.uniform(5, 50), np.float32)
     else:  # blue, white characters
         paint = _hsv(rng.uniform(105, 116), rng.uniform(215, 255), rng.uniform(160, 245))
         shade = rng.uniform(-0.04, 0.04)
@@ -201,8 +257,10 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float) ->
     # the ink: characters, the dot after a blue plate's city letter, the frame line inset from the plate edge
     ink_alpha = np.zeros((h, w), np.uint8)
     font = PLATE_FONT if rng.random() < _PLATE_FONT_SHARE else FONTS[rng.integers(len(FONTS))]
-    # green plates' strokes are thinner than blue plates' (glyphs.WEIGHTS)
-    weight = WEIGHTS[rng.integers(3)] if green else WEIGHTS[2 + rng.integers(2)]
+    # stroke widths per colour (glyphs.WEIGHTS): green thinnest, yellow boldest (0.130 of the character height
+    # against 0.116 for blue plates from the same road cameras: Otsu masks of real-crops-lyl8213's train split)
+    weight = WEIGHTS[rng.integers(3)] if green else WEIGHTS[3 + rng.integers(2)] if colour == "yellow" else \
+        WEIGHTS[2 + rng.integers(2)]
     atlas = glyphs.atlas(font, weight, ppm)
     x = (plate_w - len(text) * char_w - (len(text) - 2) * spacing - gap) / 2
     centres = []
@@ -242,6 +300,9 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float) ->
             cv2.ellipse(smudge, centre, axes, rng.uniform(0, 180), 0, 360, float(rng.uniform(0.1, 0.4)), -1)
         smudge = cv2.GaussianBlur(smudge, (0, 0), max(0.5, px(4))) * min(1.0, degrade)
         _paint(canvas, smudge, _hsv(rng.uniform(5, 25), rng.uniform(40, 160), rng.uniform(30, 90)))
+    if rng.random() < 0.3 * min(1.0, degrade) and bottom > 6:  # a dealer's small print on the holder
+        _holder_print(canvas, rng, (ox, oy + ph + px(1.5), ox + pw, h - px(1.0)),
+                      np.full(3, rng.uniform(150, 255) if holder.mean() < 100 else rng.uniform(0, 60), np.float32))
     corners = np.float32([[ox, oy], [ox + pw, oy], [ox + pw, oy + ph], [ox, oy + ph]])
     return canvas, corners
 
@@ -252,24 +313,29 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float) ->
 def _placement(rng: np.random.Generator, aspect: float, degrade: float) -> tuple[np.ndarray, tuple[int, int]]:
     """Where the plate's corners (tl, tr, br, bl) land in the crop, and the crop's (width, height)."""
     d = degrade
-    width = float(np.exp(rng.uniform(np.log(70), np.log(300))))
+    width = float(np.exp(rng.uniform(np.log(55), np.log(300))))
     height = width / (aspect * float(np.exp(np.clip(rng.normal(0.08, 0.14 * d), -0.45, 0.45))))
     quad = np.float64([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * [width / 2, height / 2]
     yaw, pitch = np.clip(rng.normal(0, [0.07 * d, 0.04 * d]), -0.3, 0.3)
+    if rng.random() < 0.2 * min(1.0, d):  # a camera well off to one side (CCPD's tilt subset)
+        yaw = rng.uniform(-0.3, 0.3)
     quad[:, 1] *= 1 + yaw * np.sign(quad[:, 0])  # one side nearer the camera than the other
     quad[:, 0] *= 1 + pitch * np.sign(quad[:, 1])
     quad[:, 0] += np.clip(rng.normal(0, 0.12 * d), -0.45, 0.45) * quad[:, 1]  # shear: slanted sides
-    angle = np.radians(rng.normal(0, 4 * d) if rng.random() < 0.9 else rng.uniform(-22, 22) * d)
+    # mostly level; a quarter turned by up to 25 degrees (CCPD's rotate subset)
+    angle = np.radians(rng.normal(0, 5 * d) if rng.random() < 0.75 else rng.uniform(-25, 25) * d)
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     quad = quad @ rot.T + rng.normal(0, 0.012 * d * width, (4, 2))
     lo, hi = quad.min(0), quad.max(0)
     box_w, box_h = hi - lo
     # crop = the plate's bounding box plus margins: mostly tight like CCPD's boxes (plate 90-100 % of the
-    # width), sometimes loose (down to 62 %), sometimes cutting the plate's edge a little
+    # width), sometimes loose (down to 62 %), and on a fifth of the plates cut inside the box by up to 8 %,
+    # clipping the edge of the first or last character as the dl1 crops of tilted plates do
     loose = rng.uniform(0.0, 0.11) if rng.random() < 0.85 else rng.uniform(0.11, 0.6)
     loose = loose * min(1.0, d) if d > 0 else 0.04
-    margin_x = box_w * (loose + rng.uniform(-0.02, 0.0) * min(1.0, d))
-    margin_y = box_h * max(0.0, loose + rng.uniform(-0.04, 0.06) * min(1.0, d))
+    cut = rng.uniform(-0.08, 0.0) if rng.random() < 0.2 else rng.uniform(-0.02, 0.0)
+    margin_x = box_w * (loose + cut * min(1.0, d))
+    margin_y = box_h * max(-0.06, loose + rng.uniform(-0.06, 0.06) * min(1.0, d))
     left, up = margin_x * rng.uniform(0.2, 0.8), margin_y * rng.uniform(0.2, 0.8)
     quad -= lo - [left, up]
     size = (max(16, round(box_w + margin_x)), max(8, round(box_h + margin_y)))
@@ -293,60 +359,8 @@ def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return image
 
 
-@functools.lru_cache(maxsize=1)
-def _noise_bank() -> np.ndarray:
-    """Standard normal noise to cut per-plate patches from: far cheaper than drawing it for every plate."""
-    return np.random.default_rng(2019).standard_normal((384, 768, 3), dtype=np.float32)
-
-
-def _noise(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    """An h x w x 3 patch of standard normal noise, grey (same in all channels) or coloured."""
-    bank = _noise_bank()
-    if h > bank.shape[0] or w > bank.shape[1]:
-        return rng.standard_normal((h, w, 3), dtype=np.float32)
-    y, x = rng.integers(0, bank.shape[0] - h + 1), rng.integers(0, bank.shape[1] - w + 1)
-    patch = bank[y:y + h, x:x + w]
-    return cv2.cvtColor(np.ascontiguousarray(patch[..., 0]), cv2.COLOR_GRAY2BGR) if rng.random() < 0.5 else patch
-
-
-def _lighting(rng: np.random.Generator, w: int, h: int, d: float) -> np.ndarray:
-    """A gain field: overall exposure, a gradient, sometimes a vignette and a shadow band."""
-    xs = np.arange(w, dtype=np.float32)[None, :] * np.float32(2 / max(w - 1, 1)) - 1
-    ys = np.arange(h, dtype=np.float32)[:, None] * np.float32(2 / max(h - 1, 1)) - 1
-    exposure = float(np.exp(rng.normal(-0.03, 0.2 * d)))
-    phi, slope = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.35 * d)
-    gain = exposure * (1 + slope * np.cos(phi) * xs) + (exposure * slope * np.sin(phi)) * ys  # a linear ramp
-    if rng.random() < 0.3 * d:
-        gain = gain * (1 - rng.uniform(0.1, 0.4) * min(1.0, d) * (xs ** 2 + ys ** 2) / 2)
-    if rng.random() < 0.2 * d:  # a shadow band with soft edges across the plate
-        psi, c = rng.uniform(0, np.pi), rng.uniform(-0.8, 0.8)
-        dist = np.cos(psi) * xs * (w / max(h, 1)) + np.sin(psi) * ys - c
-        half, soft = rng.uniform(0.2, 1.5), rng.uniform(0.05, 0.3)
-        band = np.clip((half - np.abs(dist)) / soft, 0, 1)
-        gain = gain * (1 - rng.uniform(0.25, 0.6) * min(1.0, d) * band)
-    return np.ascontiguousarray(np.broadcast_to(gain, (h, w)), dtype=np.float32)
-
-
-def _colour_matrix(rng: np.random.Generator, d: float, mean: float) -> np.ndarray:
-    """Saturation, white balance and contrast (about the image's ``mean``) as one 3x4 affine colour map."""
-    saturation = float(np.exp(rng.normal(0.15, 0.15 * d)))
-    gray = np.full((3, 3), 1 / 3)
-    balance = np.diag(np.exp(rng.normal(0, 0.05 * d, 3)))
-    contrast = float(np.exp(rng.normal(0, 0.15 * d)))
-    linear = contrast * balance @ (gray + saturation * (np.eye(3) - gray))
-    return np.hstack([linear, np.full((3, 1), mean * (1 - contrast))]).astype(np.float32)
-
-
-def _motion_kernel(rng: np.random.Generator, length: float) -> np.ndarray:
-    size = int(np.ceil(length)) | 1
-    kernel = np.zeros((size, size), np.float32)
-    angle, c = rng.uniform(0, np.pi), size // 2
-    dx, dy = np.cos(angle) * length / 2, np.sin(angle) * length / 2
-    cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1.0, 1, cv2.LINE_AA)
-    return kernel / kernel.sum()
-
-
-def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rectified: bool = False) -> np.ndarray:
+def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rectified: bool = False,
+                 colour: str | None = None, adverse: bool = False) -> np.ndarray:
     """A photo-like crop of the plate ``text``, as the CCPD2019-dl1 crops show plates: HxWx3 uint8 BGR.
 
     The plate (70-300 px wide in the crop) is drawn at about that resolution, placed over a car or road
@@ -356,16 +370,23 @@ def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rect
 
     ``rectified=True`` then cuts the plate out as ``sources.CcpdPhotos`` does with CCPD2019 photos: a
     perspective warp from its four corners (moved by a few pixels, as hand annotation is) to 220x70.
+    ``colour``: ``blue`` or ``yellow`` for 7 characters (default blue), ``green`` for 8 (the default there).
+    ``adverse=True`` adds one adverse condition (``degrade.adverse``: low light, glare, haze, rain…).
     """
     check_plate(text)
     if degrade < 0:
         raise ValueError(f"degrade must be >= 0 (0 = clean renders), got {degrade}")
+    colour = colour or ("green" if len(text) == 8 else "blue")
+    if (colour == "green") != (len(text) == 8):
+        raise ValueError(f"{colour} plates have {8 if colour == 'green' else 7} characters; {text!r} has {len(text)}")
+    if colour not in COLOURS:
+        raise ValueError(f"colour must be one of {COLOURS}, got {colour!r}")
     d = float(degrade)
     plate_w = _LAYOUT[len(text)][0]
     quad, (w, h) = _placement(rng, plate_w / _PLATE_H, d)
     shown = float(np.linalg.norm(quad[1] - quad[0]))
     ppm = next((lv for lv in _LEVELS if lv * plate_w >= shown), _LEVELS[-1])
-    canvas, corners = _compose(text, rng, ppm, d)
+    canvas, corners = _compose(text, rng, ppm, d, colour)
     warp = cv2.getPerspectiveTransform(corners, quad)
     plate = cv2.warpPerspective(canvas, warp, (w, h), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
@@ -373,14 +394,15 @@ def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rect
     opacity = cv2.cvtColor(cv2.extractChannel(plate, 3), cv2.COLOR_GRAY2BGR)
     image = cv2.cvtColor(plate, cv2.COLOR_BGRA2BGR) + (1 - opacity) * _background(rng, w, h)
     if d > 0:
-        image = cv2.transform(image, _colour_matrix(rng, d, float(np.mean(cv2.mean(image)[:3]))))
-        image *= cv2.cvtColor(_lighting(rng, w, h, d), cv2.COLOR_GRAY2BGR)
+        image = cv2.transform(image, degrade_.colour_matrix(rng, d, float(np.mean(cv2.mean(image)[:3]))))
+        image *= cv2.cvtColor(degrade_.lighting(rng, w, h, d), cv2.COLOR_GRAY2BGR)
         # blur: out of focus, motion, a low-resolution camera; or an over-sharpened one
         if rng.random() < 0.35 * min(1.0, d):
             strength = rng.uniform(0.1, 0.5) if rng.random() < 0.85 else rng.uniform(0.5, 1.0)
             image = cv2.GaussianBlur(image, (0, 0), max(0.3, strength * d * shown / 100))
         if rng.random() < 0.15 * min(1.0, d):
-            image = cv2.filter2D(image, -1, _motion_kernel(rng, rng.uniform(2, 2 + 0.04 * d * shown)))
+            image = cv2.filter2D(image, -1, degrade_.motion_kernel(rng.uniform(2, 2 + 0.04 * d * shown),
+                                                                   rng.uniform(0, np.pi)))
         if rng.random() < 0.15 * min(1.0, d):
             f = rng.uniform(0.4, 0.85)
             small = cv2.resize(image, (max(4, round(w * f)), max(4, round(h * f))), interpolation=cv2.INTER_AREA)
@@ -388,7 +410,9 @@ def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rect
         elif rng.random() < 0.5 * min(1.0, d):
             image += (image - cv2.GaussianBlur(image, (0, 0), rng.uniform(0.8, 1.5))) * rng.uniform(0.3, 1.2)
         if rng.random() < 0.6:
-            image += _noise(rng, w, h) * np.float32(rng.uniform(1, 9) * d)
+            image += degrade_.noise(rng, w, h) * np.float32(rng.uniform(1, 9) * d)
+        if adverse:
+            image = degrade_.adverse(image, rng, d)[0]
     image = np.clip(image, 0, 255, out=image).astype(np.uint8)
     if rng.random() < 0.4 * min(1.0, d):  # the source photo was a JPEG already
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 70))])
@@ -402,14 +426,20 @@ def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rect
 # --- the dataset ----------------------------------------------------------------------------------------
 
 SPLITS = ("train", "test")
-GENERATOR_VERSION = 8  # bump when a change to the drawing code changes the plates a config gives
+GENERATOR_VERSION = 9  # bump when a change to the drawing code changes the plates a config gives
 
 
 def _plate(seed: int, split: int, i: int, cfg: SynthConfig) -> tuple[np.ndarray, str, np.random.Generator]:
     rng = np.random.default_rng([seed, split, i])
-    text = sample_plate(rng, green=bool(rng.random() < cfg.green_fraction), province_flatten=cfg.province_flatten)
+    draw = rng.random()
+    colour = "green" if draw < cfg.green_fraction else \
+        "yellow" if draw < cfg.green_fraction + cfg.yellow_fraction else "blue"
+    balanced = SPLITS[split] == "test" and cfg.test_balanced  # every province equally often
+    text = sample_plate(rng, green=colour == "green", province_flatten=1.0 if balanced else cfg.province_flatten,
+                        home_share=None if balanced else cfg.home_share)
     rectified = bool(rng.random() < cfg.rectified_fraction)
-    return render_plate(text, rng, cfg.degrade, rectified), text, rng
+    adverse = bool(rng.random() < cfg.adverse_fraction)
+    return render_plate(text, rng, cfg.degrade, rectified, colour, adverse), text, rng
 
 
 def iter_plates(n: int, seed: int = 0, split: str = "train", cfg: SynthConfig = SynthConfig()

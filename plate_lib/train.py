@@ -29,7 +29,7 @@ from tqdm import tqdm
 from . import metrics
 from .augment import augment_batch
 from .config import Config, ConfigError
-from .dataset import PlateBatches, SplitData, batch_loader, load_cfg_split, load_training_set
+from .dataset import PlateBatches, SplitData, batch_loader, load_training_set, load_validation_set
 from .inference import (
     CheckpointError,
     check_fits,
@@ -242,7 +242,7 @@ def train_epoch(net, opt, scaler, batches: Iterable[dict], n_batches: int, cfg: 
 
 def _training_data(cfg: Config) -> tuple[SplitData, torch.Tensor | None, SplitData]:
     """The training set (and its draw weights) and the validation split; an empty one is a ``DataError``."""
-    (train, draw_weights), val = load_training_set(cfg), load_cfg_split(cfg, "val")
+    (train, draw_weights), val = load_training_set(cfg), load_validation_set(cfg)
     skipped = f", {len(train.skipped)} bad sample(s) skipped" if train.skipped else ""
     if len(train) == 0:
         raise DataError(f"the train split of {train.source} is empty: no usable plates under train/ ({len(val)} held "

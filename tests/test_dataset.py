@@ -107,6 +107,29 @@ def test_extra_training_sources_are_mixed_in_by_weight(tmp_path):
     assert 0.35 < drawn["苏"] / sum(drawn.values()) < 0.65
 
 
+def test_validation_joins_the_val_splits_of_sources_marked_for_it(tmp_path):
+    from plate_lib.dataset import load_validation_set
+
+    a = write_dl1_zip(tmp_path / "a.zip", {"train": [f"皖A{i:05d}" for i in range(200)]})
+    b = write_dl1_zip(tmp_path / "b.zip", {"train": [f"苏B{i:05d}" for i in range(200)]})
+    c = write_dl1_zip(tmp_path / "c.zip", {"train": [f"鲁Q{i:05d}" for i in range(200)]})
+    cfg = _cfg(tmp_path, source=str(a), train_sources=[{"path": str(b), "validation": True}, {"path": str(c)}])
+    val = load_validation_set(cfg)
+    provinces = {t[0] for t in val.texts}
+    assert provinces == {"皖", "苏"}  # c trains but does not validate
+    assert len(val) == len(Dl1Zip(a).records("val")) + len(Dl1Zip(b).records("val"))
+
+
+def test_resize_crops_brings_every_crop_to_one_size_and_keys_the_cache(tmp_path):
+    a = write_dl1_zip(tmp_path / "a.zip", {"test": ["皖A00001"]})
+    plain, small = open_source(a), open_source(a, resize=(94, 24))
+    rec = plain.records("test")[0]
+    assert small.load(rec).shape == (24, 94, 3) and plain.load(rec).shape != (24, 94, 3)
+    assert small.fingerprint() != plain.fingerprint()
+    with pytest.raises(DataError, match="data.resize_crops"):
+        open_source(a, resize=(94,))
+
+
 def test_province_balance_oversamples_rare_provinces(tmp_path):
     from plate_lib.dataset import load_training_set
 

@@ -26,6 +26,17 @@ def test_summary_on_four_plates():
     assert m["province_acc"] == 0.75  # 苏 read as 浙
     # non-皖 plates: 苏 (wrong), 沪 (right)
     assert m["province_acc_non_wan"] == 0.5
+    assert m["word_acc_non_wan"] == 0.0  # 苏B88888 and 沪AD12345 both wrong
+    # per true province: 皖 2 of 2, 苏 0 of 1, 沪 1 of 1 -> mean of 1, 0, 1
+    assert m["province_acc_macro"] == pytest.approx(2 / 3)
+
+
+def test_macro_province_accuracy_weighs_a_rare_province_like_a_common_one():
+    trues = ["皖A12345"] * 99 + ["藏A12345"]
+    preds = ["皖A12345"] * 99 + ["皖A12345"]  # the one 藏 plate read as 皖
+    m = summarize(preds, trues)
+    assert m["province_acc"] == pytest.approx(0.99)  # the plain share hides it
+    assert m["province_acc_macro"] == pytest.approx(0.5)  # (1 + 0) / 2
 
 
 def test_non_wan_accuracy_is_nan_without_such_plates():

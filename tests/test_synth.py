@@ -54,6 +54,23 @@ def test_flatten_one_spreads_plates_evenly_over_provinces():
     assert len(counts) == 31
 
 
+def test_home_share_fixes_wans_share_and_spreads_the_rest_evenly():
+    rng = np.random.default_rng(3)
+    counts = Counter(sample_plate(rng, province_flatten=1.0, home_share=0.1)[0] for _ in range(6000))
+    assert 0.08 < counts["皖"] / 6000 < 0.12
+    others = [n for p, n in counts.items() if p != "皖"]
+    assert len(others) == 30 and min(others) > 0.5 * 5400 / 30  # every other province common enough to learn
+
+
+def test_the_default_test_split_draws_every_province_equally_often():
+    cfg = SynthConfig()
+    assert cfg.test_balanced and cfg.home_share == 0.1
+    texts = [synth._plate(0, synth.SPLITS.index("test"), i, cfg.model_copy(update={"degrade": 0.0}))[1]
+             for i in range(620)]
+    counts = Counter(t[0] for t in texts)
+    assert len(counts) == 31 and counts["皖"] / 620 < 0.07  # about 1/31, not the training split's 0.1
+
+
 def test_position_counts_equal_the_ccpd_label_stats():
     if not STATS.is_file():
         pytest.skip(f"{STATS} is absent (the shared data folder beside the repository)")
@@ -105,15 +122,41 @@ def test_render_plate_is_deterministic_for_a_seed():
     assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("text, colour", [("皖A12345", "blue"), ("皖AD12345", "green")])
+@pytest.mark.parametrize("text, colour", [("皖A12345", "blue"), ("皖AD12345", "green"), ("苏E12345", "yellow")])
 def test_clean_renders_show_the_plate_colour_in_the_middle(text, colour):
-    image = render_plate(text, np.random.default_rng(1), degrade=0.0).astype(float)
+    image = render_plate(text, np.random.default_rng(1), degrade=0.0, colour=colour).astype(float)
     h, w, _ = image.shape
     b, g, r = image[h // 3: 2 * h // 3, w // 4: 3 * w // 4].reshape(-1, 3).mean(0)
     if colour == "blue":
         assert b > g + 40 and b > r + 40, (b, g, r)
+    elif colour == "yellow":
+        assert r > b + 40 and g > b + 40, (b, g, r)
     else:
         assert g > r and g > b, (b, g, r)
+
+
+def test_yellow_plates_have_dark_characters_and_bolder_strokes_than_blue_ones():
+    # the characters are the darkest pixels on a yellow plate (the lightest on a blue one)
+    image = render_plate("苏E12345", np.random.default_rng(2), degrade=0.0, rectified=True, colour="yellow")
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[12:58, 70:210]  # characters 3 to 7
+    ink = gray < 100
+    assert 0.15 < ink.mean() < 0.6
+    assert glyphs.WEIGHTS[3] > glyphs.WEIGHTS[2]  # yellow draws at WEIGHTS[3:], blue at WEIGHTS[2:4]
+
+
+def test_plate_colour_must_fit_the_plate_length():
+    with pytest.raises(ValueError, match="green plates have 8"):
+        render_plate("皖A12345", np.random.default_rng(0), colour="green")
+    with pytest.raises(ValueError, match="yellow plates have 7"):
+        render_plate("皖AD12345", np.random.default_rng(0), colour="yellow")
+    with pytest.raises(ValueError, match="colour must be one of"):
+        render_plate("皖A12345", np.random.default_rng(0), colour="red")
+
+
+def test_adverse_conditions_keep_a_valid_image():
+    for seed in range(30):
+        image = render_plate("京A12345", np.random.default_rng(seed), adverse=True)
+        assert image.dtype == np.uint8 and image.ndim == 3 and min(image.shape[:2]) >= 8
 
 
 @pytest.mark.parametrize("degrade", [0.0, 0.5, 2.0])
@@ -138,7 +181,8 @@ def test_a_missing_font_names_the_package_to_install():
 
 
 @pytest.mark.parametrize("bad", [{"jpeg_quality": (90, 40)}, {"jpeg_quality": (0, 50)}, {"green_fraction": 1.5},
-                                 {"province_flatten": -0.1}, {"n_train": -1}, {"n_tran": 10}])
+                                 {"province_flatten": -0.1}, {"n_train": -1}, {"n_tran": 10},
+                                 {"green_fraction": 0.6, "yellow_fraction": 0.5}, {"home_share": 1.2}])
 def test_config_rejects_bad_values_and_unknown_keys(bad):
     with pytest.raises(ValidationError):
         SynthConfig(**bad)

@@ -1,0 +1,83 @@
+"""The real sets a model is measured on, in one place, and a quick reading of a checkpoint on all of them.
+
+    python benchmarks/real_sets.py CHECKPOINT [CHECKPOINT …] [--splits train val] [--json]
+
+Sets (``REAL_SETS``): the CCPD sample's photos cut from their corners (``sample_corners``), by their annotated
+bounding box (``sample_bbox``), those box crops shrunk to 94×24 (``sample_bbox_94x24``), and the street crops
+of ``real-crops-lyl8213`` (``lyl8213``). ``--splits`` picks the splits read (default ``train val``: what
+generator and recipe choices may look at; the ``test`` splits are kept for the report). Prints one line per
+checkpoint: word accuracy per set, and province accuracy on plates not from 皖 where a set has them.
+``peers.py`` reads the same sets (their test splits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SAMPLE, DEV = "../shared/data/ccpd2019-sample", "../shared/data/real-crops-lyl8213"
+REAL_SETS = {  # name: (data, CCPD crop mode, resize to (w, h) or None, description)
+    "sample_corners": (SAMPLE, "corners", None, "CCPD sample photos, cut from the 4 annotated corners (220x70)"),
+    "sample_bbox": (SAMPLE, "bbox", None, "the same photos cut by their annotated bounding box (as CCPD2019-dl1)"),
+    "sample_bbox_94x24": (SAMPLE, "bbox", (94, 24), "the same bounding-box crops resized to 94x24"),
+    "lyl8213": (DEV, "corners", None, "real-crops-lyl8213 (split by a hash of the plate text), 136x36 street crops"),
+}
+
+
+def present() -> list[str]:
+    return [name for name, (data, *_) in REAL_SETS.items() if (ROOT / data).is_dir()]
+
+
+def source(name: str):
+    """The set's source, with its crop mode and size."""
+    from plate_lib.sources import open_source
+
+    data, crop, size, _ = REAL_SETS[name]
+    return open_source(ROOT / data, ccpd_crop=crop, resize=size)
+
+
+def load(name: str, splits: tuple[str, ...] = ("test",)) -> tuple[list, list[str], list[str]]:
+    """The crops (BGR), plate texts and names of ``splits`` of a set."""
+    src = source(name)
+    recs = [r for split in splits for r in src.records(split) if not r.error]
+    return [src.load(r) for r in recs], [r.text for r in recs], [r.name for r in recs]
+
+
+def read(checkpoint: str | Path, splits: tuple[str, ...]) -> dict[str, dict]:
+    """``metrics.summarize`` of the checkpoint on each present set."""
+    from plate_lib.inference import load_model, read_plates
+    from plate_lib.metrics import summarize
+
+    model, cfg = load_model(checkpoint)
+    out = {}
+    for name in present():
+        images, texts, _ = load(name, splits)
+        out[name] = summarize([p for p, _ in read_plates(model, cfg, images)], texts)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val", "test", "all"])
+    ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = ap.parse_args()
+    results = {c: read(c, tuple(args.splits)) for c in args.checkpoints}
+    if args.json:
+        print(json.dumps(results, indent=1, ensure_ascii=False))
+        return
+    names = present()
+    print(f"splits {'+'.join(args.splits)}; word accuracy (non-皖 province accuracy)")
+    print(f"{'checkpoint':40}" + "".join(f"{n:>22}" for n in names))
+    for c, r in results.items():
+        cells = "".join(f"{r[n]['word_acc']:>13.3f} ({r[n]['province_acc_non_wan']:.3f})" for n in names)
+        print(f"{str(c)[-40:]:40}{cells}  n={'/'.join(str(r[n]['n']) for n in names)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Where a model breaks: word accuracy on real held-out crops under one degradation at a time.
+
+    python benchmarks/robustness.py [--checkpoint models/plate_default.pt] [--split test] [--label NAME]
+
+Reads the CCPD sample's photos (cut from their corners) and ``real-crops-lyl8213`` (136×36 street crops),
+the split given (``test`` for the report, ``val`` to choose the generator's ranges on), clean and under each
+degradation of ``plate_lib.degrade.ROBUSTNESS`` and each crop margin of ``plate_lib.robustness.MARGINS``
+(``robustness.curves``). Writes ``benchmarks/robustness.json`` (one entry per ``--label``, kept across runs so
+models can be compared) and ``benchmarks/robustness.png``, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SETS = {"sample": ("../shared/data/ccpd2019-sample", "corners"), "lyl8213": ("../shared/data/real-crops-lyl8213", None)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=str(ROOT / "models" / "plate_default.pt"))
+    ap.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    ap.add_argument("--label", default="shipped", help="the name this model's curves are kept under")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "robustness.json"))
+    ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "robustness.png"))
+    args = ap.parse_args()
+
+    import torch
+
+    from plate_lib import plots, robustness
+    from plate_lib.inference import load_model
+    from plate_lib.sources import open_source
+
+    torch.manual_seed(0)
+    model, cfg = load_model(args.checkpoint)
+    sets = {}
+    for name, (path, crop) in SETS.items():
+        if (ROOT / path).is_dir():
+            src = open_source(ROOT / path, ccpd_crop=crop or "corners")
+            sets[name] = (src, [r for r in src.records(args.split) if not r.error])
+        else:
+            print(f"{path} is not here: left out", file=sys.stderr)
+    if not sets:
+        sys.exit("none of the sets is here; nothing to measure")
+    table = robustness.curves(model, cfg, sets)
+    out = json.loads(Path(args.out).read_text(encoding="utf-8")) if Path(args.out).is_file() else {"runs": {}}
+    out["runs"][args.label] = {"checkpoint": os.path.relpath(args.checkpoint, ROOT), "split": args.split,
+                               "sets": {k: v[0] for k, v in SETS.items() if k in sets},
+                               "rows": table.round(4).to_dict("records")}
+    Path(args.out).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    everything = pd.concat([pd.DataFrame(r["rows"]).assign(model=label) for label, r in out["runs"].items()
+                            if r["split"] == args.split])
+    plots.robustness_curves(everything, f"word accuracy under one degradation at a time ({args.split} splits)"
+                            ).savefig(args.plot, dpi=90)
+    print(table.pivot_table(index=["degradation", "strength"], columns="set", values="word_acc").round(3).to_string())
+    print(f"wrote {args.out} and {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Robustness: word accuracy against one degradation at a time, at several strengths, to see where a model breaks.
+
+``curves`` reads a set of real crops clean, then under each of ``degrade.ROBUSTNESS`` (crop height, JPEG
+quality, rotation, tilt, exposure, glare, motion blur, defocus) and under changed crop margins, and returns one
+row per (set, degradation, strength). The margin takes the photo around the plate where the source has it
+(CCPD2019 photos: the annotated corners or box moved outwards or inwards), and pads with the crop's own edge
+pixels elsewhere. ``benchmarks/robustness.py`` runs it for the shipped model; ``03_error_analysis`` for the
+report's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from . import degrade
+from .config import Config
+from .inference import read_plates
+from .sources import CcpdPhotos, Record, Source, ccpd_bbox, decode_image, parse_ccpd_name, rectify
+
+MARGINS = [-0.08, -0.04, 0.1, 0.2, 0.3]
+"""Crop margins per side, as a share of the plate's width and height: negative cuts into the plate."""
+
+
+def margin_crop(source: Source, record: Record, share: float) -> np.ndarray:
+    """The crop of ``record`` with ``share`` of the plate's size added on every side (cut away when negative)."""
+    if isinstance(source, CcpdPhotos):
+        photo = decode_image(source._read(record.name), f"{source.path}:{record.name}", max_pixels=None)
+        if source.crop == "corners":  # move each corner outwards along the plate's own width and height
+            br, bl, tl, tr = parse_ccpd_name(record.name)[1]
+            u, v = ((tr - tl) + (br - bl)) / 2, ((bl - tl) + (br - tr)) / 2
+            grown = np.float32([br + share * (u + v), bl + share * (v - u), tl - share * (u + v), tr + share * (u - v)])
+            return rectify(photo, grown, round(70 * (1 + 2 * share)), round(220 * (1 + 2 * share)))
+        x1, y1, x2, y2 = ccpd_bbox(record.name)
+        dx, dy = share * (x2 - x1), share * (y2 - y1)
+        h, w = photo.shape[:2]
+        box = [max(0, round(x1 - dx)), max(0, round(y1 - dy)), min(w, round(x2 + dx)), min(h, round(y2 + dy))]
+        return np.ascontiguousarray(photo[box[1]:box[3], box[0]:box[2]])
+    crop = source.load(record)
+    h, w = crop.shape[:2]
+    dx, dy = round(abs(share) * w), round(abs(share) * h)
+    if share < 0:
+        return np.ascontiguousarray(crop[dy:h - dy, dx:w - dx])
+    return cv2.copyMakeBorder(crop, dy, dy, dx, dx, cv2.BORDER_REPLICATE)
+
+
+def _accuracy(model: torch.nn.Module, cfg: Config, crops: Sequence[np.ndarray], texts: Sequence[str]) -> float:
+    preds = [p for p, _ in read_plates(model, cfg, list(crops))]
+    return float(np.mean([p == t for p, t in zip(preds, texts, strict=True)]))
+
+
+def curves(model: torch.nn.Module, cfg: Config, sets: dict[str, tuple[Source, list[Record]]],
+           degradations: dict = degrade.ROBUSTNESS, margins: Sequence[float] = MARGINS) -> pd.DataFrame:
+    """``set, degradation, strength, word_acc, n`` for each set (a source and the records to read), clean
+    (degradation ``none``) and under each degradation at each strength. Signed degradations (rotation, tilt)
+    turn half the plates one way and half the other."""
+    rows = []
+    for name, (source, records) in sets.items():
+        crops, texts = [source.load(r) for r in records], [r.text for r in records]
+        n = len(texts)
+        rows.append((name, "none", 0.0, _accuracy(model, cfg, crops, texts), n))
+        for kind, (fn, strengths, _) in degradations.items():
+            signed = kind in ("rotation", "tilt")
+            for s in strengths:
+                changed = [fn(c, s * (-1 if signed and i % 2 else 1)) for i, c in enumerate(crops)]
+                rows.append((name, kind, float(s), _accuracy(model, cfg, changed, texts), n))
+        for m in margins:
+            rows.append((name, "margin", m, _accuracy(model, cfg, [margin_crop(source, r, m) for r in records], texts), n))
+    return pd.DataFrame(rows, columns=["set", "degradation", "strength", "word_acc", "n"])
+
+
+LABELS = {**{k: label for k, (_, _, label) in degrade.ROBUSTNESS.items()},
+          "margin": "crop margin per side, share of the plate (negative: cut)"}
+"""The x-axis label of each degradation."""

@@ -1,0 +1,91 @@
+"""degrade and robustness: each fixed degradation does what its name says; the curves start from the clean crops."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import write_dl1_zip
+
+from plate_lib import degrade, robustness
+from plate_lib.config import Config
+from plate_lib.inference import model_spec, prepare_for_inference
+from plate_lib.models import build_model
+from plate_lib.sources import open_source
+
+
+def plate(h: int = 48, w: int = 144) -> np.ndarray:
+    img = np.full((h, w, 3), (160, 60, 20), np.uint8)
+    cv2.putText(img, "A12345", (8, h - 12), cv2.FONT_HERSHEY_SIMPLEX, h / 40, (255, 255, 255), 2)
+    return img
+
+
+def sharpness(img: np.ndarray) -> float:
+    return cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+
+
+def test_at_height_keeps_the_aspect_ratio_and_never_enlarges():
+    assert degrade.at_height(plate(), 24).shape == (24, 72, 3)
+    assert degrade.at_height(plate(), 96).shape == (48, 144, 3)
+
+
+def test_rotation_keeps_the_corners_on_a_larger_canvas():
+    turned = degrade.rotate(plate(), 20)
+    assert turned.shape[0] > 48 + 0.3 * 144 * 0.9 and turned.shape[1] > 144  # sin 20° ≈ 0.34
+    assert degrade.rotate(plate(), 0).shape == (48, 144, 3)
+
+
+def test_tilt_shrinks_the_far_side():
+    img = np.full((48, 144, 3), 255, np.uint8)
+    tilted = degrade.tilt(np.pad(img, ((0, 0), (0, 0), (0, 0))), 20)
+    assert tilted.shape[1] < 144  # foreshortened
+    assert tilted.shape[0] >= 48  # the near side is at least as tall
+
+
+def test_exposure_darkens_below_one_and_brightens_above():
+    img = plate()
+    assert degrade.exposure(img, 0.3).mean() < img.mean() < degrade.exposure(img, 3.0).mean()
+
+
+@pytest.mark.parametrize("fn", [degrade.motion_blur, degrade.defocus])
+def test_blurs_lower_sharpness_with_strength(fn):
+    img = plate()
+    assert sharpness(fn(img, 0.1)) < sharpness(fn(img, 0.03)) < sharpness(img)
+
+
+def test_jpeg_and_glare_keep_the_size():
+    for fn, s in ((degrade.jpeg, 10), (degrade.glare, 200)):
+        out = fn(plate(), s)
+        assert out.shape == (48, 144, 3) and out.dtype == np.uint8
+
+
+def test_every_random_adverse_condition_returns_an_image_of_the_same_size():
+    seen = set()
+    for seed in range(40):
+        img, kind = degrade.adverse(plate().astype(np.float32), np.random.default_rng(seed), 1.0)
+        assert img.shape == (48, 144, 3)
+        seen.add(kind)
+    assert seen == {"low_light", "overexposed", "glare", "haze", "rain", "motion"}
+
+
+def test_margin_crop_cuts_or_pads_a_crop_without_context(tmp_path):
+    zpath = write_dl1_zip(tmp_path / "d.zip", {"test": ["皖A12345"]})
+    src = open_source(zpath)
+    rec = src.records("test")[0]
+    h, w = src.load(rec).shape[:2]
+    assert robustness.margin_crop(src, rec, -0.1).shape[:2] == (h - 2 * round(0.1 * h), w - 2 * round(0.1 * w))
+    assert robustness.margin_crop(src, rec, 0.2).shape[:2] == (h + 2 * round(0.2 * h), w + 2 * round(0.2 * w))
+
+
+def test_curves_have_a_clean_row_and_one_per_strength(tmp_path):
+    zpath = write_dl1_zip(tmp_path / "d.zip", {"test": ["皖A12345", "苏B88888"]})
+    src = open_source(zpath)
+    cfg = Config()
+    torch.manual_seed(0)
+    model = prepare_for_inference(build_model(cfg.model.name, model_spec(cfg)).eval())
+    few = {"jpeg": degrade.ROBUSTNESS["jpeg"], "rotation": degrade.ROBUSTNESS["rotation"]}
+    table = robustness.curves(model, cfg, {"tiny": (src, src.records("test"))}, few, margins=[-0.05, 0.1])
+    counts = table.groupby("degradation").size().to_dict()
+    assert counts == {"none": 1, "jpeg": 5, "rotation": 4, "margin": 2}
+    assert table["n"].eq(2).all() and table["word_acc"].between(0, 1).all()
