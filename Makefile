@@ -12,8 +12,9 @@ CONFIG  ?= cfg.yaml
 DATA    ?=
 PROFILE ?=
 SET     ?=
+LAB_PORT ?=
 
-.PHONY: help setup report model test lint clean bench accuracy peers
+.PHONY: help setup report lab model test lint clean bench accuracy peers
 
 help: ## Show the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +33,11 @@ SAMPLE := $(wildcard ../shared/data/ccpd2019-sample)
 report: $(STAMP) ## Run notebooks 01-03 with papermill into reports/ (+ HTML); DATA=… PROFILE=… SET="k=v …"
 	$(PY) -m plate_lib report --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(PROFILE),--profile $(PROFILE)) \
 		$(if $(SAMPLE),--set data.eval_sets=[$(SAMPLE)]) $(foreach s,$(SET),--set $(s))
+
+# JupyterLab on the project root, file browser in notebooks/, the plate_lib kernel (installed as for the report);
+# without a display no browser opens and the URL with its token is printed.
+lab: $(STAMP) ## Explore the notebooks in JupyterLab on the plate_lib kernel; LAB_PORT=… picks the port
+	$(PY) -m plate_lib.lab $(if $(LAB_PORT),--port $(LAB_PORT))
 
 # The shipped model: stage 1 on synthetic plates (profiles/model.yaml); where the CCPD sample is present,
 # stage 2 fine-tunes on its train split (profiles/model-finetune.yaml). Both are evaluated on the sample.

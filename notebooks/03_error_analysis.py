@@ -15,6 +15,9 @@
 
 # %% tags=["parameters"]
 # Parameters: papermill (make report) replaces them; these are the smoke run the committed outputs show.
+# The full run instead: profile = None and overrides = {} (cfg.yaml as it is, into runs/default/). Your own
+# data: "data.source": "/path/to/CCPD2019-dl1.zip" (or a folder of crops or CCPD2019 photos) in overrides.
+# Then Run → Run All Cells: 02_train reuses a finished run of the same config, code and data.
 config = "cfg.yaml"  # the config file, relative to the project root
 profile = "profiles/smoke.yaml"  # dotted-key overrides applied after the config (None: none)
 overrides = {"run.name": "smoke", "run.device": "cpu", "data.eval_sets": ["../shared/data/ccpd2019-sample"]}

@@ -65,6 +65,16 @@ def quiet_outputs() -> None:
     logging.getLogger("plate_lib").setLevel(logging.INFO)
 
 
+SESSION_ENV = "JPY_SESSION_NAME"  # set by a Jupyter server for the kernel of a notebook open in it
+
+
+def interactive() -> bool:
+    """Whether this kernel runs a notebook open in JupyterLab (or another Jupyter server front end), where a
+    person watches: there the notebooks show progress bars. papermill (``make report``), nbval and ``refresh``
+    start their kernels without a server, so the saved notebooks hold no bars."""
+    return bool(os.environ.get(SESSION_ENV))
+
+
 def setup_notebook(config: str | None = "cfg.yaml", profile: str | list[str] | None = None,
                    overrides: Mapping[str, Any] | None = None, drop_missing_eval_sets: bool = False
                    ) -> config_mod.Config:
@@ -212,6 +222,7 @@ def run_report(args: argparse.Namespace) -> int:
     from papermill.exceptions import PapermillExecutionError
 
     logging.getLogger("papermill").setLevel(logging.WARNING)  # its per-notebook INFO lines
+    os.environ.pop(SESSION_ENV, None)  # run from a notebook's kernel: its papermill kernels are no Lab sessions
     root = find_root()
     os.chdir(root)
     params = report_parameters(args, torch.cuda.is_available())
@@ -263,6 +274,7 @@ def refresh_notebooks(root: Path | None = None) -> None:
     from nbclient import NotebookClient
 
     root = root or find_root()
+    os.environ.pop(SESSION_ENV, None)  # the kernels below: no progress bars, even when started from JupyterLab
     for name in NOTEBOOKS:
         path = root / "notebooks" / f"{name}.ipynb"
         # take edits made to the .py pair (jupytext's paired sync: the newer file wins)

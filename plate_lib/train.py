@@ -24,7 +24,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from . import metrics
 from .augment import augment_batch
@@ -203,7 +202,9 @@ def train_epoch(net, opt, scaler, batches: Iterable[dict], n_batches: int, cfg: 
                 step: int, total: int, ddp: Dist, part: EpochState, desc: str | None,
                 clock: CheckpointClock | None = None, save: Callable[[int], None] | None = None) -> int:
     """Step over ``batches`` (the rest of an epoch), adding to ``part``; ``save(step)`` when ``clock`` says so.
-    Returns the global step. ``desc`` None: no progress bar."""
+    Returns the global step. ``desc`` None: no progress bar; in a Jupyter kernel with ipywidgets it is a widget."""
+    from tqdm.auto import tqdm  # chosen at the call: text on stderr, or a widget in a kernel
+
     use_amp = cfg.training.amp and device.type == "cuda"
     channels_last = cfg.training.channels_last
     bar = tqdm(batches, total=n_batches, desc=desc, disable=desc is None or not ddp.main, leave=False, mininterval=2,
