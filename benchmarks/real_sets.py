@@ -68,8 +68,11 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = ap.parse_args()
     results = {c: read(c, tuple(args.splits)) for c in args.checkpoints}
-    if args.json:
-        print(json.dumps(results, indent=1, ensure_ascii=False))
+    if args.json:  # NaN (no plate from outside 皖) is not JSON: null
+        clean = {c: {n: {k: (None if v != v else v) for k, v in m.items()} for n, m in r.items()}
+                 for c, r in results.items()}
+        print(json.dumps({"splits": args.splits, "sets": {n: REAL_SETS[n][3] for n in present()},
+                          "checkpoints": clean}, indent=1, ensure_ascii=False))
         return
     names = present()
     print(f"splits {'+'.join(args.splits)}; word accuracy (non-皖 province accuracy)")
