@@ -1,6 +1,7 @@
-"""The command line: ``plate generate | train | evaluate | predict | models | report`` (or ``python -m plate_lib``).
+"""The command line: ``plate generate | train | evaluate | predict | export | models | report | convert-checkpoint``
+(or ``python -m plate_lib``).
 
-Errors that a user can fix (config, data, checkpoint) print one paragraph and exit with status 2;
+Errors that a user can fix (config, data, checkpoint, a full disk) print one paragraph and exit with status 2;
 ``--debug`` shows the traceback instead.
 """
 
@@ -145,6 +146,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_checkpoint(args: argparse.Namespace) -> int:
+    from .checkpoints import convert_checkpoint
+
+    out = convert_checkpoint(args.old, args.new)
+    print(f"wrote {out}: data only, it loads with torch.load(..., weights_only=True)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import run_report
 
@@ -203,14 +212,28 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", parents=[common], help="generate → train → evaluate, as `make report` runs it")
     rep.add_argument("--data", help="a dl1 zip, crops folder or CCPD2019 folder (default: data.source)")
     rep.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("convert-checkpoint", parents=[common],
+                       help="rewrite an older plate_lib checkpoint as data only; this loads OLD in full, which runs "
+                            "any code it holds: only for a file you made or trust")
+    c.add_argument("old", help="the checkpoint that plate_lib refuses to load")
+    c.add_argument("new", help="where to write the converted checkpoint")
+    c.set_defaults(func=cmd_convert_checkpoint)
     return p
 
 
 USER_ERRORS = (config_mod.ConfigError, FileNotFoundError)
 
 
+def _user_error(args: argparse.Namespace, e: BaseException) -> int:
+    print(f"plate {args.command}: error: {e}", file=sys.stderr)
+    print("(run with --debug for the traceback)", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .inference import CheckpointError
+    from .checkpoints import CheckpointError
+    from .dataset import DISK_FULL, DiskFullError
     from .models import ModelError
     from .plates import PlateError
     from .sources import DataError
@@ -219,13 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
         return args.func(args)
-    except (*USER_ERRORS, DataError, PlateError, CheckpointError, ModelError) as e:
+    except (*USER_ERRORS, DataError, PlateError, CheckpointError, ModelError, DiskFullError) as e:
         if args.debug:
             raise
-        print(f"plate {args.command}: error: {e}", file=sys.stderr)
-        if not args.debug:
-            print("(run with --debug for the traceback)", file=sys.stderr)
-        return 2
+        return _user_error(args, e)
+    except OSError as e:  # a full disk anywhere else (run logs, CSV rows, the synthetic zip)
+        if args.debug or e.errno not in DISK_FULL:
+            raise
+        where = f" while writing {e.filename}" if e.filename else ""
+        return _user_error(args, f"no space left on the device{where} ({e.strerror}); free some space, or write "
+                                 "elsewhere (training.out_dir, data.cache_dir, data.synthetic_path), then run again")
     except KeyboardInterrupt:
         hint = "; `plate train --resume` continues from the last checkpoint" if args.command == "train" else ""
         print(f"plate {args.command}: interrupted{hint}", file=sys.stderr)

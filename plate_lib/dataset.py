@@ -10,6 +10,7 @@ slice memory instead of decoding JPEGs. Bad images and labels raise a ``DataErro
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -92,12 +93,40 @@ def _cache_key(source: Source, split: str, pre: PreprocessConfig, limit: int | N
     return hashlib.sha1(desc.encode()).hexdigest()[:16]
 
 
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """``write(temporary path)``, then rename it over ``path``: a crash leaves the old file or the new one."""
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left on the device; disk quota exceeded
+
+
+class DiskFullError(RuntimeError):
+    """A file that could not be written because the disk (or the user's quota) is full; the old file is intact."""
+
+
+def size_text(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def atomic_write(path: Path, write: Callable[[Path], object], nbytes: int | None = None) -> None:
+    """``write(temporary path)``, then rename it over ``path``: a crash leaves the old file or the new one.
+
+    A full disk or quota while writing is a ``DiskFullError`` naming ``path`` and how much was being written
+    (``nbytes``, else what reached the disk); the old file is left as it was and the temporary file removed."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        written = tmp.stat().st_size if tmp.is_file() else 0
+        what = size_text(nbytes) if nbytes is not None else f"{size_text(written)} written when it filled"
+        kept = f"the previous {path.name} is untouched" if path.is_file() else f"no {path.name} was written"
+        raise DiskFullError(f"{path}: no space left on the device ({e.strerror or e}) while writing {what}; {kept}. "
+                            "Free some space, or write elsewhere (training.out_dir for runs, data.cache_dir for "
+                            "caches), then run again") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -175,10 +204,11 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
                      bad + img_bad, str(source.path), split)
     _log_skipped(data)
     if arr_path is not None and json_path is not None:  # the array first: the index commits it
-        atomic_write(arr_path, lambda p: _save_npy(p, images))
+        atomic_write(arr_path, lambda p: _save_npy(p, images), nbytes=images.nbytes)
         info = {"shape": list(images.shape), "npy_bytes": arr_path.stat().st_size, "texts": data.texts,
                 "names": data.names, "meta": data.meta, "skipped": data.skipped}
-        atomic_write(json_path, lambda p: p.write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8"))
+        text = json.dumps(info, ensure_ascii=False).encode("utf-8")
+        atomic_write(json_path, lambda p: p.write_bytes(text), nbytes=len(text))
     return data
 
 

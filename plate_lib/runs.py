@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import yaml
 
+from .checkpoints import CheckpointError, check_fits, read_checkpoint
 from .config import Config
 from .dataset import atomic_write, open_cfg_source
-from .inference import CheckpointError, check_fits, read_checkpoint
 from .sources import DataError
 
 log = logging.getLogger(__name__)

@@ -28,18 +28,17 @@ from tqdm import tqdm
 
 from . import metrics
 from .augment import augment_batch
-from .config import Config, ConfigError
-from .dataset import PlateBatches, SplitData, batch_loader, load_cfg_split, load_training_set
-from .inference import (
+from .checkpoints import (
     CheckpointError,
     check_fits,
-    decode_logits,
     load_weights,
     model_spec,
-    pick_device,
     read_checkpoint,
     save_checkpoint,
 )
+from .config import Config, ConfigError
+from .dataset import PlateBatches, SplitData, batch_loader, load_cfg_split, load_training_set
+from .inference import decode_logits, pick_device
 from .models import build_model, count_params
 from .runs import (
     METRIC_FIELDS,
@@ -185,16 +184,23 @@ def checkpoint_steps(every: int | None) -> int | None:
 
 
 def rng_states(device: torch.device) -> dict:
-    return {"torch_rng": torch.get_rng_state(), "py_rng": random.getstate(), "np_rng": np.random.get_state(),
+    """Every generator's state as data (tensors, lists, numbers), so that a checkpoint holding it loads with
+    ``weights_only=True``: NumPy's key array becomes a list of ints, Python's state is a tuple of ints already."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch_rng": torch.get_rng_state(), "py_rng": random.getstate(),
+            "np_rng": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
             "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
 
 
 def set_rng_states(ck: dict) -> None:
+    """Restore ``rng_states`` (or an older checkpoint's, whose NumPy keys were an array)."""
     torch.set_rng_state(ck["torch_rng"])
     if ck.get("py_rng") is not None:
-        random.setstate(ck["py_rng"])
+        version, internal, gauss = ck["py_rng"]
+        random.setstate((version, tuple(internal), gauss))
     if ck.get("np_rng") is not None:
-        np.random.set_state(ck["np_rng"])
+        kind, keys, pos, has_gauss, gauss = ck["np_rng"]
+        np.random.set_state((kind, np.asarray(keys, np.uint32), pos, has_gauss, gauss))
     if ck.get("cuda_rng") is not None and torch.cuda.device_count() == len(ck["cuda_rng"]):
         torch.cuda.set_rng_state_all(ck["cuda_rng"])
 

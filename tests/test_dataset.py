@@ -1,4 +1,7 @@
-"""Dataset: letterboxing, the decoded cache (reused, rebuilt on change), bad samples, batches."""
+"""Dataset: letterboxing, the decoded cache (reused, rebuilt on change, never half-written on a full disk), bad
+samples, batches."""
+
+import errno
 
 import numpy as np
 import pytest
@@ -6,7 +9,14 @@ import torch
 from conftest import plate_jpeg, write_dl1_zip
 
 from plate_lib.config import PreprocessConfig
-from plate_lib.dataset import PlateBatches, batch_loader, letterbox, load_split
+from plate_lib.dataset import (
+    DiskFullError,
+    PlateBatches,
+    atomic_write,
+    batch_loader,
+    letterbox,
+    load_split,
+)
 from plate_lib.sources import DataError, Dl1Zip, open_source
 
 PRE = PreprocessConfig(height=48, width=144, grayscale=True)
@@ -131,3 +141,46 @@ def test_the_synthetic_zip_is_regenerated_when_the_synth_settings_change(tmp_pat
     assert zpath.stat().st_mtime_ns == stamp
     again = resolve_source(load(None, {**small, "synth.n_train": 30}))
     assert len(again.records("all")) == 35  # not the stale 25-plate zip
+
+
+# --- a full disk ------------------------------------------------------------------------------------------------
+
+
+def _full(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_atomic_write_on_a_full_disk_names_the_file_and_size_and_keeps_the_old_file(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("old\n")
+
+    def write(tmp):
+        tmp.write_bytes(b"x" * 3000)  # some of it reaches the disk, then it is full
+        _full()
+
+    with pytest.raises(DiskFullError) as e:
+        atomic_write(path, write, nbytes=2_500_000)
+    says = str(e.value)
+    assert says.startswith(f"{path}: no space left on the device") and "2.4 MB" in says
+    assert "the previous metrics.csv is untouched" in says
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+    with pytest.raises(DiskFullError, match=r"2\.9 KB written when it filled; no new\.csv was written"):
+        atomic_write(tmp_path / "new.csv", write)
+    with pytest.raises(PermissionError):  # other errors pass through as they are
+        atomic_write(tmp_path / "x", lambda tmp: (_ for _ in ()).throw(PermissionError(errno.EACCES, "denied")))
+
+
+def test_a_full_disk_while_writing_the_cache_leaves_the_old_cache_and_no_half_cache(tmp_path, monkeypatch):
+    import plate_lib.dataset as dataset
+
+    path = write_dl1_zip(tmp_path / "d.zip", {"train": ["皖A00000", "苏A11111"] * 3, "test": ["沪B22222"]})
+    cache = tmp_path / "cache"
+    load_split(Dl1Zip(path), "test", PRE, cache, workers=1)
+    before = {p.name: p.read_bytes() for p in cache.iterdir()}
+    monkeypatch.setattr(dataset, "_save_npy", lambda p, images: (p.write_bytes(b"\x93NUMPY"), _full()))
+    with pytest.raises(DiskFullError, match=r"train-\w+\.npy: no space left .* no train-\w+\.npy was written"):
+        load_split(Dl1Zip(path), "train", PRE, cache, workers=1)
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == before  # the test cache as it was, nothing else
+    monkeypatch.undo()
+    assert len(load_split(Dl1Zip(path), "train", PRE, cache, workers=1)) > 0  # room again: built as usual
+

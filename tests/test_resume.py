@@ -131,8 +131,8 @@ def test_killed_mid_epoch_then_resumed_reaches_the_same_weights_and_metrics(tmp_
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    ck = torch.load(run / "resume.pt", weights_only=False)
-    per_epoch = torch.load(run / "last.pt", weights_only=False)["step"]  # last.pt: the end of epoch 1
+    ck = torch.load(run / "resume.pt", weights_only=True)
+    per_epoch = torch.load(run / "last.pt", weights_only=True)["step"]  # last.pt: the end of epoch 1
     assert ck["epoch"] == 1 and 0 < ck["batch"] < per_epoch, f"killed at epoch 2, batch {ck['batch']}: not mid-epoch"
     assert not (run / "summary.json").exists() and len((run / "metrics.csv").read_text().splitlines()) == 2
 
@@ -141,8 +141,8 @@ def test_killed_mid_epoch_then_resumed_reaches_the_same_weights_and_metrics(tmp_
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed {Path('runs/cut/resume.pt')} at epoch 2, batch {ck['batch']}" in resumed.stderr
 
-    a = torch.load(tmp_path / "runs/unbroken/last.pt", weights_only=False)
-    b = torch.load(run / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "runs/unbroken/last.pt", weights_only=True)
+    b = torch.load(run / "last.pt", weights_only=True)
     assert a["step"] == b["step"] > ck["step"]
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), f"{k} differs by {(a['model'][k] - b['model'][k]).abs().max():.2e}"
@@ -157,4 +157,5 @@ def test_best_pt_is_the_most_accurate_epoch_and_on_a_tie_the_one_with_lower_vali
     rows = [dict(zip(METRIC_FIELDS, line.split(","), strict=True))
             for line in (run / "metrics.csv").read_text().splitlines()[1:]]
     expected = max(rows, key=lambda r: (float(r["val_word_acc"]), -float(r["val_loss"])))
-    assert torch.load(run / "best.pt", weights_only=False)["epoch"] + 1 == int(expected["epoch"])
+    assert torch.load(run / "best.pt", weights_only=True)["epoch"] + 1 == int(expected["epoch"])
+

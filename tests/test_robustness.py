@@ -22,9 +22,9 @@ import pytest
 import torch
 from conftest import LegacyZipInfo, plate_jpeg, write_dl1_zip
 
+from plate_lib.checkpoints import CheckpointError, model_spec, read_checkpoint, save_checkpoint
 from plate_lib.config import PreprocessConfig, load
 from plate_lib.dataset import load_split
-from plate_lib.inference import CheckpointError, model_spec, read_checkpoint, save_checkpoint
 from plate_lib.models import build_model
 from plate_lib.plates import SYMBOLS
 from plate_lib.sources import DataError, decode_image, open_source
@@ -177,7 +177,7 @@ def small_checkpoint(path: Path, *overrides: str, **extra) -> Path:
 
 def _other_symbols(tmp: Path) -> Path:
     path = small_checkpoint(tmp / "other.pt")
-    ck = torch.load(path, weights_only=False)
+    ck = torch.load(path, weights_only=True)
     ck["alphabet"]["symbols"] = SYMBOLS[:-1] + ["-"]
     torch.save(ck, path)
     return path
