@@ -108,7 +108,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .sources import load_image_file
 
     _, device, model, cfg = _load_checkpoint(args)
-    images = [load_image_file(p, cfg.data.ccpd_crop) for p in args.images]
+    images = [load_image_file(p, cfg.data.ccpd_crop, cfg.data.max_file_mb) for p in args.images]
     for p, (text, conf) in zip(args.images, read_plates(model, cfg, images, device), strict=True):
         print(f"{p}\t{text}\t{conf:.3f}")
     return 0

@@ -89,7 +89,7 @@ def _decode_all(source: Source, records: list[Record], pre: PreprocessConfig, wo
 
 def _cache_key(source: Source, split: str, pre: PreprocessConfig, limit: int | None, skip_bad: bool) -> str:
     desc = json.dumps([CACHE_VERSION, source.kind, source.fingerprint(), source.val_fraction, split,
-                       pre.model_dump(), limit, skip_bad])
+                       pre.model_dump(), limit, skip_bad, source.max_bytes])
     return hashlib.sha1(desc.encode()).hexdigest()[:16]
 
 
@@ -233,8 +233,9 @@ def resolve_source(cfg: Config, path: str | None = None) -> Source:
 
 
 def open_cfg_source(cfg: Config, path: str | os.PathLike) -> Source:
-    """``open_source`` with the config's split share (``data.val_fraction``) and crop mode (``data.ccpd_crop``)."""
-    return open_source(path, cfg.data.val_fraction, cfg.data.ccpd_crop)
+    """``open_source`` with the config's split share (``data.val_fraction``), crop mode (``data.ccpd_crop``) and
+    file-size cap (``data.max_file_mb``)."""
+    return open_source(path, cfg.data.val_fraction, cfg.data.ccpd_crop, cfg.data.max_file_mb)
 
 
 def load_cfg_split(cfg: Config, split: str, path: str | None = None) -> SplitData:

@@ -159,3 +159,26 @@ def test_best_pt_is_the_most_accurate_epoch_and_on_a_tie_the_one_with_lower_vali
     expected = max(rows, key=lambda r: (float(r["val_word_acc"]), -float(r["val_loss"])))
     assert torch.load(run / "best.pt", weights_only=True)["epoch"] + 1 == int(expected["epoch"])
 
+
+def test_a_finished_run_from_before_a_config_key_existed_is_still_reused(tmp_path, tiny_zip):
+    import json
+
+    import yaml
+
+    from plate_lib.runs import config_text, run_inputs
+
+    cfg = small_cfg(tmp_path, tiny_zip)
+    run = tmp_path / "runs" / "default"
+    run.mkdir(parents=True)
+    stored = yaml.safe_load(config_text(cfg))
+    del stored["data"]["max_file_mb"]  # written by a plate_lib without the key, which is at its default now
+    (run / "config.yaml").write_text(yaml.safe_dump(stored, allow_unicode=True), "utf-8")
+    (run / "summary.json").write_text(json.dumps(run_inputs(cfg)), "utf-8")
+    for name in ("best.pt", "last.pt", "metrics.csv"):
+        (run / name).write_bytes(b"")
+    assert finished_run_differs(cfg, run) is None
+    other = small_cfg(tmp_path, tiny_zip, **{"data.max_file_mb": 1})
+    assert finished_run_differs(other, run) == "the config differs (data.max_file_mb)"
+    stored["data"]["retired_key"] = 1  # a key this plate_lib no longer knows: the run differs
+    (run / "config.yaml").write_text(yaml.safe_dump(stored, allow_unicode=True), "utf-8")
+    assert finished_run_differs(cfg, run).startswith("the config differs")
