@@ -82,13 +82,17 @@ def _load_checkpoint(args: argparse.Namespace):
     return ckpt, device, model, cfg
 
 
+NO_PLATES_FIX = "Point --data at a CCPD2019-dl1 zip, a folder of crops or a CCPD2019 folder that holds plates"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .dataset import load_split, open_cfg_source
+    from .dataset import load_split, open_cfg_source, require_plates
     from .inference import evaluate
 
     ckpt, device, model, cfg = _load_checkpoint(args)
     source = open_cfg_source(cfg, args.data)
     data = load_split(source, args.split, cfg.preprocess, cfg.data.cache_dir, args.skip_bad or cfg.data.skip_bad)
+    require_plates(data, source, NO_PLATES_FIX, split_option=True)
     summary, rows = evaluate(model, data, list(cfg.provinces), cfg.training.eval_batch_size, device)
     out = {**_json_safe(summary), "checkpoint": str(ckpt), "data": str(args.data), "split": args.split,
            "skipped": len(data.skipped)}
@@ -115,7 +119,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .dataset import load_split
+    from .dataset import load_split, require_plates
     from .export import check_parity, export_onnx
     from .inference import load_model
     from .sources import open_source
@@ -126,8 +130,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     _, cfg = load_model(ckpt)
     pre = cfg.preprocess
     if args.data:
-        images = load_split(open_source(args.data), args.split, pre, cfg.data.cache_dir, cfg.data.skip_bad,
-                            limit=args.n).images
+        source = open_source(args.data)
+        data = load_split(source, args.split, pre, cfg.data.cache_dir, cfg.data.skip_bad, limit=args.n)
+        images = require_plates(data, source, NO_PLATES_FIX, split_option=True).images
     else:  # random inputs still compare the logits; identical plates mean more on real crops (--data)
         images = np.random.default_rng(0).integers(0, 256, (args.n, pre.height, pre.width, pre.channels), np.uint8)
     parity = check_parity(ckpt, out, images)

@@ -27,7 +27,7 @@ import torch
 
 from .config import Config, PreprocessConfig
 from .plates import SYMBOL_CLASS
-from .sources import DataError, Record, Source, open_source
+from .sources import IMAGE_EXTS, DataError, Record, Source, open_source
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: the .json records the array's shape and byte size
@@ -210,6 +210,26 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
         text = json.dumps(info, ensure_ascii=False).encode("utf-8")
         atomic_write(json_path, lambda p: p.write_bytes(text), nbytes=len(text))
     return data
+
+
+def require_plates(data: SplitData, source: Source, fix: str, split_option: bool = False) -> SplitData:
+    """``data`` when it holds plates; else a ``DataError`` naming the source and the split, what was found (image
+    files in the source and in the split, how many rejected) and ``fix``. ``split_option``: the caller takes
+    ``--split``, so suggest ``--split all`` when other splits hold files."""
+    if len(data):
+        return data
+    scanned = source.scanned()
+    n_split = sum(data.split in ("all", where) for where, _ in scanned)
+    found = (f"{len(scanned)} image file(s) in the source, {n_split} of them in this split" if scanned
+             else f"no image files ({', '.join(IMAGE_EXTS)}) in it")
+    if data.skipped:
+        name, why = data.skipped[0]
+        found += f", {len(data.skipped)} rejected as bad samples (first: {name}: {why})"
+    hint = ""
+    if split_option and data.split != "all" and len(scanned) > n_split:
+        hint = (f" `--split all` reads all {len(scanned)} (a folder of crops without train/ and test/ is split by a "
+                "hash of the plate text, which leaves a small one's test split empty).")
+    raise DataError(f"the {data.split} split of {source.path} is empty: {found}.{hint} {fix}")
 
 
 def resolve_source(cfg: Config, path: str | None = None) -> Source:

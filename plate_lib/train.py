@@ -37,7 +37,15 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .config import Config, ConfigError
-from .dataset import PlateBatches, SplitData, batch_loader, load_cfg_split, load_training_set
+from .dataset import (
+    PlateBatches,
+    SplitData,
+    batch_loader,
+    load_cfg_split,
+    load_training_set,
+    require_plates,
+    resolve_source,
+)
 from .inference import decode_logits, pick_device
 from .models import build_model, count_params
 from .runs import (
@@ -249,11 +257,8 @@ def train_epoch(net, opt, scaler, batches: Iterable[dict], n_batches: int, cfg: 
 def _training_data(cfg: Config) -> tuple[SplitData, torch.Tensor | None, SplitData]:
     """The training set (and its draw weights) and the validation split; an empty one is a ``DataError``."""
     (train, draw_weights), val = load_training_set(cfg), load_cfg_split(cfg, "val")
-    skipped = f", {len(train.skipped)} bad sample(s) skipped" if train.skipped else ""
-    if len(train) == 0:
-        raise DataError(f"the train split of {train.source} is empty: no usable plates under train/ ({len(val)} held "
-                        f"out for validation{skipped}). Put plate crops under train/ (named <id>-<plate>.jpg, or "
-                        "listed in labels.csv), or point data.source at another source")
+    require_plates(train, resolve_source(cfg), f"{len(val)} plate(s) are held out for validation. Put plate crops "
+                   "under train/ (named <id>-<plate>.jpg, or listed in labels.csv), or point data.source at another source")
     if len(val) == 0:
         raise DataError(f"the val split of {val.source} is empty: data.val_fraction={cfg.data.val_fraction} of its "
                         f"{len(train)} training plates gave none. Add plates under train/ or raise data.val_fraction")

@@ -1,7 +1,8 @@
 """Dataset: letterboxing, the decoded cache (reused, rebuilt on change, never half-written on a full disk), bad
-samples, batches."""
+samples, empty splits, batches."""
 
 import errno
+import zipfile
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from plate_lib.dataset import (
     batch_loader,
     letterbox,
     load_split,
+    require_plates,
 )
 from plate_lib.sources import DataError, Dl1Zip, open_source
 
@@ -184,3 +186,43 @@ def test_a_full_disk_while_writing_the_cache_leaves_the_old_cache_and_no_half_ca
     monkeypatch.undo()
     assert len(load_split(Dl1Zip(path), "train", PRE, cache, workers=1)) > 0  # room again: built as usual
 
+
+# --- empty data ---------------------------------------------------------------------------------------------------
+
+
+def _empty(data_path, split="test", skip_bad=False, split_option=True):
+    src = open_source(data_path)
+    data = load_split(src, split, PRE, skip_bad=skip_bad, workers=1)
+    with pytest.raises(DataError) as e:
+        require_plates(data, src, "FIX.", split_option=split_option)
+    return str(e.value)
+
+
+def test_an_empty_split_is_an_error_naming_the_source_the_split_and_what_was_found(tmp_path):
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as zf:
+        zf.writestr("readme.txt", "no plates here")
+    says = _empty(tmp_path / "empty.zip")
+    assert says.startswith(f"the test split of {tmp_path / 'empty.zip'} is empty: no image files") and says.endswith("FIX.")
+
+    only_train = write_dl1_zip(tmp_path / "train-only.zip", {"train": ["皖A00000", "苏A11111"]})
+    says = _empty(only_train)
+    assert "2 image file(s) in the source, 0 of them in this split" in says and "`--split all` reads all 2" in says
+    assert "--split" not in _empty(only_train, split_option=False)
+
+    files = {f"test/{i}-皖A1234{i}.jpg": b"" for i in range(3)}  # every one of them a bad sample
+    folder = tmp_path / "crops"
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    says = _empty(folder, skip_bad=True)
+    assert "3 image file(s) in the source, 3 of them in this split, 3 rejected as bad samples (first: " in says
+    assert "empty file" in says
+
+
+def test_a_flat_crop_folder_with_an_empty_test_split_suggests_split_all(tmp_path):
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for text in ("皖A00001", "皖A00002"):  # both land outside the test split (by the hash of their text)
+        (folder / f"{text}.jpg").write_bytes(plate_jpeg(text))
+    assert not open_source(folder).records("test")
+    assert "`--split all` reads all 2 (a folder of crops without train/ and test/ is split by a hash" in _empty(folder)

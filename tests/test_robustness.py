@@ -2,7 +2,7 @@
 skip_bad are counted and listed; bad paths, config, models and checkpoints exit 2 with one paragraph from the
 CLI and no traceback (``--debug`` shows it); a cache cut short is rebuilt, never half-read. Hostile input is
 refused the same way, and read in bounded memory: a checkpoint whose pickle would run code, a zip bomb, an
-image over the pixel cap, a run.name or labels.csv entry that leads out of its folder.
+image over the pixel cap, a run.name or labels.csv entry that leads out of its folder, an empty split.
 
 Cases covered elsewhere: a zero-byte file, a text file named .jpg and a label of the wrong length in a folder
 (test_dataset), a label of the wrong length in a zip (test_sources), an unknown key, a wrong type and a
@@ -234,6 +234,11 @@ def _bomb(tmp: Path) -> None:
         zf.writestr("CCPD2019-dl1/test/0-皖A12345.jpg", bytes(17 * 2**20))  # 17 MB of zeros in 17 KB
 
 
+def _empty_zip(tmp: Path) -> None:
+    with zipfile.ZipFile(tmp / "empty.zip", "w") as zf:
+        zf.writestr("readme.txt", "no plates")
+
+
 EVAL = ["evaluate", "--device", "cpu", "--data"]
 
 CLI_CASES = {  # id: (set-up, arguments, what stderr must say)
@@ -284,6 +289,11 @@ CLI_CASES = {  # id: (set-up, arguments, what stderr must say)
         [*EVAL, "crops", "--split", "all"], ["labels.csv:3: file name '../../etc/passwd' leads outside"]),
     "labels.csv in UTF-16": (lambda t: _crops(t, {"a.jpg": GOOD}, "file,label\na.jpg,皖A12345\n".encode("utf-16")),
                              [*EVAL, "crops"], ["labels.csv: cannot be read as UTF-8, UTF-8 with BOM, or GB18030/GBK"]),
+    "evaluate a zip without images": (_empty_zip, [*EVAL, "empty.zip"],
+                                      ["the test split of empty.zip is empty: no image files (.jpg, .jpeg, .png, .bmp)"]),
+    "evaluate a split with no plates": (lambda t: write_dl1_zip(t / "train.zip", {"train": ["皖A12345", "苏B88888"]}),
+                                        [*EVAL, "train.zip"], ["the test split of train.zip is empty: 2 image file(s)",
+                                                               "`--split all` reads all 2"]),
 }
 
 
@@ -363,3 +373,15 @@ def test_hostile_files_stay_under_1_gb_of_peak_memory(tmp_path):
         assert r["plates"] == 0 and says[case] in r["skipped"][0], (case, r)
         assert r["peak_rss_mb"] < 1024, f"{case}: peak RSS {r['peak_rss_mb']} MB"
 
+
+def test_the_report_refuses_an_empty_evaluation_set(tmp_path):
+    from plate_lib.analysis import evaluate_sets
+
+    write_dl1_zip(tmp_path / "d.zip", {"train": ["皖A12345"] * 2, "test": ["皖A54321"]})
+    _empty_zip(tmp_path)
+    ckpt = small_checkpoint(tmp_path / "m.pt")
+    cfg = load(None, {"data.source": str(tmp_path / "d.zip"), "data.eval_sets": [str(tmp_path / "empty.zip")],
+                      "data.cache_dir": str(tmp_path / "cache"), "model.hidden": 16})
+    with pytest.raises(DataError, match=r"the all split of .*empty\.zip is empty: no image files .* Point this "
+                                        r"data\.eval_sets entry at plate crops or CCPD2019 photos, or remove it"):
+        evaluate_sets(cfg, ckpt, "cpu")
