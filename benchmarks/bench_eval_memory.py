@@ -39,9 +39,10 @@ class LazyImages:
 def child(n: int, batch: int) -> dict:
     import torch
 
+    from plate_lib.checkpoints import model_spec
     from plate_lib.config import load
     from plate_lib.dataset import SplitData
-    from plate_lib.inference import evaluate, model_spec
+    from plate_lib.inference import evaluate
     from plate_lib.models import build_model
 
     torch.manual_seed(0)

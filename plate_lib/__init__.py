@@ -2,7 +2,7 @@
 
 Modules, one concept each: ``config`` (cfg.yaml schema), ``plates`` (alphabet, labels), ``sources`` (dl1 zips,
 crop folders, CCPD photos), ``synth`` (synthetic plates), ``dataset`` (decoded cache, batches), ``augment``,
-``models`` (registry), ``train``, ``inference``, ``metrics``, ``analysis``, ``cli``.
+``models`` (registry), ``checkpoints`` (data only), ``train``, ``inference``, ``metrics``, ``analysis``, ``cli``.
 """
 
 __version__ = "0.1.0"

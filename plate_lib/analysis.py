@@ -19,7 +19,7 @@ from rapidfuzz.distance import Levenshtein
 from . import metrics, peers
 from .augment import augment_batch
 from .config import AugmentConfig, Config, PreprocessConfig
-from .dataset import letterbox, load_cfg_split, open_cfg_source, resolve_source, to_tensor
+from .dataset import letterbox, load_cfg_split, open_cfg_source, require_plates, resolve_source, to_tensor
 from .inference import evaluate, load_model
 from .sources import Record, Source
 from .synth import generate_zip, render_plate
@@ -128,6 +128,9 @@ def evaluate_sets(cfg: Config, checkpoint: str | Path, device: str) -> dict[str,
     out = {}
     for name in ["test", *cfg.data.eval_sets]:
         data = load_cfg_split(cfg, "test") if name == "test" else load_cfg_split(cfg, "all", name)
+        fix = ("Point data.source at data with a test/ folder or a folder of crops" if name == "test" else
+               "Point this data.eval_sets entry at plate crops or CCPD2019 photos, or remove it")
+        require_plates(data, eval_source(cfg, name), fix)
         out[name] = evaluate(model, data, list(cfg.provinces), cfg.training.eval_batch_size, device)
     return out
 

@@ -1,6 +1,7 @@
-"""The command line: ``plate generate | train | evaluate | predict | models | report`` (or ``python -m plate_lib``).
+"""The command line: ``plate generate | train | evaluate | predict | export | models | report | convert-checkpoint``
+(or ``python -m plate_lib``).
 
-Errors that a user can fix (config, data, checkpoint) print one paragraph and exit with status 2;
+Errors that a user can fix (config, data, checkpoint, a full disk) print one paragraph and exit with status 2;
 ``--debug`` shows the traceback instead.
 """
 
@@ -81,13 +82,17 @@ def _load_checkpoint(args: argparse.Namespace):
     return ckpt, device, model, cfg
 
 
+NO_PLATES_FIX = "Point --data at a CCPD2019-dl1 zip, a folder of crops or a CCPD2019 folder that holds plates"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .dataset import load_split, open_cfg_source
+    from .dataset import load_split, open_cfg_source, require_plates
     from .inference import evaluate
 
     ckpt, device, model, cfg = _load_checkpoint(args)
     source = open_cfg_source(cfg, args.data)
     data = load_split(source, args.split, cfg.preprocess, cfg.data.cache_dir, args.skip_bad or cfg.data.skip_bad)
+    require_plates(data, source, NO_PLATES_FIX, split_option=True)
     summary, rows = evaluate(model, data, list(cfg.provinces), cfg.training.eval_batch_size, device)
     out = {**_json_safe(summary), "checkpoint": str(ckpt), "data": str(args.data), "split": args.split,
            "skipped": len(data.skipped)}
@@ -107,14 +112,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .sources import load_image_file
 
     _, device, model, cfg = _load_checkpoint(args)
-    images = [load_image_file(p, cfg.data.ccpd_crop) for p in args.images]
+    images = [load_image_file(p, cfg.data.ccpd_crop, cfg.data.max_file_mb) for p in args.images]
     for p, (text, conf) in zip(args.images, read_plates(model, cfg, images, device), strict=True):
         print(f"{p}\t{text}\t{conf:.3f}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .dataset import load_split
+    from .dataset import load_split, require_plates
     from .export import check_parity, export_onnx
     from .inference import load_model
     from .sources import open_source
@@ -125,8 +130,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     _, cfg = load_model(ckpt)
     pre = cfg.preprocess
     if args.data:
-        images = load_split(open_source(args.data), args.split, pre, cfg.data.cache_dir, cfg.data.skip_bad,
-                            limit=args.n).images
+        source = open_source(args.data)
+        data = load_split(source, args.split, pre, cfg.data.cache_dir, cfg.data.skip_bad, limit=args.n)
+        images = require_plates(data, source, NO_PLATES_FIX, split_option=True).images
     else:  # random inputs still compare the logits; identical plates mean more on real crops (--data)
         images = np.random.default_rng(0).integers(0, 256, (args.n, pre.height, pre.width, pre.channels), np.uint8)
     parity = check_parity(ckpt, out, images)
@@ -142,6 +148,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .models import list_models
 
     print("\n".join(list_models()))
+    return 0
+
+
+def cmd_convert_checkpoint(args: argparse.Namespace) -> int:
+    from .checkpoints import convert_checkpoint
+
+    out = convert_checkpoint(args.old, args.new)
+    print(f"wrote {out}: data only, it loads with torch.load(..., weights_only=True)")
     return 0
 
 
@@ -203,14 +217,28 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", parents=[common], help="generate → train → evaluate, as `make report` runs it")
     rep.add_argument("--data", help="a dl1 zip, crops folder or CCPD2019 folder (default: data.source)")
     rep.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("convert-checkpoint", parents=[common],
+                       help="rewrite an older plate_lib checkpoint as data only; this loads OLD in full, which runs "
+                            "any code it holds: only for a file you made or trust")
+    c.add_argument("old", help="the checkpoint that plate_lib refuses to load")
+    c.add_argument("new", help="where to write the converted checkpoint")
+    c.set_defaults(func=cmd_convert_checkpoint)
     return p
 
 
 USER_ERRORS = (config_mod.ConfigError, FileNotFoundError)
 
 
+def _user_error(args: argparse.Namespace, e: BaseException) -> int:
+    print(f"plate {args.command}: error: {e}", file=sys.stderr)
+    print("(run with --debug for the traceback)", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .inference import CheckpointError
+    from .checkpoints import CheckpointError
+    from .dataset import DISK_FULL, DiskFullError
     from .models import ModelError
     from .plates import PlateError
     from .sources import DataError
@@ -219,13 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
         return args.func(args)
-    except (*USER_ERRORS, DataError, PlateError, CheckpointError, ModelError) as e:
+    except (*USER_ERRORS, DataError, PlateError, CheckpointError, ModelError, DiskFullError) as e:
         if args.debug:
             raise
-        print(f"plate {args.command}: error: {e}", file=sys.stderr)
-        if not args.debug:
-            print("(run with --debug for the traceback)", file=sys.stderr)
-        return 2
+        return _user_error(args, e)
+    except OSError as e:  # a full disk anywhere else (run logs, CSV rows, the synthetic zip)
+        if args.debug or e.errno not in DISK_FULL:
+            raise
+        where = f" while writing {e.filename}" if e.filename else ""
+        return _user_error(args, f"no space left on the device{where} ({e.strerror}); free some space, or write "
+                                 "elsewhere (training.out_dir, data.cache_dir, data.synthetic_path), then run again")
     except KeyboardInterrupt:
         hint = "; `plate train --resume` continues from the last checkpoint" if args.command == "train" else ""
         print(f"plate {args.command}: interrupted{hint}", file=sys.stderr)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .plates import PROVINCES
+from .sources import MAX_FILE_MB
 from .synth import SynthConfig
 
 
@@ -28,9 +29,18 @@ class _Section(BaseModel):
 
 
 class RunConfig(_Section):
-    name: str = Field("default", description="Run folder name under training.out_dir", min_length=1)
+    name: str = Field("default", description="Run folder name under training.out_dir: a plain name, no separators")
     seed: int = Field(0, description="Seeds python, numpy and torch; the data split does not depend on it")
     device: str = Field("auto", description="auto (cuda if available, else cpu), cpu, cuda, cuda:N or mps")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        bad = [c for c in ("/", "\\", ":", "\0") if c in v]
+        if not v.strip() or v != v.strip() or v in (".", "..") or bad:
+            raise ValueError("expected a plain name for the run folder inside training.out_dir (no / \\ or :, "
+                             "not . or .., no spaces at either end)")
+        return v
 
     @field_validator("device")
     @classmethod
@@ -59,6 +69,8 @@ class DataConfig(_Section):
     limit: int | None = Field(None, ge=1, description="Use at most this many images per split (smoke runs)")
     train_sources: list[TrainSource] = Field(default_factory=list, description="More training sources mixed in by weight")
     province_balance: float = Field(0.0, ge=0, le=1, description="Oversample rare provinces: 0 = as drawn, 1 = equally often")
+    max_file_mb: float = Field(MAX_FILE_MB, gt=0, description="A file or zip member larger than this (MB, by its "
+                               "declared size, before reading) is a bad sample: refused, or skipped with skip_bad")
     ccpd_crop: Literal["corners", "bbox"] = Field(
         "corners", description="CCPD2019 photos: cut the plate from its 4 annotated corners (upright), or by its "
                                "bounding box as CCPD2019-dl1 crops are (tilted, tight)")

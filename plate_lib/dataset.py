@@ -10,9 +10,11 @@ slice memory instead of decoding JPEGs. Bad images and labels raise a ``DataErro
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 import os
 import sys
 from collections.abc import Callable
@@ -26,7 +28,7 @@ import torch
 
 from .config import Config, PreprocessConfig
 from .plates import SYMBOL_CLASS
-from .sources import DataError, Record, Source, open_source
+from .sources import IMAGE_EXTS, DataError, Record, Source, open_source
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: the .json records the array's shape and byte size
@@ -81,23 +83,54 @@ def _decode_all(source: Source, records: list[Record], pre: PreprocessConfig, wo
     chunks = [records[i:i + 256] for i in range(0, len(records), 256)]
     if workers <= 1 or len(chunks) <= 1:
         return [r for c in chunks for r in _decode_chunk(source, c, pre)]
-    with ProcessPoolExecutor(workers) as pool:
+    # fresh processes (forkserver): a fork of a process whose OpenCV or torch threads have run (after generating
+    # synthetic plates in-process, say) can deadlock on a lock one of those threads held
+    methods = mp.get_all_start_methods()
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver" if "forkserver" in methods else "spawn")) as pool:
         parts = pool.map(_decode_chunk, [source] * len(chunks), chunks, [pre] * len(chunks))
         return [r for part in parts for r in part]
 
 
 def _cache_key(source: Source, split: str, pre: PreprocessConfig, limit: int | None, skip_bad: bool) -> str:
     desc = json.dumps([CACHE_VERSION, source.kind, source.fingerprint(), source.val_fraction, split,
-                       pre.model_dump(), limit, skip_bad])
+                       pre.model_dump(), limit, skip_bad, source.max_bytes])
     return hashlib.sha1(desc.encode()).hexdigest()[:16]
 
 
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """``write(temporary path)``, then rename it over ``path``: a crash leaves the old file or the new one."""
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left on the device; disk quota exceeded
+
+
+class DiskFullError(RuntimeError):
+    """A file that could not be written because the disk (or the user's quota) is full; the old file is intact."""
+
+
+def size_text(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def atomic_write(path: Path, write: Callable[[Path], object], nbytes: int | None = None) -> None:
+    """``write(temporary path)``, then rename it over ``path``: a crash leaves the old file or the new one.
+
+    A full disk or quota while writing is a ``DiskFullError`` naming ``path`` and how much was being written
+    (``nbytes``, else what reached the disk); the old file is left as it was and the temporary file removed."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        written = tmp.stat().st_size if tmp.is_file() else 0
+        what = size_text(nbytes) if nbytes is not None else f"{size_text(written)} written when it filled"
+        kept = f"the previous {path.name} is untouched" if path.is_file() else f"no {path.name} was written"
+        raise DiskFullError(f"{path}: no space left on the device ({e.strerror or e}) while writing {what}; {kept}. "
+                            "Free some space, or write elsewhere (training.out_dir for runs, data.cache_dir for "
+                            "caches), then run again") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -175,11 +208,32 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
                      bad + img_bad, str(source.path), split)
     _log_skipped(data)
     if arr_path is not None and json_path is not None:  # the array first: the index commits it
-        atomic_write(arr_path, lambda p: _save_npy(p, images))
+        atomic_write(arr_path, lambda p: _save_npy(p, images), nbytes=images.nbytes)
         info = {"shape": list(images.shape), "npy_bytes": arr_path.stat().st_size, "texts": data.texts,
                 "names": data.names, "meta": data.meta, "skipped": data.skipped}
-        atomic_write(json_path, lambda p: p.write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8"))
+        text = json.dumps(info, ensure_ascii=False).encode("utf-8")
+        atomic_write(json_path, lambda p: p.write_bytes(text), nbytes=len(text))
     return data
+
+
+def require_plates(data: SplitData, source: Source, fix: str, split_option: bool = False) -> SplitData:
+    """``data`` when it holds plates; else a ``DataError`` naming the source and the split, what was found (image
+    files in the source and in the split, how many rejected) and ``fix``. ``split_option``: the caller takes
+    ``--split``, so suggest ``--split all`` when other splits hold files."""
+    if len(data):
+        return data
+    scanned = source.scanned()
+    n_split = sum(data.split in ("all", where) for where, _ in scanned)
+    found = (f"{len(scanned)} image file(s) in the source, {n_split} of them in this split" if scanned
+             else f"no image files ({', '.join(IMAGE_EXTS)}) in it")
+    if data.skipped:
+        name, why = data.skipped[0]
+        found += f", {len(data.skipped)} rejected as bad samples (first: {name}: {why})"
+    hint = ""
+    if split_option and data.split != "all" and len(scanned) > n_split:
+        hint = (f" `--split all` reads all {len(scanned)} (a folder of crops without train/ and test/ is split by a "
+                "hash of the plate text, which leaves a small one's test split empty).")
+    raise DataError(f"the {data.split} split of {source.path} is empty: {found}.{hint} {fix}")
 
 
 def resolve_source(cfg: Config, path: str | None = None, crop: str | None = None) -> Source:
@@ -204,8 +258,9 @@ def resolve_source(cfg: Config, path: str | None = None, crop: str | None = None
 
 def open_cfg_source(cfg: Config, path: str | os.PathLike, crop: str | None = None) -> Source:
     """``open_source`` with the config's split share (``data.val_fraction``), crop mode (``crop``, default
-    ``data.ccpd_crop``) and crop size (``data.resize_crops``)."""
-    return open_source(path, cfg.data.val_fraction, crop or cfg.data.ccpd_crop, cfg.data.resize_crops)
+    ``data.ccpd_crop``), file-size cap (``data.max_file_mb``) and crop size (``data.resize_crops``)."""
+    return open_source(path, cfg.data.val_fraction, crop or cfg.data.ccpd_crop, max_file_mb=cfg.data.max_file_mb,
+                       resize=cfg.data.resize_crops)
 
 
 def load_cfg_split(cfg: Config, split: str, path: str | None = None, crop: str | None = None) -> SplitData:

@@ -1,25 +1,29 @@
-"""Inference: checkpoints in and out, batched prediction with confidences, evaluation of a split."""
+"""Inference: a checkpoint's model ready to read plates, batched prediction with confidences, evaluation of a
+split. Checkpoints themselves (writing, reading, checking) are ``checkpoints``; its names used here before are
+importable from here too."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from . import metrics
-from .config import Config, ConfigError, from_dict
-from .dataset import SplitData, atomic_write, letterbox
-from .models import ModelError, ModelSpec, build_model, fuse_batchnorm
-from .plates import BLANK, SYMBOLS, ctc_beam_search, ctc_greedy_decode, is_plate
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, truncated or does not fit."""
+from .checkpoints import (  # noqa: F401 (checkpoint code lived here before checkpoints.py: names kept importable)
+    CheckpointError,
+    check_fits,
+    load_weights,
+    model_spec,
+    read_checkpoint,
+    rebuild,
+    save_checkpoint,
+)
+from .config import Config, ConfigError
+from .dataset import SplitData, letterbox
+from .models import fuse_batchnorm
+from .plates import ctc_beam_search, ctc_greedy_decode, is_plate
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -37,97 +41,9 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def model_spec(cfg: Config) -> ModelSpec:
-    return ModelSpec(
-        in_channels=cfg.preprocess.channels, height=cfg.preprocess.height, width=cfg.preprocess.width,
-        n_provinces=len(cfg.provinces), n_ctc_classes=len(SYMBOLS) + 1, hidden=cfg.model.hidden,
-        ctc_steps=cfg.model.ctc_steps, dropout=cfg.model.dropout, norm=cfg.model.norm,
-    )
-
-
-# --- checkpoints ----------------------------------------------------------------------------------------
-
-
-def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: Config, **extra: Any) -> None:
-    """Write atomically (temporary file, flushed to disk, then renamed): the weights, the config and the
-    alphabet. A crash leaves the previous file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "format": "plate_lib/1",
-        "model_name": cfg.model.name,
-        "spec": asdict(model_spec(cfg)),
-        "config": cfg.to_dict(),
-        "alphabet": {"provinces": list(cfg.provinces), "symbols": SYMBOLS, "blank": BLANK},
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        **extra,
-    }
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-
-    atomic_write(path, write)
-
-
-REQUIRED_KEYS = ("model_name", "spec", "config", "alphabet", "model")
-
-
-def read_checkpoint(path: str | Path, fix: str = "train again with `plate train`, or use another checkpoint") -> dict[str, Any]:
-    """Load a checkpoint on the CPU; a missing, truncated, foreign or other-alphabet file is a ``CheckpointError``
-    whose message ends with ``fix`` (what to do) where the file cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; train one with `plate train` or pass --checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises several types for truncated or foreign files
-        why = str(e).strip().split(". ")[0].splitlines()[0][:200]
-        raise CheckpointError(f"checkpoint {path} cannot be read: it is truncated or not a plate_lib checkpoint "
-                              f"({type(e).__name__}: {why}). To go on: {fix}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "plate_lib/1":
-        raise CheckpointError(f"{path} is not a plate_lib checkpoint (no 'format: plate_lib/1' entry); "
-                              "pass one written by `plate train`")
-    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} lacks {missing}; it is damaged or from another tool")
-    if ckpt["alphabet"].get("symbols") != SYMBOLS:
-        raise CheckpointError(f"{path} was trained with another symbol alphabet ({''.join(ckpt['alphabet']['symbols'])}; "
-                              f"this plate_lib reads {''.join(SYMBOLS)}); retrain, or use this plate_lib's checkpoints")
-    return ckpt
-
-
-def check_fits(ckpt: dict[str, Any], cfg: Config, what: str) -> None:
-    """Refuse a checkpoint of another model or province list than ``cfg`` trains (``what`` names its role)."""
-    provinces = ckpt["alphabet"]["provinces"]
-    if ckpt["model_name"] != cfg.model.name or provinces != list(cfg.provinces):
-        raise CheckpointError(f"{what} holds a {ckpt['model_name']} over {len(provinces)} provinces "
-                              f"({''.join(provinces)}); this run trains {cfg.model.name} over {len(cfg.provinces)} "
-                              f"({''.join(cfg.provinces)}). Use a checkpoint of the same model and provinces, or "
-                              "another run.name")
-
-
-def load_weights(model: torch.nn.Module, ckpt: dict[str, Any], what: str) -> None:
-    """``model.load_state_dict`` with a ``CheckpointError`` instead of PyTorch's size-mismatch dump."""
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        raise CheckpointError(f"{what} does not fit this model's sizes (model.*, preprocess.*): "
-                              f"{' '.join(first[:3])[:300]}") from None
-
-
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
     """Rebuild the model from the checkpoint alone (no cfg.yaml needed); returns it in eval mode."""
-    ckpt = read_checkpoint(path)
-    cfg = from_dict(ckpt["config"], origin=f"{path} (stored config)")
-    try:
-        model = build_model(ckpt["model_name"], ModelSpec(**ckpt["spec"]))
-    except (ModelError, TypeError) as e:
-        raise CheckpointError(f"checkpoint {path} names a model this plate_lib cannot build: {e}") from None
-    load_weights(model, ckpt, f"checkpoint {path}")
+    model, cfg = rebuild(read_checkpoint(path), path)
     return prepare_for_inference(model, device), cfg
 
 

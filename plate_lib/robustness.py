@@ -20,7 +20,7 @@ import torch
 from . import degrade
 from .config import Config
 from .inference import read_plates
-from .sources import CcpdPhotos, Record, Source, ccpd_bbox, decode_image, parse_ccpd_name, rectify
+from .sources import CcpdPhotos, Record, Source, ccpd_bbox, decode_photo, parse_ccpd_name, rectify
 
 MARGINS = [-0.08, -0.04, 0.1, 0.2, 0.3]
 """Crop margins per side, as a share of the plate's width and height: negative cuts into the plate."""
@@ -29,13 +29,14 @@ MARGINS = [-0.08, -0.04, 0.1, 0.2, 0.3]
 def margin_crop(source: Source, record: Record, share: float) -> np.ndarray:
     """The crop of ``record`` with ``share`` of the plate's size added on every side (cut away when negative)."""
     if isinstance(source, CcpdPhotos):
-        photo = decode_image(source._read(record.name), f"{source.path}:{record.name}", max_pixels=None)
+        photo, scale = decode_photo(source._read(record.name), f"{source.path}:{record.name}")
         if source.crop == "corners":  # move each corner outwards along the plate's own width and height
-            br, bl, tl, tr = parse_ccpd_name(record.name)[1]
+            br, bl, tl, tr = parse_ccpd_name(record.name)[1] * np.float32(scale)
             u, v = ((tr - tl) + (br - bl)) / 2, ((bl - tl) + (br - tr)) / 2
             grown = np.float32([br + share * (u + v), bl + share * (v - u), tl - share * (u + v), tr + share * (u - v)])
             return rectify(photo, grown, round(70 * (1 + 2 * share)), round(220 * (1 + 2 * share)))
-        x1, y1, x2, y2 = ccpd_bbox(record.name)
+        x1, x2 = (v * scale[0] for v in ccpd_bbox(record.name)[::2])
+        y1, y2 = (v * scale[1] for v in ccpd_bbox(record.name)[1::2])
         dx, dy = share * (x2 - x1), share * (y2 - y1)
         h, w = photo.shape[:2]
         box = [max(0, round(x1 - dx)), max(0, round(y1 - dy)), min(w, round(x2 + dx)), min(h, round(y2 + dy))]

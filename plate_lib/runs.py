@@ -15,16 +15,16 @@ import logging
 import os
 import platform
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
-from .config import Config
+from .checkpoints import CheckpointError, check_fits, read_checkpoint
+from .config import Config, ConfigError, from_dict
 from .dataset import atomic_write, open_cfg_source
-from .inference import CheckpointError, check_fits, read_checkpoint
 from .sources import DataError
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,10 @@ def finished_run_differs(cfg: Config, run_dir: Path, check_code: bool = True) ->
         return "no finished run there"
     if not (isinstance(summary, dict) and isinstance(stored, dict)):
         return "its summary.json or config.yaml is damaged"
+    # a key added to the config since the run was made counts at its default (e.g. data.max_file_mb); a key since
+    # removed or renamed fails validation, and the stored config is compared as it is, so the run differs
+    with suppress(ConfigError):
+        stored = from_dict(stored, str(run_dir / "config.yaml")).to_dict()
     if stored != cfg.to_dict():
         changed = sorted(f"{s}.{k}" for s, sec in cfg.to_dict().items() if isinstance(sec, dict)
                          for k in sec if (stored.get(s) or {}).get(k) != sec[k])

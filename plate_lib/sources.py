@@ -9,6 +9,11 @@
   CCPD2019-dl1 crops were made (``crop="bbox"``).
 - ``"synthetic"``: a dl1-layout zip made by ``synth.generate_zip`` the first time it is needed.
 
+Reading is bounded: a file or zip member over ``max_file_mb`` (``data.max_file_mb``, judged by its size on
+disk or its declared size in the zip, before reading) is a bad sample, and so is an image whose header gives
+more than ``MAX_IMAGE_PIXELS``; images over ``MAX_PIXELS`` are decoded reduced. Names from the data
+(``labels.csv`` entries) never lead outside the source's folder.
+
 Splits are ``train``, ``val``, ``test`` and ``all``. Validation is a deterministic share of ``train`` chosen by
 a hash of the file name (of the plate text in hash-split folders), so it is the same on every run and
 machine and nothing is moved.
@@ -20,18 +25,17 @@ import csv
 import hashlib
 import io
 import logging
+import lzma
 import os
 import re
-import warnings
 import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from .plates import PlateError, check_plate, label_from_filename, plate_from_ccpd_indices, repair_zip_name
 
@@ -40,7 +44,12 @@ SPLITS = ("train", "val", "test", "all")
 CROP_MODES = ("corners", "bbox")  # how a CCPD2019 photo becomes a crop (data.ccpd_crop)
 MIN_SIDE = 4  # pixels; anything smaller cannot hold a plate
 MAX_PIXELS = 4_000_000  # larger images are decoded at 1/2, 1/4 or 1/8 scale (JPEG: in the decoder) to bound memory
+MAX_IMAGE_PIXELS = 40_000_000  # larger images (by their header) are refused: decoding one could take gigabytes
+MAX_FILE_MB = 16.0  # default of data.max_file_mb: a plate crop or a CCPD photo is well under 1 MB
 JPEG_MAGIC, PNG_MAGIC = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+FORMATS = "JPEG, PNG, BMP or WebP"
+LABEL_ENCODINGS = ("utf-8-sig", "gb18030")
+MAX_BAD_ROWS = 1000  # past this many, a labels.csv of mostly bad rows (label, missing file) is refused as read  # UTF-8 with or without a BOM; GB18030, a superset of GBK and GB2312
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +58,7 @@ class DataError(ValueError):
     """A data path, image or label that cannot be used; the message names it and says what was expected."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     name: str  # path inside the zip or folder: shown in errors and galleries
     text: str  # the plate, checked against the plate format ("" when the label is bad)
@@ -79,42 +88,89 @@ def _labelled(name: str, label: str, meta: dict | None = None) -> Record:
         return Record(name, "", meta or {}, error=str(e))
 
 
+SOF_MARKERS = {m for m in range(0xC0, 0xD0) if m not in (0xC4, 0xC8, 0xCC)}  # SOFn; not DHT, JPG, DAC
+
+
 def _jpeg_size(buf: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's start-of-frame marker, walking the segments; None when not found."""
+    """(width, height) from a JPEG's start-of-frame marker, walking the segments as libjpeg does (bytes that are
+    not a marker are skipped); None when there is no frame header before the scan."""
     i = 2
-    while i + 9 <= len(buf) and buf[i] == 0xFF:
+    while i + 4 <= len(buf):
+        if buf[i] != 0xFF:  # extraneous bytes before a marker: libjpeg skips them with a warning
+            i += 1
+            continue
         marker = buf[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
-        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn (not DHT, JPG, DAC)
+        elif marker in SOF_MARKERS:
+            if i + 9 > len(buf):
+                return None
             return int.from_bytes(buf[i + 7:i + 9], "big"), int.from_bytes(buf[i + 5:i + 7], "big")
+        elif marker in (0xDA, 0xD9):  # a scan or the end before any frame header
+            return None
+        elif marker in (0x00, 0x01) or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
         else:
             i += 2 + int.from_bytes(buf[i + 2:i + 4], "big")
     return None
 
 
-def _header_size(buf: bytes) -> tuple[int, int] | None:
-    """(width, height) from the image header alone, without decoding the pixels; None when unknown."""
-    if buf.startswith(JPEG_MAGIC):
-        return _jpeg_size(buf)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(buf)) as im:
-                return im.size
-    except Image.DecompressionBombError:
-        return (1 << 16, 1 << 16)
-    except Exception:  # PIL raises several types for foreign or broken headers; the decoder reports them
+def _png_size(buf: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, which must come first; None when it does not."""
+    if len(buf) < 24 or buf[12:16] != b"IHDR":
         return None
+    return int.from_bytes(buf[16:20], "big"), int.from_bytes(buf[20:24], "big")
 
 
-def _reduce_flag(buf: bytes, max_pixels: int | None) -> int:
+def _bmp_size(buf: bytes) -> tuple[int, int] | None:
+    """(width, height) from a BMP's info header (OS/2's 16-bit sizes, or Windows' 32-bit ones; a negative height
+    is a top-down image)."""
+    if len(buf) < 26:
+        return None
+    if int.from_bytes(buf[14:18], "little") == 12:
+        return int.from_bytes(buf[18:20], "little"), int.from_bytes(buf[20:22], "little")
+    return (abs(int.from_bytes(buf[18:22], "little", signed=True)),
+            abs(int.from_bytes(buf[22:26], "little", signed=True)))
+
+
+def _webp_size(buf: bytes) -> tuple[int, int] | None:
+    """(width, height) from a WebP's first chunk: the canvas (VP8X), a lossy frame (VP8) or a lossless one (VP8L)."""
+    chunk = buf[12:16]
+    if chunk == b"VP8X" and len(buf) >= 30:
+        return 1 + int.from_bytes(buf[24:27], "little"), 1 + int.from_bytes(buf[27:30], "little")
+    if chunk == b"VP8 " and len(buf) >= 30 and buf[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(buf[26:28], "little") & 0x3FFF, int.from_bytes(buf[28:30], "little") & 0x3FFF
+    if chunk == b"VP8L" and len(buf) >= 25 and buf[20] == 0x2F:
+        bits = int.from_bytes(buf[21:25], "little")
+        return (bits & 0x3FFF) + 1, (bits >> 14 & 0x3FFF) + 1
+    return None
+
+
+def image_kind(buf: bytes) -> str:
+    """``JPEG``, ``PNG``, ``BMP`` or ``WebP`` by the file's first bytes (as OpenCV picks its decoder); "" otherwise."""
+    if buf.startswith(JPEG_MAGIC):
+        return "JPEG"
+    if buf.startswith(PNG_MAGIC):
+        return "PNG"
+    if buf.startswith(b"BM"):
+        return "BMP"
+    if buf.startswith(b"RIFF") and buf[8:12] == b"WEBP":
+        return "WebP"
+    return ""
+
+
+def header_size(buf: bytes, kind: str) -> tuple[int, int] | None:
+    """(width, height) from the image header alone, read where the decoder reads it, without decoding the pixels;
+    None when it cannot be read."""
+    return {"JPEG": _jpeg_size, "PNG": _png_size, "BMP": _bmp_size, "WebP": _webp_size}[kind](buf) if kind else None
+
+
+def _reduce_flag(pixels: int, max_pixels: int | None) -> int:
     """IMREAD_COLOR, or the smallest IMREAD_REDUCED_COLOR_{2,4,8} that brings a huge image under ``max_pixels``."""
-    size = _header_size(buf) if max_pixels else None
-    if size is None or size[0] * size[1] <= max_pixels:
+    if not max_pixels or pixels <= max_pixels:
         return cv2.IMREAD_COLOR
     for r, flag in ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4)):
-        if size[0] * size[1] / (r * r) <= max_pixels:
+        if pixels / (r * r) <= max_pixels:
             return flag
     return cv2.IMREAD_REDUCED_COLOR_8
 
@@ -132,27 +188,34 @@ def _png_to_bgr(img: np.ndarray) -> np.ndarray:
 
 
 def decode_image(buf: bytes, name: str, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
-    """Bytes → BGR uint8 image; 16-bit, grey and alpha inputs are converted, images over ``max_pixels`` are
-    decoded at a reduced scale. Raises ``DataError`` naming ``name`` for empty, undecodable, truncated or
-    tiny images."""
+    """Bytes → BGR uint8 image. The size is read from the header first: an image over ``MAX_IMAGE_PIXELS`` is
+    refused before decoding. Images over ``max_pixels`` (None: no limit) are decoded at a reduced scale, as
+    colour; smaller PNGs are decoded as stored, then 16-bit, grey and alpha are converted (``_png_to_bgr``).
+    Raises ``DataError`` naming ``name`` for empty, unknown, undecodable, truncated, huge or tiny images."""
     if len(buf) == 0:
         raise DataError(f"{name}: empty file (0 bytes)")
-    kind = "JPEG" if buf.startswith(JPEG_MAGIC) else "PNG" if buf.startswith(PNG_MAGIC) else ""
+    kind = image_kind(buf)
+    if not kind:
+        raise DataError(f"{name}: not a decodable image ({len(buf)} bytes; expected {FORMATS})")
+    size = header_size(buf, kind)
+    if size is None:
+        raise DataError(f"{name}: {kind} data is truncated or corrupt (no image size in its header, {len(buf)} "
+                        "bytes); re-export the file or remove it")
+    w, h = size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise DataError(f"{name}: {kind} header says {w}×{h} pixels ({w * h / 1e6:.0f} megapixels), over the "
+                        f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels plate_lib decodes (a plate crop or a photo is far "
+                        "smaller); shrink it or remove it")
+    if min(w, h) < MIN_SIDE:
+        raise DataError(f"{name}: image is {w}×{h} pixels, too small to hold a plate (at least {MIN_SIDE}×{MIN_SIDE})")
     arr = np.frombuffer(buf, np.uint8)
-    if kind == "PNG":
+    if kind == "PNG" and w * h <= MAX_PIXELS:  # as stored (16 bits, alpha: up to 8 bytes a pixel), then converted
         img = cv2.imdecode(arr, cv2.IMREAD_UNCHANGED)
-        if img is not None:
-            img = _png_to_bgr(img)
-            size = img.shape[0] * img.shape[1]
-            if max_pixels and size > max_pixels:
-                s = (max_pixels / size) ** 0.5
-                img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-    else:
-        img = cv2.imdecode(arr, _reduce_flag(buf, max_pixels))
-    if img is None and kind:
-        raise DataError(f"{name}: {kind} data is truncated or corrupt ({len(buf)} bytes); re-export the file or remove it")
+        img = None if img is None else _png_to_bgr(img)
+    else:  # JPEG is reduced in the decoder; other formats are decoded as 8-bit colour, then reduced
+        img = cv2.imdecode(arr, _reduce_flag(w * h, max_pixels))
     if img is None:
-        raise DataError(f"{name}: not a decodable image ({len(buf)} bytes; expected JPEG or PNG)")
+        raise DataError(f"{name}: {kind} data is truncated or corrupt ({len(buf)} bytes); re-export the file or remove it")
     if kind == "JPEG" and b"\xff\xd9" not in buf[buf.rfind(b"\xff\xda"):]:  # OpenCV 4 fills a cut-off JPEG with grey
         raise DataError(f"{name}: JPEG is truncated (no end-of-image marker, {len(buf)} bytes); re-export the file or remove it")
     if min(img.shape[:2]) < MIN_SIDE:
@@ -161,16 +224,61 @@ def decode_image(buf: bytes, name: str, max_pixels: int | None = MAX_PIXELS) -> 
     return img
 
 
+def decode_photo(buf: bytes, name: str) -> tuple[np.ndarray, tuple[float, float]]:
+    """``decode_image`` for a photo whose annotation is in its own pixels: the image (reduced when it is over
+    ``MAX_PIXELS``) and the (x, y) scale from the photo's pixels to the image's."""
+    img = decode_image(buf, name)
+    w, h = header_size(buf, image_kind(buf)) or (img.shape[1], img.shape[0])
+    return img, (img.shape[1] / w, img.shape[0] / h)
+
+
+def too_large(name: str, size: int, max_bytes: int, declared: bool = False) -> DataError:
+    return DataError(f"{name}: {size / 2**20:.1f} MB{' (its declared size in the zip)' if declared else ''}, over "
+                     f"the {max_bytes / 2**20:g} MB cap (data.max_file_mb); a plate crop or photo is far smaller. "
+                     "Raise data.max_file_mb if it is a real image, or remove it")
+
+
+def read_file(path: Path, max_bytes: int, name: str | None = None) -> bytes:
+    """A file's bytes, refused (``DataError``) when it is larger than ``max_bytes``: by its size on disk before
+    reading, and by what a read gives (a file that grows, a device)."""
+    name = name or str(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise too_large(name, size, max_bytes)
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise DataError(f"{name}: cannot be read ({e.strerror or e})") from None
+    if len(data) > max_bytes:
+        raise too_large(name, len(data), max_bytes)
+    return data
+
+
+def inside(name: str) -> str | None:
+    """``name`` (from a data file) as a relative path that stays in its folder, backslashes read as separators;
+    None when it would leave the folder: absolute, on a drive, through ``..``, or holding a NUL."""
+    rel = name.replace("\\", "/")
+    if not rel or rel.startswith("/") or PureWindowsPath(name).drive or "\0" in rel or ".." in rel.split("/"):
+        return None
+    return rel
+
+
 def warn_case_clashes(names: list[str], where: str) -> list[list[str]]:
     """Groups of names that differ only in case. They are distinct files here and all are kept, but they
     collide when the data is copied to a case-insensitive file system (macOS, Windows): say so."""
-    groups: dict[str, list[str]] = {}
+    first: dict[str, str] = {}  # lower-case name → the first name seen (no set per name: a million names is fine)
+    groups: dict[str, set[str]] = {}
     for n in names:
-        groups.setdefault(n.lower(), []).append(n)
-    clashes = [g for g in groups.values() if len(g) > 1]
+        key = n.lower()
+        seen = first.setdefault(n if key == n else key, n)
+        if seen != n:
+            groups.setdefault(key, {seen}).add(n)
+    clashes = [sorted(g) for g in groups.values()]
     if clashes:
         log.warning("%s: %d group(s) of file names differ only in case (all kept; they would collide on a "
-                    "case-insensitive file system): %s", where, len(clashes), "; ".join(" / ".join(g) for g in clashes[:10]))
+                    "case-insensitive file system): %s", where, len(clashes),
+                    "; ".join(" / ".join(g[:5]) + (" …" if len(g) > 5 else "") for g in clashes[:10]))
     return clashes
 
 
@@ -179,10 +287,11 @@ class Source:
 
     kind = "source"
 
-    def __init__(self, path: str | os.PathLike, val_fraction: float = 0.15):
+    def __init__(self, path: str | os.PathLike, val_fraction: float = 0.15, max_file_mb: float = MAX_FILE_MB):
         self.path = Path(path)
         self.val_fraction = val_fraction
         self.resize: tuple[int, int] | None = None  # (width, height) every crop is resized to, when set
+        self.max_bytes = int(max_file_mb * 2**20)  # a file or zip member above this is a bad sample
         self._all: list[tuple[str, Record]] | None = None  # (split: train, val or test; record)
 
     def _scan(self) -> list[tuple[str, Record]]:
@@ -245,8 +354,8 @@ def _split_folder(parts: list[str]) -> str | None:
 class Dl1Zip(Source):
     kind = "dl1_zip"
 
-    def __init__(self, path: str | os.PathLike, val_fraction: float = 0.15):
-        super().__init__(path, val_fraction)
+    def __init__(self, path: str | os.PathLike, val_fraction: float = 0.15, max_file_mb: float = MAX_FILE_MB):
+        super().__init__(path, val_fraction, max_file_mb)
         if not self.path.exists():
             raise DataError(f"data path {self.path} does not exist; expected a CCPD2019-dl1 zip")
         if self.path.is_dir():
@@ -259,7 +368,10 @@ class Dl1Zip(Source):
 
     def _handle(self) -> zipfile.ZipFile:
         if self._zip is None:
-            self._zip = zipfile.ZipFile(self.path)
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+                raise DataError(f"{self.path}: its table of contents cannot be read ({e}); the zip is damaged") from None
         return self._zip
 
     def _scan(self) -> list[tuple[str, Record]]:
@@ -274,12 +386,25 @@ class Dl1Zip(Source):
         return out
 
     def _read(self, name: str) -> bytes:
+        """The member's bytes; its declared size is checked first, then at most that many are inflated (a
+        member that would inflate further fails its CRC check)."""
         if not self._names:
             self.scanned()
         try:
-            return self._handle().read(self._names.get(name, name))
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:  # a damaged member, a CRC mismatch
+            info = self._handle().getinfo(self._names.get(name, name))
+        except KeyError:
+            raise DataError(f"{self.path}:{name}: not in the zip") from None
+        if info.file_size > self.max_bytes:
+            raise too_large(f"{self.path}:{name}", info.file_size, self.max_bytes, declared=True)
+        try:  # read(n), not read(): zipfile would inflate up to 2 GiB in one step before cutting to the declared size
+            with self._handle().open(info) as f:
+                data = f.read(self.max_bytes + 1)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, lzma.LZMAError, RuntimeError,
+                NotImplementedError, ValueError) as e:  # a damaged, encrypted or foreign-compressed member, a CRC mismatch
             raise DataError(f"{self.path}:{name}: cannot be read from the zip ({e}); the zip may be damaged") from None
+        if len(data) > self.max_bytes:
+            raise too_large(f"{self.path}:{name}", len(data), self.max_bytes)
+        return data
 
     def _content(self) -> str:
         h = hashlib.sha1()
@@ -310,27 +435,62 @@ class CropFolder(Source):
                 out.append(self._placed(rel, _labelled(rel, label_from_filename(rel))))
         return out
 
+    def _labels_text(self, csv_path: Path) -> str:
+        raw = read_file(csv_path, self.max_bytes)
+        for encoding in LABEL_ENCODINGS:
+            try:
+                return raw.decode(encoding).removeprefix("\ufeff")
+            except UnicodeDecodeError:
+                continue
+        hint = " (it starts with a UTF-16 byte-order mark)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise DataError(f"{csv_path}: cannot be read as UTF-8, UTF-8 with BOM, or GB18030/GBK{hint}; "
+                        "save it in one of those (UTF-8 is best)")
+
+    def _row(self, csv_path: Path, line: int, row: dict, lines: dict[str, int]) -> Record:
+        """One labels.csv row as a record; a file that is missing or listed twice is a bad sample, a name that
+        leads outside the folder an error."""
+        raw = (row["file"] or "").strip()
+        if not raw:
+            raise DataError(f"{csv_path}:{line}: empty file name")
+        rel = inside(raw)
+        if rel is None:
+            raise DataError(f"{csv_path}:{line}: file name {raw!r} leads outside {self.path}; labels.csv names "
+                            "files inside its own folder, e.g. train/0001.jpg")
+        if rel in lines:
+            return Record(rel, "", error=f"listed twice in labels.csv (lines {lines[rel]} and {line})")
+        lines[rel] = line
+        if not (self.path / rel).is_file():
+            return Record(rel, "", error=f"listed in labels.csv (line {line}) but missing")
+        return _labelled(rel, (row["label"] or "").strip())
+
     def _scan_csv(self, csv_path: Path) -> list[tuple[str, Record]]:
-        out = []
-        with csv_path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
+        out: list[tuple[str, Record]] = []
+        bad: list[Record] = []  # a file of mostly bad rows is refused as it is read, before it can fill memory
+        lines: dict[str, int] = {}  # file → the line that lists it
+        reader = csv.DictReader(io.StringIO(self._labels_text(csv_path), newline=""))
+        try:
             if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
                 raise DataError(f"{csv_path}: expected a header with columns file,label, got {reader.fieldnames}")
-            for line, row in enumerate(reader, start=2):
-                rel = (row["file"] or "").strip()
-                if not rel:
-                    raise DataError(f"{csv_path}:{line}: empty file name")
-                out.append(self._placed(rel, _labelled(rel, (row["label"] or "").strip())))
+            for row in reader:
+                rec = self._row(csv_path, reader.line_num, row, lines)
+                if rec.error:
+                    bad.append(rec)
+                    if len(bad) > MAX_BAD_ROWS and 2 * len(bad) > len(out):
+                        raise DataError(f"{csv_path}: {len(bad)} of its first {len(out) + 1} rows name no usable "
+                                        f"sample ({bad[0].name}: {bad[0].error}); it is not a label list of this folder")
+                out.append(self._placed(rec.name, rec))
+        except csv.Error as e:
+            raise DataError(f"{csv_path}:{reader.line_num}: not a readable CSV row ({e})") from None
         return out
 
     def _read(self, name: str) -> bytes:
-        p = self.path / name
+        rel = inside(name)
+        if rel is None:
+            raise DataError(f"{self.path}: {name!r} leads outside the folder; refused")
+        p = self.path / rel
         if not p.is_file():
             raise DataError(f"{p}: listed but missing")
-        try:
-            return p.read_bytes()
-        except OSError as e:
-            raise DataError(f"{p}: cannot be read ({e.strerror})") from None
+        return read_file(p, self.max_bytes)
 
     def _content(self) -> str:
         h = hashlib.sha1()
@@ -376,15 +536,19 @@ def rectify(photo: np.ndarray, corners: np.ndarray, height: int = 70, width: int
     return cv2.warpPerspective(photo, m, (width, height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
 
 
-def cut_ccpd(photo: np.ndarray, name: str, crop: str = "corners") -> np.ndarray:
+def cut_ccpd(photo: np.ndarray, name: str, crop: str = "corners", scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
     """The plate of the CCPD photo ``name``: warped upright from its four corners to 220×70 (``corners``), or
     cut by its axis-aligned bounding box as CCPD2019-dl1 made its crops (``bbox``: tilted plates stay tilted,
-    and the box may clip a character's edge)."""
+    and the box may clip a character's edge). ``scale``: (x, y) from the annotation's pixels to ``photo``'s,
+    for a photo decoded reduced."""
     if crop == "corners":
-        return rectify(photo, parse_ccpd_name(name)[1])
+        corners = parse_ccpd_name(name)[1]
+        return rectify(photo, corners if scale == (1.0, 1.0) else corners * np.float32(scale))
     if crop != "bbox":
         raise DataError(f"CCPD crop mode {crop!r} (data.ccpd_crop) is not one of {CROP_MODES}")
     x1, y1, x2, y2 = ccpd_bbox(name)
+    if scale != (1.0, 1.0):
+        x1, x2, y1, y2 = round(x1 * scale[0]), round(x2 * scale[0]), round(y1 * scale[1]), round(y2 * scale[1])
     h, w = photo.shape[:2]
     x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
     if x2 - x1 < MIN_SIDE or y2 - y1 < MIN_SIDE:
@@ -401,8 +565,9 @@ class CcpdPhotos(CropFolder):
 
     kind = "ccpd_photos"
 
-    def __init__(self, path: str | os.PathLike, val_fraction: float = 0.15, crop: str = "corners"):
-        super().__init__(path, val_fraction)
+    def __init__(self, path: str | os.PathLike, val_fraction: float = 0.15, crop: str = "corners",
+                 max_file_mb: float = MAX_FILE_MB):
+        super().__init__(path, val_fraction, max_file_mb)
         if crop not in CROP_MODES:
             raise DataError(f"CCPD crop mode {crop!r} (data.ccpd_crop) is not one of {CROP_MODES}")
         self.crop = crop
@@ -423,9 +588,9 @@ class CcpdPhotos(CropFolder):
         return out
 
     def _load(self, record: Record) -> np.ndarray:
-        # full resolution: the corners are in the photo's own pixels
-        photo = decode_image(self._read(record.name), f"{self.path}:{record.name}", max_pixels=None)
-        return cut_ccpd(photo, record.name, self.crop)
+        # the corners are in the photo's own pixels: scaled along when a huge photo is decoded reduced
+        photo, scale = decode_photo(self._read(record.name), f"{self.path}:{record.name}")
+        return cut_ccpd(photo, record.name, self.crop, scale)
 
     def variant(self) -> str:
         return ",".join(v for v in (f"crop={self.crop}", super().variant()) if v)
@@ -434,14 +599,17 @@ class CcpdPhotos(CropFolder):
         return f"CcpdPhotos({str(self.path)!r}, crop={self.crop!r})"
 
 
-def load_image_file(path: str | os.PathLike, ccpd_crop: str = "corners") -> np.ndarray:
+def load_image_file(path: str | os.PathLike, ccpd_crop: str = "corners", max_file_mb: float = MAX_FILE_MB) -> np.ndarray:
     """An image file as a plate crop: CCPD photos (annotated file names) are cut out by ``cut_ccpd``."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"image {p} not found")
     ccpd = bool(CCPD_NAME.match(p.stem))
-    img = decode_image(p.read_bytes(), str(p), max_pixels=None if ccpd else MAX_PIXELS)
-    return cut_ccpd(img, p.name, ccpd_crop) if ccpd else img
+    buf = read_file(p, int(max_file_mb * 2**20))
+    if not ccpd:
+        return decode_image(buf, str(p))
+    photo, scale = decode_photo(buf, str(p))
+    return cut_ccpd(photo, p.name, ccpd_crop, scale)
 
 
 def looks_like_ccpd(folder: Path) -> bool:
@@ -452,10 +620,11 @@ def looks_like_ccpd(folder: Path) -> bool:
 
 
 def open_source(path: str | os.PathLike, val_fraction: float = 0.15, ccpd_crop: str = "corners",
-                resize: Sequence[int] | None = None) -> Source:
+                max_file_mb: float = MAX_FILE_MB, resize: Sequence[int] | None = None) -> Source:
     """A dl1 zip, a CCPD2019 photo folder or a crops folder, by what ``path`` is; ``ccpd_crop`` says how a
-    CCPD2019 photo becomes a crop (``cut_ccpd``), ``resize`` (width, height) the size every crop is brought to."""
-    source = _open(path, val_fraction, ccpd_crop)
+    CCPD2019 photo becomes a crop (``cut_ccpd``); a file above ``max_file_mb`` is a bad sample; ``resize``
+    (width, height) is the size every crop is brought to."""
+    source = _open(path, val_fraction, ccpd_crop, max_file_mb)
     if resize is not None:
         if len(resize) != 2 or min(resize) < MIN_SIDE:
             raise DataError(f"crop size {list(resize)} (data.resize_crops) must be [width, height], each at least {MIN_SIDE}")
@@ -463,7 +632,7 @@ def open_source(path: str | os.PathLike, val_fraction: float = 0.15, ccpd_crop: 
     return source
 
 
-def _open(path: str | os.PathLike, val_fraction: float, ccpd_crop: str) -> Source:
+def _open(path: str | os.PathLike, val_fraction: float, ccpd_crop: str, max_file_mb: float) -> Source:
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"data path {p} does not exist; expected a CCPD2019-dl1 zip, a crops folder "
@@ -471,10 +640,10 @@ def _open(path: str | os.PathLike, val_fraction: float, ccpd_crop: str) -> Sourc
     if p.is_file():
         if p.suffix.lower() != ".zip":
             raise DataError(f"{p} is a file but not a .zip; expected a CCPD2019-dl1 zip or a folder")
-        return Dl1Zip(p, val_fraction)
+        return Dl1Zip(p, val_fraction, max_file_mb)
     if p.suffix.lower() == ".zip":
         raise DataError(f"{p} is a directory, expected a zip file (a CCPD2019-dl1 zip); "
                         "name the zip itself, or rename the folder (no .zip) if it holds crops")
     if looks_like_ccpd(p):
-        return CcpdPhotos(p, val_fraction, ccpd_crop)
-    return CropFolder(p, val_fraction)
+        return CcpdPhotos(p, val_fraction, ccpd_crop, max_file_mb)
+    return CropFolder(p, val_fraction, max_file_mb)

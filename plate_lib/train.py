@@ -27,18 +27,25 @@ import torch.nn.functional as F
 
 from . import metrics
 from .augment import augment_batch
-from .config import Config, ConfigError
-from .dataset import PlateBatches, SplitData, batch_loader, load_training_set, load_validation_set
-from .inference import (
+from .checkpoints import (
     CheckpointError,
     check_fits,
-    decode_logits,
     load_weights,
     model_spec,
-    pick_device,
     read_checkpoint,
     save_checkpoint,
 )
+from .config import Config, ConfigError
+from .dataset import (
+    PlateBatches,
+    SplitData,
+    batch_loader,
+    load_training_set,
+    load_validation_set,
+    require_plates,
+    resolve_source,
+)
+from .inference import decode_logits, pick_device
 from .models import build_model, count_params
 from .runs import (
     METRIC_FIELDS,
@@ -184,16 +191,23 @@ def checkpoint_steps(every: int | None) -> int | None:
 
 
 def rng_states(device: torch.device) -> dict:
-    return {"torch_rng": torch.get_rng_state(), "py_rng": random.getstate(), "np_rng": np.random.get_state(),
+    """Every generator's state as data (tensors, lists, numbers), so that a checkpoint holding it loads with
+    ``weights_only=True``: NumPy's key array becomes a list of ints, Python's state is a tuple of ints already."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch_rng": torch.get_rng_state(), "py_rng": random.getstate(),
+            "np_rng": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
             "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
 
 
 def set_rng_states(ck: dict) -> None:
+    """Restore ``rng_states`` (or an older checkpoint's, whose NumPy keys were an array)."""
     torch.set_rng_state(ck["torch_rng"])
     if ck.get("py_rng") is not None:
-        random.setstate(ck["py_rng"])
+        version, internal, gauss = ck["py_rng"]
+        random.setstate((version, tuple(internal), gauss))
     if ck.get("np_rng") is not None:
-        np.random.set_state(ck["np_rng"])
+        kind, keys, pos, has_gauss, gauss = ck["np_rng"]
+        np.random.set_state((kind, np.asarray(keys, np.uint32), pos, has_gauss, gauss))
     if ck.get("cuda_rng") is not None and torch.cuda.device_count() == len(ck["cuda_rng"]):
         torch.cuda.set_rng_state_all(ck["cuda_rng"])
 
@@ -244,11 +258,8 @@ def train_epoch(net, opt, scaler, batches: Iterable[dict], n_batches: int, cfg: 
 def _training_data(cfg: Config) -> tuple[SplitData, torch.Tensor | None, SplitData]:
     """The training set (and its draw weights) and the validation split; an empty one is a ``DataError``."""
     (train, draw_weights), val = load_training_set(cfg), load_validation_set(cfg)
-    skipped = f", {len(train.skipped)} bad sample(s) skipped" if train.skipped else ""
-    if len(train) == 0:
-        raise DataError(f"the train split of {train.source} is empty: no usable plates under train/ ({len(val)} held "
-                        f"out for validation{skipped}). Put plate crops under train/ (named <id>-<plate>.jpg, or "
-                        "listed in labels.csv), or point data.source at another source")
+    require_plates(train, resolve_source(cfg), f"{len(val)} plate(s) are held out for validation. Put plate crops "
+                   "under train/ (named <id>-<plate>.jpg, or listed in labels.csv), or point data.source at another source")
     if len(val) == 0:
         raise DataError(f"the val split of {val.source} is empty: data.val_fraction={cfg.data.val_fraction} of its "
                         f"{len(train)} training plates gave none. Add plates under train/ or raise data.val_fraction")

@@ -71,3 +71,23 @@ def test_config_is_frozen():
     cfg = config.load(None)
     with pytest.raises(ValidationError, match="frozen"):
         cfg.training.epochs = 5
+
+
+@pytest.mark.parametrize("name", ["../../somewhere", "a/b", "a\\b", "/abs", "..", ".", "", " spaced", "C:x", "a\0b"])
+def test_run_name_is_a_plain_folder_name(name):
+    with pytest.raises(ConfigError, match=r"run\.name value error, expected a plain name for the run folder inside "
+                                          r"training\.out_dir \(no / \\ or :, not \. or \.\.") as e:
+        config.load(None, {"run.name": name})
+    assert repr(name) in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["default", "model-finetune", "acc-small_crnn-s1", "试验.2"])
+def test_plain_run_names_are_accepted(name):
+    assert config.load(None, {"run.name": name}).run.name == name
+
+
+def test_data_max_file_mb_is_a_positive_number_of_megabytes():
+    assert config.load(None).data.max_file_mb == 16
+    assert config.load(None, ["data.max_file_mb=0.5"]).data.max_file_mb == 0.5
+    with pytest.raises(ConfigError, match=r"data\.max_file_mb .*greater than 0"):
+        config.load(None, ["data.max_file_mb=0"])

@@ -1,4 +1,8 @@
-"""Dataset: letterboxing, the decoded cache (reused, rebuilt on change), bad samples, batches."""
+"""Dataset: letterboxing, the decoded cache (reused, rebuilt on change, never half-written on a full disk), bad
+samples, empty splits, batches."""
+
+import errno
+import zipfile
 
 import numpy as np
 import pytest
@@ -6,7 +10,15 @@ import torch
 from conftest import plate_jpeg, write_dl1_zip
 
 from plate_lib.config import PreprocessConfig
-from plate_lib.dataset import PlateBatches, batch_loader, letterbox, load_split
+from plate_lib.dataset import (
+    DiskFullError,
+    PlateBatches,
+    atomic_write,
+    batch_loader,
+    letterbox,
+    load_split,
+    require_plates,
+)
 from plate_lib.sources import DataError, Dl1Zip, open_source
 
 PRE = PreprocessConfig(height=48, width=144, grayscale=True)
@@ -154,3 +166,106 @@ def test_the_synthetic_zip_is_regenerated_when_the_synth_settings_change(tmp_pat
     assert zpath.stat().st_mtime_ns == stamp
     again = resolve_source(load(None, {**small, "synth.n_train": 30}))
     assert len(again.records("all")) == 35  # not the stale 25-plate zip
+
+
+# --- a full disk ------------------------------------------------------------------------------------------------
+
+
+def _full(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_atomic_write_on_a_full_disk_names_the_file_and_size_and_keeps_the_old_file(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("old\n")
+
+    def write(tmp):
+        tmp.write_bytes(b"x" * 3000)  # some of it reaches the disk, then it is full
+        _full()
+
+    with pytest.raises(DiskFullError) as e:
+        atomic_write(path, write, nbytes=2_500_000)
+    says = str(e.value)
+    assert says.startswith(f"{path}: no space left on the device") and "2.4 MB" in says
+    assert "the previous metrics.csv is untouched" in says
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+    with pytest.raises(DiskFullError, match=r"2\.9 KB written when it filled; no new\.csv was written"):
+        atomic_write(tmp_path / "new.csv", write)
+    with pytest.raises(PermissionError):  # other errors pass through as they are
+        atomic_write(tmp_path / "x", lambda tmp: (_ for _ in ()).throw(PermissionError(errno.EACCES, "denied")))
+
+
+def test_a_full_disk_while_writing_the_cache_leaves_the_old_cache_and_no_half_cache(tmp_path, monkeypatch):
+    import plate_lib.dataset as dataset
+
+    path = write_dl1_zip(tmp_path / "d.zip", {"train": ["皖A00000", "苏A11111"] * 3, "test": ["沪B22222"]})
+    cache = tmp_path / "cache"
+    load_split(Dl1Zip(path), "test", PRE, cache, workers=1)
+    before = {p.name: p.read_bytes() for p in cache.iterdir()}
+    monkeypatch.setattr(dataset, "_save_npy", lambda p, images: (p.write_bytes(b"\x93NUMPY"), _full()))
+    with pytest.raises(DiskFullError, match=r"train-\w+\.npy: no space left .* no train-\w+\.npy was written"):
+        load_split(Dl1Zip(path), "train", PRE, cache, workers=1)
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == before  # the test cache as it was, nothing else
+    monkeypatch.undo()
+    assert len(load_split(Dl1Zip(path), "train", PRE, cache, workers=1)) > 0  # room again: built as usual
+
+
+# --- empty data ---------------------------------------------------------------------------------------------------
+
+
+def _empty(data_path, split="test", skip_bad=False, split_option=True):
+    src = open_source(data_path)
+    data = load_split(src, split, PRE, skip_bad=skip_bad, workers=1)
+    with pytest.raises(DataError) as e:
+        require_plates(data, src, "FIX.", split_option=split_option)
+    return str(e.value)
+
+
+def test_an_empty_split_is_an_error_naming_the_source_the_split_and_what_was_found(tmp_path):
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as zf:
+        zf.writestr("readme.txt", "no plates here")
+    says = _empty(tmp_path / "empty.zip")
+    assert says.startswith(f"the test split of {tmp_path / 'empty.zip'} is empty: no image files") and says.endswith("FIX.")
+
+    only_train = write_dl1_zip(tmp_path / "train-only.zip", {"train": ["皖A00000", "苏A11111"]})
+    says = _empty(only_train)
+    assert "2 image file(s) in the source, 0 of them in this split" in says and "`--split all` reads all 2" in says
+    assert "--split" not in _empty(only_train, split_option=False)
+
+    files = {f"test/{i}-皖A1234{i}.jpg": b"" for i in range(3)}  # every one of them a bad sample
+    folder = tmp_path / "crops"
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    says = _empty(folder, skip_bad=True)
+    assert "3 image file(s) in the source, 3 of them in this split, 3 rejected as bad samples (first: " in says
+    assert "empty file" in says
+
+
+def test_a_flat_crop_folder_with_an_empty_test_split_suggests_split_all(tmp_path):
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for text in ("皖A00001", "皖A00002"):  # both land outside the test split (by the hash of their text)
+        (folder / f"{text}.jpg").write_bytes(plate_jpeg(text))
+    assert not open_source(folder).records("test")
+    assert "`--split all` reads all 2 (a folder of crops without train/ and test/ is split by a hash" in _empty(folder)
+
+
+def test_decoding_in_worker_processes_after_rendering_in_this_one_does_not_hang(tmp_path):
+    # OpenCV threads that ran in the parent (synthetic plates drawn in-process with synth.workers=1) used to
+    # deadlock forked decoding workers; they now start fresh (forkserver)
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "from plate_lib.config import PreprocessConfig\n"
+        "from plate_lib.dataset import load_split\n"
+        "from plate_lib.sources import open_source\n"
+        "from plate_lib.synth import SynthConfig, generate_zip\n"
+        "if __name__ == '__main__':\n"
+        f"    z = generate_zip({str(tmp_path / 's.zip')!r}, SynthConfig(n_train=300, n_test=4, workers=1), progress=False)\n"
+        "    print(len(load_split(open_source(z), 'train', PreprocessConfig(), None, workers=2)))\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip()) > 200

@@ -45,8 +45,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
             assert a[key] == b[key], key
         for key in ["train_loss", "val_loss"]:
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4), key
-    w1 = torch.load(one / "last.pt", weights_only=False)["model"]
-    w2 = torch.load(two / "last.pt", weights_only=False)["model"]
+    w1 = torch.load(one / "last.pt", weights_only=True)["model"]
+    w2 = torch.load(two / "last.pt", weights_only=True)["model"]
     for k in w1:
         # equal up to float summation order (gradients are summed in another order across processes)
         assert torch.allclose(w1[k], w2[k], atol=1e-4), f"{k} differs by {(w1[k] - w2[k]).abs().max():.2e}"

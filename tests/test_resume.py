@@ -131,8 +131,8 @@ def test_killed_mid_epoch_then_resumed_reaches_the_same_weights_and_metrics(tmp_
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    ck = torch.load(run / "resume.pt", weights_only=False)
-    per_epoch = torch.load(run / "last.pt", weights_only=False)["step"]  # last.pt: the end of epoch 1
+    ck = torch.load(run / "resume.pt", weights_only=True)
+    per_epoch = torch.load(run / "last.pt", weights_only=True)["step"]  # last.pt: the end of epoch 1
     assert ck["epoch"] == 1 and 0 < ck["batch"] < per_epoch, f"killed at epoch 2, batch {ck['batch']}: not mid-epoch"
     assert not (run / "summary.json").exists() and len((run / "metrics.csv").read_text().splitlines()) == 2
 
@@ -141,8 +141,8 @@ def test_killed_mid_epoch_then_resumed_reaches_the_same_weights_and_metrics(tmp_
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed {Path('runs/cut/resume.pt')} at epoch 2, batch {ck['batch']}" in resumed.stderr
 
-    a = torch.load(tmp_path / "runs/unbroken/last.pt", weights_only=False)
-    b = torch.load(run / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "runs/unbroken/last.pt", weights_only=True)
+    b = torch.load(run / "last.pt", weights_only=True)
     assert a["step"] == b["step"] > ck["step"]
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), f"{k} differs by {(a['model'][k] - b['model'][k]).abs().max():.2e}"
@@ -157,4 +157,28 @@ def test_best_pt_is_the_most_accurate_epoch_and_on_a_tie_the_one_with_lower_vali
     rows = [dict(zip(METRIC_FIELDS, line.split(","), strict=True))
             for line in (run / "metrics.csv").read_text().splitlines()[1:]]
     expected = max(rows, key=lambda r: (float(r["val_word_acc"]), -float(r["val_loss"])))
-    assert torch.load(run / "best.pt", weights_only=False)["epoch"] + 1 == int(expected["epoch"])
+    assert torch.load(run / "best.pt", weights_only=True)["epoch"] + 1 == int(expected["epoch"])
+
+
+def test_a_finished_run_from_before_a_config_key_existed_is_still_reused(tmp_path, tiny_zip):
+    import json
+
+    import yaml
+
+    from plate_lib.runs import config_text, run_inputs
+
+    cfg = small_cfg(tmp_path, tiny_zip)
+    run = tmp_path / "runs" / "default"
+    run.mkdir(parents=True)
+    stored = yaml.safe_load(config_text(cfg))
+    del stored["data"]["max_file_mb"]  # written by a plate_lib without the key, which is at its default now
+    (run / "config.yaml").write_text(yaml.safe_dump(stored, allow_unicode=True), "utf-8")
+    (run / "summary.json").write_text(json.dumps(run_inputs(cfg)), "utf-8")
+    for name in ("best.pt", "last.pt", "metrics.csv"):
+        (run / name).write_bytes(b"")
+    assert finished_run_differs(cfg, run) is None
+    other = small_cfg(tmp_path, tiny_zip, **{"data.max_file_mb": 1})
+    assert finished_run_differs(other, run) == "the config differs (data.max_file_mb)"
+    stored["data"]["retired_key"] = 1  # a key this plate_lib no longer knows: the run differs
+    (run / "config.yaml").write_text(yaml.safe_dump(stored, allow_unicode=True), "utf-8")
+    assert finished_run_differs(cfg, run).startswith("the config differs")

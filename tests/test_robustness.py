@@ -1,19 +1,25 @@
 """Bad input explains itself: bad images and labels in a zip or a folder fail naming the file, or with
 skip_bad are counted and listed; bad paths, config, models and checkpoints exit 2 with one paragraph from the
-CLI and no traceback (``--debug`` shows it); a cache cut short is rebuilt, never half-read.
+CLI and no traceback (``--debug`` shows it); a cache cut short is rebuilt, never half-read. Hostile input is
+refused the same way, and read in bounded memory: a checkpoint whose pickle would run code, a zip bomb, an
+image over the pixel cap, a run.name or labels.csv entry that leads out of its folder, an empty split.
 
 Cases covered elsewhere: a zero-byte file, a text file named .jpg and a label of the wrong length in a folder
 (test_dataset), a label of the wrong length in a zip (test_sources), an unknown key, a wrong type and a
 negative learning rate as ``ConfigError`` (test_config), a missing data path and a negative learning rate
-through the CLI (test_cli), a model the checkpoint does not fit through the CLI (test_cli, fine-tuning)."""
+through the CLI (test_cli), a model the checkpoint does not fit through the CLI (test_cli, fine-tuning); checkpoints
+as data (test_checkpoints), a full disk (test_checkpoints, test_dataset), labels.csv encodings and names, file
+sizes and pixel caps in detail (test_sources)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import cv2
@@ -22,9 +28,9 @@ import pytest
 import torch
 from conftest import LegacyZipInfo, plate_jpeg, write_dl1_zip
 
+from plate_lib.checkpoints import CheckpointError, model_spec, read_checkpoint, save_checkpoint
 from plate_lib.config import PreprocessConfig, load
 from plate_lib.dataset import load_split
-from plate_lib.inference import CheckpointError, model_spec, read_checkpoint, save_checkpoint
 from plate_lib.models import build_model
 from plate_lib.plates import SYMBOLS
 from plate_lib.sources import DataError, decode_image, open_source
@@ -177,7 +183,7 @@ def small_checkpoint(path: Path, *overrides: str, **extra) -> Path:
 
 def _other_symbols(tmp: Path) -> Path:
     path = small_checkpoint(tmp / "other.pt")
-    ck = torch.load(path, weights_only=False)
+    ck = torch.load(path, weights_only=True)
     ck["alphabet"]["symbols"] = SYMBOLS[:-1] + ["-"]
     torch.save(ck, path)
     return path
@@ -198,6 +204,42 @@ def _empty_train(tmp: Path) -> None:
     (tmp / "crops" / "test").mkdir()
     (tmp / "crops" / "test" / "1-皖A12345.jpg").write_bytes(GOOD)
 
+
+class _RunsCode:
+    """Unpickling this creates the folder ``it-ran`` (a harmless stand-in for ``os.system``)."""
+
+    def __reduce__(self):
+        return os.mkdir, ("it-ran",)
+
+
+def _code_checkpoint(tmp: Path) -> None:
+    torch.save({"format": "plate_lib/1", "model": {}, "x": _RunsCode()}, tmp / "evil.pt")
+
+
+def _crops(tmp: Path, files: dict[str, bytes], labels: bytes | None = None) -> None:
+    for name, data in files.items():
+        (tmp / "crops" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / "crops" / name).write_bytes(data)
+    if labels is not None:
+        (tmp / "crops" / "labels.csv").write_bytes(labels)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    ihdr = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + ihdr + zlib.crc32(ihdr).to_bytes(4, "big") + bytes(100)
+
+
+def _bomb(tmp: Path) -> None:
+    with zipfile.ZipFile(tmp / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("CCPD2019-dl1/test/0-皖A12345.jpg", bytes(17 * 2**20))  # 17 MB of zeros in 17 KB
+
+
+def _empty_zip(tmp: Path) -> None:
+    with zipfile.ZipFile(tmp / "empty.zip", "w") as zf:
+        zf.writestr("readme.txt", "no plates")
+
+
+EVAL = ["evaluate", "--device", "cpu", "--data"]
 
 CLI_CASES = {  # id: (set-up, arguments, what stderr must say)
     "missing data path": (None, ["train", *TINY, "--set", "data.source=missing.zip"], ["missing.zip does not exist"]),
@@ -232,6 +274,26 @@ CLI_CASES = {  # id: (set-up, arguments, what stderr must say)
                            ["the train split of crops is empty", "under train/"]),
     "a CUDA device on a machine without one": (None, ["train", *TINY, "--set", "run.device=cuda"],
                                                ["no CUDA device answers"]),
+    "checkpoint whose pickle would run code": (_code_checkpoint, ["predict", "--checkpoint", "evil.pt", "crop.jpg"],
+                                               ["evil.pt is refused", f"({os.mkdir.__module__}.mkdir)",
+                                                "plate convert-checkpoint evil.pt NEW.pt"]),
+    "run.name that leads out of runs/": (None, ["train", *TINY, "--set", "run.name=../../somewhere"],
+                                         ["run.name value error, expected a plain name", "'../../somewhere'"]),
+    "zip member declared over the size cap": (_bomb, [*EVAL, "bomb.zip"],
+                                              ["0-皖A12345.jpg: 17.0 MB (its declared size in the zip), over the 16 MB "
+                                               "cap (data.max_file_mb)"]),
+    "image over the pixel cap": (lambda t: _crops(t, {"test/1-皖A12345.png": _png_header(20000, 20000)}),
+                                 [*EVAL, "crops"], ["1-皖A12345.png: PNG header says 20000×20000 pixels"]),
+    "labels.csv naming a file outside its folder": (
+        lambda t: _crops(t, {"a.jpg": GOOD}, "file,label\na.jpg,皖A12345\n../../etc/passwd,皖A12346\n".encode()),
+        [*EVAL, "crops", "--split", "all"], ["labels.csv:3: file name '../../etc/passwd' leads outside"]),
+    "labels.csv in UTF-16": (lambda t: _crops(t, {"a.jpg": GOOD}, "file,label\na.jpg,皖A12345\n".encode("utf-16")),
+                             [*EVAL, "crops"], ["labels.csv: cannot be read as UTF-8, UTF-8 with BOM, or GB18030/GBK"]),
+    "evaluate a zip without images": (_empty_zip, [*EVAL, "empty.zip"],
+                                      ["the test split of empty.zip is empty: no image files (.jpg, .jpeg, .png, .bmp)"]),
+    "evaluate a split with no plates": (lambda t: write_dl1_zip(t / "train.zip", {"train": ["皖A12345", "苏B88888"]}),
+                                        [*EVAL, "train.zip"], ["the test split of train.zip is empty: 2 image file(s)",
+                                                               "`--split all` reads all 2"]),
 }
 
 
@@ -250,6 +312,7 @@ def test_cli_reports_user_errors_in_one_paragraph_without_traceback(tmp_path, ca
     for text in says:
         assert text in error, f"{text!r} not in:\n{error}"
     assert error.rstrip().endswith("(run with --debug for the traceback)")
+    assert not (tmp_path / "it-ran").exists(), "a checkpoint's code ran"
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -288,3 +351,37 @@ def test_skip_bad_lists_skipped_samples_in_train_log_and_summary(tmp_path):
     for name in skipped:
         assert Path(name).name in log_text
     assert "2 bad sample(s) skipped" in log_text
+
+
+# --- hostile files: bounded memory ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_hostile_files_stay_under_1_gb_of_peak_memory(tmp_path):
+    """A 2 GiB zip bomb (declared honestly, or declared 1 KB), a valid 20000×20000 PNG and a progressive JPEG
+    whose header says 20000×20000, each read by ``load_split`` in its own process (``benchmarks/``)."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_hostile_memory.py"
+    cases = ["zip_bomb", "zip_liar", "huge_png", "huge_jpeg"]
+    proc = subprocess.run([sys.executable, str(bench), "--cases", *cases, "--out", str(tmp_path / "m.json")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
+    says = {"zip_bomb": "2048.0 MB (its declared size in the zip)", "zip_liar": "cannot be read from the zip",
+            "huge_png": "PNG header says 20000×20000", "huge_jpeg": "JPEG header says 20000×20000"}
+    for case in cases:
+        r = results[case]
+        assert r["plates"] == 0 and says[case] in r["skipped"][0], (case, r)
+        assert r["peak_rss_mb"] < 1024, f"{case}: peak RSS {r['peak_rss_mb']} MB"
+
+
+def test_the_report_refuses_an_empty_evaluation_set(tmp_path):
+    from plate_lib.analysis import evaluate_sets
+
+    write_dl1_zip(tmp_path / "d.zip", {"train": ["皖A12345"] * 2, "test": ["皖A54321"]})
+    _empty_zip(tmp_path)
+    ckpt = small_checkpoint(tmp_path / "m.pt")
+    cfg = load(None, {"data.source": str(tmp_path / "d.zip"), "data.eval_sets": [str(tmp_path / "empty.zip")],
+                      "data.cache_dir": str(tmp_path / "cache"), "model.hidden": 16})
+    with pytest.raises(DataError, match=r"the all split of .*empty\.zip is empty: no image files .* Point this "
+                                        r"data\.eval_sets entry at plate crops or CCPD2019 photos, or remove it"):
+        evaluate_sets(cfg, ckpt, "cpu")

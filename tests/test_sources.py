@@ -1,19 +1,26 @@
-"""Sources: the dl1 zip read in place, crop folders, CCPD photos, the deterministic validation split."""
+"""Sources: the dl1 zip read in place, crop folders, CCPD photos, the deterministic validation split; labels.csv
+in the encodings Chinese tools write, names that stay inside their folder, file sizes and pixels bounded before
+anything is read or decoded."""
 
 import zipfile
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 from conftest import CCPD_SAMPLE, needs_sample, plate_jpeg, write_dl1_zip
 
+from plate_lib.config import PreprocessConfig
 from plate_lib.sources import (
     CcpdPhotos,
     CropFolder,
     DataError,
     Dl1Zip,
+    Record,
     ccpd_bbox,
+    decode_image,
     in_val,
+    load_image_file,
     open_source,
     parse_ccpd_name,
 )
@@ -83,6 +90,7 @@ def test_a_flat_crop_folder_is_split_by_a_hash_of_the_plate_text(tmp_path):
         (folder / f"{i:04d}.jpg").write_bytes(b"")  # never decoded here
         rows.append(f"{i:04d}.jpg,{text}")
     rows.append("dup.jpg,苏E00007")  # a second image of one plate lands beside the first
+    (folder / "dup.jpg").write_bytes(b"")
     (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     src = CropFolder(folder)
     splits = {s: [r.text for r in src.records(s)] for s in ("train", "val", "test")}
@@ -147,3 +155,181 @@ def test_ccpd_sample_photos_are_read_and_rectified():
     assert crop.shape == (70, 220, 3)
     n = len(src.records("train")) + len(src.records("val")) + len(src.records("test"))
     assert n == 622
+
+
+# --- labels.csv: encodings and names ------------------------------------------------------------------------------
+
+
+def _labels(folder, text: str, encoding: str = "utf-8", files=("车牌1.jpg",)):
+    folder.mkdir(exist_ok=True)
+    for f in files:
+        (folder / f).parent.mkdir(parents=True, exist_ok=True)
+        (folder / f).write_bytes(plate_jpeg())
+    (folder / "labels.csv").write_bytes(text.encode(encoding))
+    return CropFolder(folder)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk", "gb18030"])
+def test_labels_csv_is_read_in_utf8_with_or_without_bom_and_in_gbk_or_gb18030(tmp_path, encoding):
+    src = _labels(tmp_path / "c", "file,label\r\n车牌1.jpg,苏E12345\r\n", encoding)
+    assert [(r.name, r.text, r.error) for r in src.records("all")] == [("车牌1.jpg", "苏E12345", "")]
+
+
+def test_labels_csv_in_another_encoding_names_the_file_and_the_encodings_tried(tmp_path):
+    src = _labels(tmp_path / "c", "file,label\n车牌1.jpg,苏E12345\n", "utf-16")
+    with pytest.raises(DataError) as e:
+        src.records("all")
+    assert str(e.value) == (f"{tmp_path / 'c' / 'labels.csv'}: cannot be read as UTF-8, UTF-8 with BOM, or "
+                            "GB18030/GBK (it starts with a UTF-16 byte-order mark); save it in one of those (UTF-8 is best)")
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "..\\..\\x.jpg", "C:\\x.jpg", "C:x.jpg",
+                                  "sub/../../x.jpg", "a\0.jpg"])
+def test_labels_csv_names_that_lead_outside_the_folder_are_refused_naming_the_file_and_line(tmp_path, name):
+    src = _labels(tmp_path / "c", f"file,label\n车牌1.jpg,苏E12345\n{name},苏E12346\n")
+    with pytest.raises(DataError, match=r"c/labels\.csv:3: file name .* leads outside .*c; labels\.csv names files inside"):
+        src.records("all")
+    with pytest.raises(DataError, match="leads outside the folder"):
+        src.load(Record(name, "苏E12346"))  # nor can a record made elsewhere reach outside
+
+
+def test_labels_csv_backslashes_are_folder_separators(tmp_path):
+    src = _labels(tmp_path / "c", "file,label\nsub\\a.jpg,苏E12345\n", files=("sub/a.jpg",))
+    rec = src.records("all")[0]
+    assert rec.name == "sub/a.jpg" and not rec.error and src.load(rec).shape == (40, 120, 3)
+
+
+def test_labels_csv_rows_naming_a_missing_or_twice_listed_file_are_bad_samples(tmp_path):
+    src = _labels(tmp_path / "c", "file,label\n车牌1.jpg,苏E12345\ngone.jpg,苏E12346\n车牌1.jpg,苏E12347\n")
+    errors = {r.name: r.error for r in src.records("all") if r.error}
+    assert errors == {"gone.jpg": "listed in labels.csv (line 3) but missing",
+                      "车牌1.jpg": "listed twice in labels.csv (lines 2 and 4)"}
+
+
+def test_a_labels_csv_of_mostly_unusable_rows_is_refused_while_it_is_read(tmp_path):
+    rows = "".join(f"{i}.jpg,苏E{i:05d}\n" for i in range(1200))  # none of these files exist
+    src = _labels(tmp_path / "c", "file,label\n车牌1.jpg,苏E12345\n" + rows)
+    with pytest.raises(DataError, match=r"1001 of its first 1002 rows name no usable sample \(0\.jpg: listed in "
+                                        r"labels\.csv \(line 3\) but missing\); it is not a label list of this folder"):
+        src.records("all")
+
+
+# --- bounded reading: file sizes -----------------------------------------------------------------------------------
+
+
+def _zip(path, members: dict[str, bytes]):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_a_zip_member_declared_over_the_cap_is_a_bad_sample_named_before_it_is_read(tmp_path, monkeypatch):
+    from plate_lib.config import load
+    from plate_lib.dataset import load_split, open_cfg_source
+
+    path = _zip(tmp_path / "bomb.zip", {"r/test/0-皖A12345.jpg": bytes(17 * 2**20), "r/test/1-苏E12345.jpg": plate_jpeg()})
+    src = open_source(path)
+    big = next(r for r in src.records("test") if r.text == "皖A12345")
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda *a, **k: pytest.fail("the member was read"))
+    with pytest.raises(DataError, match=r"bomb\.zip:r/test/0-皖A12345\.jpg: 17\.0 MB \(its declared size in the zip\), "
+                                        r"over the 16 MB cap \(data\.max_file_mb\)"):
+        src.load(big)
+    monkeypatch.undo()
+    data = load_split(src, "test", PreprocessConfig(), skip_bad=True, workers=1)
+    assert data.texts == ["苏E12345"] and "17.0 MB" in data.skipped[0][1]
+    cfg = load(None, {"data.max_file_mb": 18})  # the cap is a config key: under it, the member is read
+    data = load_split(open_cfg_source(cfg, path), "test", PreprocessConfig(), skip_bad=True, workers=1)
+    assert "not a decodable image (17825792 bytes" in data.skipped[0][1]
+
+
+def test_a_zip_member_that_inflates_past_its_declared_size_is_a_bad_sample(tmp_path):
+    raw = bytearray(_zip(tmp_path / "z.zip", {"r/test/0-皖A12345.jpg": bytes(4 * 2**20)}).read_bytes())
+    for sig, at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # declare 100 bytes in both headers
+        i = raw.index(sig)
+        raw[i + at:i + at + 4] = (100).to_bytes(4, "little")
+    (tmp_path / "liar.zip").write_bytes(raw)
+    src = open_source(tmp_path / "liar.zip")
+    with pytest.raises(DataError, match=r"liar\.zip:r/test/0-皖A12345\.jpg: cannot be read from the zip \(Bad CRC-32"):
+        src.load(src.records("test")[0])
+
+
+def test_a_crop_file_over_the_cap_is_a_bad_sample(tmp_path):
+    (tmp_path / "c" / "test").mkdir(parents=True)
+    (tmp_path / "c" / "test" / "1-皖A12345.png").write_bytes(bytes(2 * 2**20))
+    src = open_source(tmp_path / "c", max_file_mb=1)
+    with pytest.raises(DataError, match=r"1-皖A12345\.png: 2\.0 MB, over the 1 MB cap \(data\.max_file_mb\)"):
+        src.load(src.records("test")[0])
+
+
+def test_member_names_from_a_zip_never_become_paths(tmp_path):
+    from plate_lib.dataset import load_split
+
+    path = _zip(tmp_path / "d.zip", {"r/test/../../../../../escaped/0-皖A12345.jpg": plate_jpeg()})
+    data = load_split(open_source(path), "all", PreprocessConfig(), tmp_path / "cache", workers=1)
+    assert data.texts == ["皖A12345"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "cache", *sorted(f"cache/{p.name}" for p in (tmp_path / "cache").iterdir()), "d.zip"]
+
+
+# --- bounded reading: pixels, from the header ------------------------------------------------------------------------
+
+
+def _png_header(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b"")
+
+
+def _jpeg_frame(width: int, height: int, garbage: bool = False) -> bytes:
+    buf = bytearray(plate_jpeg())
+    sof = next(i for i in range(2, len(buf) - 1) if buf[i] == 0xFF and buf[i + 1] in (0xC0, 0xC2))
+    buf[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    if garbage:  # bytes that are not a marker, before the frame header: libjpeg skips them, so must the check
+        buf[sof:sof] = b"\x00\x11\x22"
+    return bytes(buf)
+
+
+def _bmp_header(width: int, height: int) -> bytes:
+    info = (40).to_bytes(4, "little") + width.to_bytes(4, "little") + height.to_bytes(4, "little", signed=True)
+    info += (1).to_bytes(2, "little") + (24).to_bytes(2, "little") + bytes(24)
+    return b"BM" + (54 + 1000).to_bytes(4, "little") + bytes(4) + (54).to_bytes(4, "little") + info + bytes(1000)
+
+
+def _webp_canvas(width: int, height: int) -> bytes:
+    vp8x = bytes(4) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return b"RIFF" + (4 + 18 + 1000).to_bytes(4, "little") + b"WEBP" + b"VP8X" + (10).to_bytes(4, "little") + vp8x + bytes(1000)
+
+
+@pytest.mark.parametrize("buf, kind, w, h", [
+    (_png_header(20000, 20000), "PNG", 20000, 20000), (_jpeg_frame(20000, 20000), "JPEG", 20000, 20000),
+    (_jpeg_frame(20000, 20000, garbage=True), "JPEG", 20000, 20000), (_bmp_header(20000, -20000), "BMP", 20000, 20000),
+    (_webp_canvas(16383, 16383), "WebP", 16383, 16383)], ids=["png", "jpeg", "jpeg+garbage", "bmp", "webp"])
+def test_an_image_over_the_pixel_cap_is_refused_from_its_header_before_decoding(buf, kind, w, h, monkeypatch):
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("the image was decoded"))
+    with pytest.raises(DataError, match=rf"big: {kind} header says {w}×{h} pixels \(\d+ megapixels\), over the "
+                                        r"40 megapixels plate_lib decodes"):
+        decode_image(buf, "big")
+
+
+def test_bmp_and_webp_crops_decode_and_other_formats_are_named(tmp_path):
+    img = np.full((40, 120, 3), 77, np.uint8)
+    for ext, params in ((".bmp", []), (".webp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])):  # 101: lossless
+        assert decode_image(cv2.imencode(ext, img, params)[1].tobytes(), f"x{ext}").shape == (40, 120, 3)
+    with pytest.raises(DataError, match=r"x\.jpg: not a decodable image \(\d+ bytes; expected JPEG, PNG, BMP or WebP\)"):
+        decode_image(cv2.imencode(".tiff", img)[1].tobytes(), "x.jpg")
+
+
+def test_a_huge_ccpd_photo_is_decoded_reduced_and_cut_at_its_scaled_corners(tmp_path):
+    name = "01-90_88-1000&900_1800&1160-1800&1160_1000&1160_1000&900_1800&900-0_0_1_2_3_4_5-100-10.jpg"
+    photo = np.zeros((2000, 2400, 3), np.uint8)  # 4.8 megapixels: decoded at half scale
+    photo[900:1160, 1000:1800] = 255
+    (tmp_path / "ccpd_base").mkdir()
+    cv2.imwrite(str(tmp_path / "ccpd_base" / name), photo)
+    rec = open_source(tmp_path).records("all")[0]
+    corners, bbox = open_source(tmp_path).load(rec), open_source(tmp_path, ccpd_crop="bbox").load(rec)
+    assert corners.shape == (70, 220, 3) and corners.mean() > 240
+    assert bbox.shape == (130, 400, 3) and bbox.mean() > 240  # the box, in the half-scale photo's pixels
+    assert np.array_equal(load_image_file(tmp_path / "ccpd_base" / name), corners)  # plate predict cuts it alike
