@@ -29,31 +29,39 @@ setup: $(STAMP) ## Create .venv and install plate_lib with its report and dev ex
 
 # The real CCPD sample beside the repo (development machines, CI) is evaluated too when it is there.
 SAMPLE := $(wildcard ../shared/data/ccpd2019-sample)
+DEV := $(wildcard ../shared/data/real-crops-lyl8213)
+comma := ,
 
 report: $(STAMP) ## Run notebooks 01-03 with papermill into reports/ (+ HTML); DATA=… PROFILE=… SET="k=v …"
 	$(PY) -m plate_lib report --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(if $(PROFILE),--profile $(PROFILE)) \
-		$(if $(SAMPLE),--set data.eval_sets=[$(SAMPLE)]) $(foreach s,$(SET),--set $(s))
+		$(if $(SAMPLE)$(DEV),--set data.eval_sets=[$(subst $(eval) ,$(comma),$(strip $(SAMPLE) $(DEV)))]) \
+		$(foreach s,$(SET),--set $(s))
 
 # JupyterLab on the project root, file browser in notebooks/, the plate_lib kernel (installed as for the report);
 # without a display no browser opens and the URL with its token is printed.
 lab: $(STAMP) ## Explore the notebooks in JupyterLab on the plate_lib kernel; LAB_PORT=… picks the port
 	$(PY) -m plate_lib.lab $(if $(LAB_PORT),--port $(LAB_PORT))
 
-# The shipped model: stage 1 on synthetic plates (profiles/model.yaml); where the CCPD sample is present,
-# stage 2 fine-tunes on its train split (profiles/model-finetune.yaml). Both are evaluated on the sample.
+# The shipped model: stage 1 on synthetic plates (profiles/model.yaml); where the real data is present beside the
+# repository, stage 2 fine-tunes on the train splits of the CCPD sample (corners and bounding-box crops) and of
+# real-crops-lyl8213, choosing on their val splits (profiles/model-finetune.yaml). Every stage is read on every
+# real set (benchmarks/real_sets.py) and on the balanced synthetic test split; the JSON goes to models/.
+REAL := $(and $(SAMPLE),$(DEV))
 MODEL_OUT := models/plate_default.pt
-MODEL_RUN := runs/$(if $(SAMPLE),model-finetune,model-synthetic)
-
-EVAL_SAMPLE = $(PLATE) evaluate --quiet --config $(CONFIG) --data $(SAMPLE)
+MODEL_RUN := runs/$(if $(REAL),model-finetune,model-synthetic)
+READ_REAL = $(PY) benchmarks/real_sets.py --json
+READ_SYNTHETIC = $(PLATE) evaluate --quiet --data data/synthetic-model.zip --split test
 
 model: $(STAMP) ## Train the shipped model into models/plate_default.pt (recipe: profiles/model*.yaml)
 	$(PLATE) train --quiet --config $(CONFIG) --profile profiles/model.yaml
-ifneq ($(SAMPLE),)
-	$(EVAL_SAMPLE) --checkpoint runs/model-synthetic/best.pt --split all > models/eval-synthetic-only.json
+	$(READ_SYNTHETIC) --checkpoint runs/model-synthetic/best.pt > models/eval-synthetic-only-synthetic-test.json
+ifneq ($(REAL),)
+	$(READ_REAL) runs/model-synthetic/best.pt --splits all > models/eval-synthetic-only.json
 	$(PLATE) train --quiet --config $(CONFIG) --profile profiles/model.yaml --profile profiles/model-finetune.yaml \
 		--set data.source=$(SAMPLE)
-	$(EVAL_SAMPLE) --checkpoint $(MODEL_RUN)/best.pt --split test > models/eval-finetuned-test.json
-	$(EVAL_SAMPLE) --checkpoint $(MODEL_RUN)/best.pt --split all > models/eval-finetuned-all.json
+	$(READ_SYNTHETIC) --checkpoint $(MODEL_RUN)/best.pt > models/eval-shipped-synthetic-test.json
+	$(READ_REAL) $(MODEL_RUN)/best.pt --splits test > models/eval-shipped-test.json
+	$(READ_REAL) $(MODEL_RUN)/best.pt --splits train val > models/eval-shipped-trained-on.json
 endif
 	cp $(MODEL_RUN)/best.pt $(MODEL_OUT).tmp && mv $(MODEL_OUT).tmp $(MODEL_OUT)
 	@echo "wrote $(MODEL_OUT) ($$(du -k $(MODEL_OUT) | cut -f1) KB) from $(MODEL_RUN)"

@@ -26,7 +26,7 @@ drop_missing_eval_sets = True  # smoke runs skip eval sets this machine lacks (a
 # %%
 from IPython.display import display
 
-from plate_lib import analysis, plots, report
+from plate_lib import analysis, plots, report, robustness
 from plate_lib.inference import pick_device
 
 cfg = report.setup_notebook(config, profile, overrides, drop_missing_eval_sets)
@@ -119,6 +119,17 @@ analysis.subset_tables(results).round(3)
 for name in cfg.data.eval_sets:
     display(plots.plate_gallery(analysis.eval_source(cfg, name), analysis.most_confident_wrong(results[name][1]),
                                 f"{name}: most confident wrong", confidence=True))
+
+# %% [markdown]
+# ## Where this model breaks
+# Word accuracy on each eval set's test split, clean and under one degradation at a time at growing strength:
+# crop height, JPEG quality, rotation, tilt, darkening, over-exposure, glare, motion blur, defocus, and the crop
+# margin (from cutting 8 % of the plate off every side to 30 % of loose border; CCPD photos give the real
+# surroundings). `plate_lib.robustness`; `benchmarks/robustness.py` draws the same for the shipped model.
+
+# %%
+breaks = robustness.eval_set_curves(cfg, run / "best.pt")
+plots.robustness_curves(breaks) if len(breaks) else print("no eval set: nothing to degrade")
 
 # %% [markdown]
 # ## Read by a peer, missed here

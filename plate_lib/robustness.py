@@ -11,6 +11,7 @@ report's.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -77,3 +78,16 @@ def curves(model: torch.nn.Module, cfg: Config, sets: dict[str, tuple[Source, li
 LABELS = {**{k: label for k, (_, _, label) in degrade.ROBUSTNESS.items()},
           "margin": "crop margin per side, share of the plate (negative: cut)"}
 """The x-axis label of each degradation."""
+
+
+def eval_set_curves(cfg: Config, checkpoint: str | Path, split: str = "test") -> pd.DataFrame:
+    """``curves`` of a checkpoint on ``split`` of every ``data.eval_sets`` entry (the report's section)."""
+    from .dataset import open_cfg_source
+    from .inference import load_model
+
+    model, _ = load_model(checkpoint)
+    sets = {}
+    for path in cfg.data.eval_sets:
+        source = open_cfg_source(cfg, path)
+        sets[Path(path).name] = (source, [r for r in source.records(split) if not r.error])
+    return curves(model, cfg, sets) if sets else pd.DataFrame(columns=["set", "degradation", "strength", "word_acc", "n"])
