@@ -108,14 +108,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import read_plates
-    from .sources import load_image_file
+    """One row per image file; exit status 1 when any file could not be read (its row says why)."""
+    from .predict import expand_inputs, read_files, write_rows
 
+    settings = _cfg(args).predict  # how readings are reported: cfg.yaml and --set, not the checkpoint's config
     _, device, model, cfg = _load_checkpoint(args)
-    images = [load_image_file(p, cfg.data.ccpd_crop, cfg.data.max_file_mb) for p in args.images]
-    for p, (text, conf) in zip(args.images, read_plates(model, cfg, images, device), strict=True):
-        print(f"{p}\t{text}\t{conf:.3f}")
-    return 0
+    inputs = expand_inputs(args.images, sys.stdin)
+    progress = not args.quiet and len(inputs) > 8 and sys.stderr.isatty()
+    try:
+        counts = write_rows(read_files(model, cfg, settings, inputs, device, progress), args.format, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `plate predict … | head`: the reader has gone; stop without a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    if not args.quiet:
+        print(f"plate predict: {len(inputs)} file{'s' * (len(inputs) != 1)}: "
+              + ", ".join(f"{n} {status}" for status, n in counts.items() if n), file=sys.stderr)
+    return 1 if counts["error"] else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -197,8 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="also write one CSV row per plate here")
     e.set_defaults(func=cmd_evaluate)
 
-    r = sub.add_parser("predict", parents=[common], help="read the plate in each image (a plate crop or CCPD crop)")
-    r.add_argument("images", nargs="+")
+    r = sub.add_parser("predict", parents=[common], help="read the plate in each image: plate crops, or CCPD2019 "
+                       "photos with their annotation in the file name; one row per file")
+    r.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="an image file, a folder (its images, recursively), a glob pattern, or - (paths on stdin)")
+    r.add_argument("--format", default="tsv", choices=["tsv", "csv", "json"],
+                   help="columns file, plate, confidence, kind, status, error (default: tsv)")
     r.add_argument("--checkpoint", help="default: models/plate_default.pt, else runs/default/best.pt")
     r.add_argument("--device", default="auto")
     r.set_defaults(func=cmd_predict)

@@ -125,7 +125,26 @@ class TrainingConfig(_Section):
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores")
     out_dir: str = Field("runs", description="Runs go to <out_dir>/<run.name>/")
     init_from: str | None = Field(None, description="Start from this checkpoint's weights (fine-tuning)")
-    eval_batch_size: int = Field(256, ge=1, description="Plates per evaluation batch")
+    eval_batch_size: int = Field(256, ge=1, description="Plates per evaluation batch (plate predict reads files in batches of it)")
+
+
+class PredictConfig(_Section):
+    """How ``plate predict`` reports a reading; read from cfg.yaml (or --config, --profile, --set), not from the
+    checkpoint, and never part of what a training run is compared by."""
+
+    min_confidence: float = Field(0.34, ge=0, le=1, description="A reading below this confidence is "
+                                  "low_confidence (benchmarks/confidence.py measures where to put it for a model)")
+    crop_aspect: tuple[float, float] = Field((0.9, 8.0), description="[min, max] width/height of an image read as "
+                                             "a plate crop; outside it, not_a_crop (not read)")
+    max_crop_height: int = Field(400, ge=8, description="An image taller than this (pixels) is not_a_crop (not "
+                                 "read): a whole photo, not a plate crop")
+
+    @field_validator("crop_aspect")
+    @classmethod
+    def _aspect(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] < v[1]:
+            raise ValueError(f"expected [min, max] width/height with 0 < min < max, got {list(v)}")
+        return v
 
 
 class Config(_Section):
@@ -136,6 +155,7 @@ class Config(_Section):
     synth: SynthConfig = SynthConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
+    predict: PredictConfig = PredictConfig()
     provinces: list[str] = Field(default_factory=lambda: list(PROVINCES), description="Province classes, in order")
 
     @model_validator(mode="after")

@@ -140,11 +140,17 @@ def _save_npy(path: Path, images: np.ndarray) -> None:
         np.save(f, images)
 
 
-def _reject(bad: list[tuple[str, str]], source: Source) -> None:
+UNLABELLED = ("None of its file names is a plate and it has no labels.csv: a folder of crops is labelled by its "
+              "file names (<plate>.jpg, <id>-<plate>.jpg) or by a labels.csv (file,label). To read the plates of "
+              "unlabelled images, use `plate predict FOLDER`.")
+
+
+def _reject(bad: list[tuple[str, str]], source: Source, hint: str = "") -> None:
     shown = "\n  ".join(f"{n}: {why}" for n, why in bad[:10])
     more = f"\n  … and {len(bad) - 10} more" if len(bad) > 10 else ""
     raise DataError(f"{len(bad)} bad sample(s) in {source.path}:\n  {shown}{more}\n"
-                    "Fix or remove them, or set data.skip_bad: true to skip them (they are then listed in the run log).")
+                    + (hint or "Fix or remove them, or set data.skip_bad: true to skip them (they are then listed "
+                               "in the run log)."))
 
 
 def _log_skipped(data: SplitData) -> None:
@@ -196,7 +202,9 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
         records = records[:limit]
     bad = [(r.name, r.error) for r in records if r.error]
     if bad and not skip_bad:
-        _reject(bad, source)
+        unlabelled = len(bad) == len(records) and source.kind == "crop_folder" and \
+            not (Path(source.path) / "labels.csv").is_file()
+        _reject(bad, source, UNLABELLED if unlabelled else "")
     records = [r for r in records if not r.error]
     decoded = _decode_all(source, records, pre, workers or os.cpu_count() or 1)
     img_bad = [(r.name, d) for r, d in zip(records, decoded, strict=True) if isinstance(d, str)]

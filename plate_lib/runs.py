@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 METRIC_FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_word_acc", "val_char_acc", "val_cer",
                  "val_province_acc"]
 TIMING_FIELDS = ["epoch", "train_plates_per_s", "epoch_s"]
+NOT_TRAINING = ("predict",)  # config sections that change no trained weight: a run is not compared by them
 def versions() -> dict:
     import cv2
 
@@ -111,8 +112,9 @@ def finished_run_differs(cfg: Config, run_dir: Path, check_code: bool = True) ->
     # removed or renamed fails validation, and the stored config is compared as it is, so the run differs
     with suppress(ConfigError):
         stored = from_dict(stored, str(run_dir / "config.yaml")).to_dict()
-    if stored != cfg.to_dict():
-        changed = sorted(f"{s}.{k}" for s, sec in cfg.to_dict().items() if isinstance(sec, dict)
+    stored, now_cfg = ({k: v for k, v in d.items() if k not in NOT_TRAINING} for d in (stored, cfg.to_dict()))
+    if stored != now_cfg:
+        changed = sorted(f"{s}.{k}" for s, sec in now_cfg.items() if isinstance(sec, dict)
                          for k in sec if (stored.get(s) or {}).get(k) != sec[k])
         return f"the config differs ({', '.join(changed[:5]) or 'provinces'})"
     now = run_inputs(cfg)

@@ -635,9 +635,19 @@ def open_source(path: str | os.PathLike, val_fraction: float = 0.15, ccpd_crop: 
 def _open(path: str | os.PathLike, val_fraction: float, ccpd_crop: str, max_file_mb: float) -> Source:
     p = Path(path).expanduser()
     if not p.exists():
+        hint = ""
+        if str(path) == "-":
+            hint = "; standard input (-) is not read here: name the folder that holds the crops"
+        elif any(c in str(path) for c in "*?["):
+            hint = ("; a glob pattern is not a data source: name the folder that holds the crops (its images are "
+                    "read recursively)")
         raise DataError(f"data path {p} does not exist; expected a CCPD2019-dl1 zip, a crops folder "
-                        "or a CCPD2019 folder (or data.source: synthetic)")
+                        f"or a CCPD2019 folder (or data.source: synthetic){hint}")
     if p.is_file():
+        if p.suffix.lower() in IMAGE_EXTS:
+            raise DataError(f"{p} is one image, not a data source; expected a CCPD2019-dl1 zip or a folder (crops "
+                            "named <plate>.jpg or listed in labels.csv, or CCPD2019 photos). `plate predict` reads "
+                            "single images")
         if p.suffix.lower() != ".zip":
             raise DataError(f"{p} is a file but not a .zip; expected a CCPD2019-dl1 zip or a folder")
         return Dl1Zip(p, val_fraction, max_file_mb)

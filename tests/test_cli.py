@@ -53,7 +53,7 @@ def test_evaluate_prints_one_json_object_with_the_headline_metrics(trained):
         assert key in result
 
 
-def test_predict_prints_a_plate_and_confidence_per_image(trained, tmp_path):
+def test_predict_prints_a_header_then_a_plate_and_confidence_per_image(trained, tmp_path):
     import zipfile
 
     with zipfile.ZipFile(trained / "syn.zip") as zf:
@@ -61,8 +61,10 @@ def test_predict_prints_a_plate_and_confidence_per_image(trained, tmp_path):
         (tmp_path / "crop.jpg").write_bytes(zf.read(name))
     out = plate("predict", "--checkpoint", str(trained / "runs/default/best.pt"), str(tmp_path / "crop.jpg"),
                 cwd=tmp_path).stdout
-    path, text, conf = out.strip().split("\t")
-    assert path.endswith("crop.jpg") and 0 <= float(conf) <= 1
+    header, line = out.strip("\n").splitlines()
+    assert header.split("\t") == ["file", "plate", "confidence", "kind", "status", "error"]
+    path, text, conf, kind, status, error = line.split("\t")
+    assert path.endswith("crop.jpg") and 0 <= float(conf) <= 1 and status in ("ok", "low_confidence") and not error
 
 
 def test_a_checkpoint_loads_without_cfg_yaml(trained, monkeypatch, tmp_path):
@@ -132,7 +134,7 @@ def test_predict_without_a_checkpoint_uses_the_shipped_model(tmp_path):
 
     cv2.imwrite(str(tmp_path / "crop.png"), render_plate("苏E1W8MQ", np.random.default_rng(0), degrade=0.0))
     proc = plate("predict", "crop.png", cwd=tmp_path)  # no runs/ or models/ here: the repo's models/ is found
-    assert proc.stdout.split("\t")[1] == "苏E1W8MQ"
+    assert proc.stdout.splitlines()[1].split("\t")[1] == "苏E1W8MQ"
     assert "plate_default.pt" in proc.stderr
 
 
@@ -141,5 +143,5 @@ def test_the_shipped_model_reads_real_sample_photos(tmp_path):
     photos = sorted((CCPD_SAMPLE / "ccpd_green").glob("*.jpg"))[:2] + sorted((CCPD_SAMPLE / "ccpd_base").glob("*.jpg"))[:3]
     from plate_lib.sources import parse_ccpd_name
 
-    out = plate("predict", *map(str, photos), cwd=tmp_path).stdout.strip().splitlines()
+    out = plate("predict", *map(str, photos), cwd=tmp_path).stdout.strip().splitlines()[1:]  # after the header
     assert [line.split("\t")[1] for line in out] == [parse_ccpd_name(p.name)[0] for p in photos]

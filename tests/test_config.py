@@ -51,6 +51,8 @@ def test_unknown_override_key_lists_the_known_ones():
     ("run.device=gpu", r"run.device .*expected auto, cpu"),
     ("data.val_fraction=1.5", r"data.val_fraction"),
     ("provinces=[皖, 皖]", r"provinces must be distinct"),
+    ("predict.min_confidence=1.5", r"predict.min_confidence .*less than or equal to 1"),
+    ("predict.crop_aspect=[5, 2]", r"predict.crop_aspect .*0 < min < max, got \[5.0, 2.0\]"),
 ])
 def test_impossible_values_name_the_key_and_the_value(override, message):
     with pytest.raises(ConfigError, match=message):

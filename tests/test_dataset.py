@@ -72,6 +72,14 @@ def test_bad_samples_fail_loudly_naming_each_file(tmp_path):
     assert "4-皖A1234.jpg" in str(e.value) and "skip_bad" in str(e.value)
 
 
+def test_a_folder_of_unlabelled_images_points_to_plate_predict(tmp_path):
+    for name in ("IMG_0001.jpg", "IMG_0002.jpg"):
+        (tmp_path / name).write_bytes(plate_jpeg())
+    with pytest.raises(DataError, match=r"None of its file names is a plate and it has no labels\.csv.*"
+                                        r"use `plate predict FOLDER`"):
+        load_split(open_source(tmp_path), "all", PRE)
+
+
 def test_skip_bad_counts_and_lists_the_skipped(tmp_path, caplog):
     data = load_split(open_source(_folder_with_bad_samples(tmp_path)), "all", PRE, skip_bad=True, workers=1)
     assert data.texts == ["皖A12345"]

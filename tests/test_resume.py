@@ -182,3 +182,19 @@ def test_a_finished_run_from_before_a_config_key_existed_is_still_reused(tmp_pat
     stored["data"]["retired_key"] = 1  # a key this plate_lib no longer knows: the run differs
     (run / "config.yaml").write_text(yaml.safe_dump(stored, allow_unicode=True), "utf-8")
     assert finished_run_differs(cfg, run).startswith("the config differs")
+
+
+def test_a_finished_run_is_reused_whatever_the_predict_section_says(tmp_path, tiny_zip):
+    import json
+
+    from plate_lib.runs import config_text, run_inputs
+
+    cfg = small_cfg(tmp_path, tiny_zip)
+    run = tmp_path / "runs" / "default"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(config_text(cfg), "utf-8")
+    (run / "summary.json").write_text(json.dumps(run_inputs(cfg)), "utf-8")
+    for name in ("best.pt", "last.pt", "metrics.csv"):
+        (run / name).write_bytes(b"")
+    # predict.* only changes how plate predict reports readings: no reason to train again
+    assert finished_run_differs(small_cfg(tmp_path, tiny_zip, **{"predict.min_confidence": 0.9}), run) is None

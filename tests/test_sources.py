@@ -117,6 +117,16 @@ def test_wrong_paths_get_errors_that_say_what_was_expected(tmp_path):
         open_source(tmp_path / "notzip.zip")
 
 
+def test_forms_only_plate_predict_takes_say_what_a_data_source_is(tmp_path):
+    (tmp_path / "crop.jpg").write_bytes(plate_jpeg())
+    with pytest.raises(DataError, match=r"crop\.jpg is one image, not a data source; .*`plate predict` reads single"):
+        open_source(tmp_path / "crop.jpg")
+    with pytest.raises(DataError, match="a glob pattern is not a data source: name the folder that holds the crops"):
+        open_source(str(tmp_path / "*.jpg"))
+    with pytest.raises(DataError, match=r"standard input \(-\) is not read here"):
+        open_source("-")
+
+
 def test_ccpd_file_name_gives_plate_corners_and_conditions():
     name = "0130387931034-88_83-258&504_472&569-476&566_266&568_251&496_461&494-0_0_33_27_25_22_33-115-15.jpg"
     text, corners, meta = parse_ccpd_name(name)

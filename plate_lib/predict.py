@@ -1,0 +1,193 @@
+"""Prediction as ``plate predict`` does it: the image files that its inputs name, one row per file (file, plate,
+confidence, kind, status, error) read in batches, and the rows written as TSV, CSV or JSON.
+
+- Inputs (``expand_inputs``): a file as given; a folder's image files (by extension, ``sources.IMAGE_EXTS``),
+  recursively and sorted; a glob pattern's image files, sorted (for shells that do not expand it); ``-``: the
+  paths on standard input, one a line, each taken the same way. A name that leads to no file is an ``error`` row.
+- Status: ``ok``; ``low_confidence``, a reading below ``predict.min_confidence``; ``not_a_crop``, an image whose
+  size or aspect ratio is nothing like a plate crop's (``predict.crop_aspect``, ``predict.max_crop_height``),
+  which is not read; ``error``, a file that cannot be read (the message says why). CCPD2019 photos (annotation in
+  the file name) are cut out by their annotation, as everywhere in plate_lib, and are never ``not_a_crop``.
+- Kind: ``green`` for an 8-character plate; for a 7-character one ``blue`` or ``yellow`` by the colour of the crop
+  (``plate_colour``: the grayscale model cannot tell them apart), ``unknown`` when the colour is not clear.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+import cv2
+import numpy as np
+
+from .config import Config, PredictConfig
+from .plates import PlateError
+from .sources import CCPD_NAME, IMAGE_EXTS, DataError, load_image_file
+
+COLUMNS = ("file", "plate", "confidence", "kind", "status", "error")
+STATUSES = ("ok", "low_confidence", "not_a_crop", "error")
+FORMATS = ("tsv", "csv", "json")
+GLOB_CHARS = "*?["
+NOT_A_CROP = ("plate_lib reads plate crops, and CCPD2019 photos with their annotation in the file name; finding "
+              "plates in whole photos is not done yet")
+
+# --- inputs ---------------------------------------------------------------------------------------------
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def _expand(item: str) -> list[tuple[str, str]]:
+    p = Path(item).expanduser()
+    if p.is_dir():
+        found = _images_in(p)
+        return [(str(f), "") for f in found] or [(item, f"folder holds no image files ({', '.join(IMAGE_EXTS)})")]
+    if p.exists() or not any(c in item for c in GLOB_CHARS):  # a file, shown as given (~ expanded)
+        return [(str(p) if item.startswith("~") and p.exists() else item, "" if p.exists() else "no such file or folder")]
+    found = []
+    for mp in sorted(map(Path, glob.glob(str(p), recursive=True))):  # sorted as paths, as a folder's files are
+        found += _images_in(mp) if mp.is_dir() else [mp] if mp.suffix.lower() in IMAGE_EXTS and mp.is_file() else []
+    return [(str(f), "") for f in found] or [(item, f"the pattern matches no image file ({', '.join(IMAGE_EXTS)})")]
+
+
+def expand_inputs(items: Iterable[str], stdin: TextIO | None = None) -> list[tuple[str, str]]:
+    """``(path, error)`` for each image file that ``items`` name, in order (see the module's docstring); the error
+    is "" for a file found, else why nothing was: such a name becomes an ``error`` row."""
+    out: list[tuple[str, str]] = []
+    for item in items:
+        if item != "-":
+            out += _expand(item)
+            continue
+        listed = [line.strip() for line in (stdin.read() if stdin else "").splitlines() if line.strip()]
+        out += [f for line in listed for f in _expand(line)] or [("-", "standard input named no files")]
+    return out
+
+
+# --- what an image is -----------------------------------------------------------------------------------
+
+
+def crop_problem(width: int, height: int, settings: PredictConfig) -> str:
+    """Why a ``width`` × ``height`` image is no plate crop ("" when it could be one)."""
+    lo, hi = settings.crop_aspect
+    if not lo <= width / height <= hi:
+        why = f"its width/height {width / height:.2f} is outside predict.crop_aspect [{lo:g}, {hi:g}]"
+    elif height > settings.max_crop_height:
+        why = f"it is taller than predict.max_crop_height ({settings.max_crop_height} px)"
+    else:
+        return ""
+    return f"{width}×{height} is not shaped like a plate crop: {why}. {NOT_A_CROP}"
+
+
+YELLOW_HUES = (8, 45)  # OpenCV hue (0-180) of a yellow plate: 18-31 on real crops, 13-44 on synthetic ones
+BLUE_HUES = (88, 135)  # of a blue one: 90-126 on real crops, 100-120 on synthetic ones (green: 47-86)
+MIN_SATURATED = 0.15  # below this share of coloured pixels (night, infrared, washed out) the colour is not clear
+
+
+def plate_colour(bgr: np.ndarray) -> str:
+    """``blue``, ``yellow`` or ``unknown``: the median hue of the coloured pixels (saturation and value at least 60
+    and 40 of 255) in the crop's central band (the middle half of its height, 80 % of its width), where the plate's
+    background is; ``unknown`` when under ``MIN_SATURATED`` of the band is coloured or the hue is neither."""
+    h, w = bgr.shape[:2]
+    band = np.ascontiguousarray(bgr[h // 4:h - h // 4, w // 10:w - w // 10])
+    if band.size == 0:
+        return "unknown"
+    hsv = cv2.cvtColor(band, cv2.COLOR_BGR2HSV).reshape(-1, 3)
+    coloured = hsv[(hsv[:, 1] >= 60) & (hsv[:, 2] >= 40), 0]
+    if len(coloured) < MIN_SATURATED * len(hsv):
+        return "unknown"
+    hue = float(np.median(coloured))
+    return "yellow" if YELLOW_HUES[0] <= hue <= YELLOW_HUES[1] else "blue" if BLUE_HUES[0] <= hue <= BLUE_HUES[1] \
+        else "unknown"
+
+
+def plate_kind(text: str, bgr: np.ndarray) -> str:
+    """``green`` (8 characters), ``blue`` or ``yellow`` (7, by ``plate_colour``), else ``unknown``."""
+    return "green" if len(text) == 8 else plate_colour(bgr) if len(text) == 7 else "unknown"
+
+
+# --- reading --------------------------------------------------------------------------------------------
+
+
+def _row(file: str, status: str, error: str = "", plate: str = "", confidence: float | None = None,
+         kind: str = "") -> dict:
+    return {"file": file, "plate": plate, "confidence": confidence, "kind": kind, "status": status, "error": error}
+
+
+def load_crop(path: str, cfg: Config, settings: PredictConfig) -> tuple[np.ndarray | None, dict | None]:
+    """The crop to read from ``path``, or the row that says why there is none (``error``, ``not_a_crop``)."""
+    try:
+        crop = load_image_file(path, cfg.data.ccpd_crop, cfg.data.max_file_mb)
+    except (DataError, PlateError, OSError, cv2.error) as e:
+        return None, _row(path, "error", str(e))
+    if not CCPD_NAME.match(Path(path).stem):  # a CCPD photo is cut by its annotation: a crop by construction
+        problem = crop_problem(crop.shape[1], crop.shape[0], settings)
+        if problem:
+            return None, _row(path, "not_a_crop", problem)
+    return crop, None
+
+
+def read_files(model, cfg: Config, settings: PredictConfig, inputs: list[tuple[str, str]], device="cpu",
+               progress: bool = False) -> Iterator[dict]:
+    """One row per input, in order, reading ``cfg.training.eval_batch_size`` files at a time."""
+    from tqdm import tqdm
+
+    from .inference import read_plates
+
+    batch = cfg.training.eval_batch_size
+    with tqdm(total=len(inputs), desc="plates", unit="file", disable=not progress, mininterval=0.5) as bar:
+        for start in range(0, len(inputs), batch):
+            rows, crops, read = [], [], []
+            for path, error in inputs[start:start + batch]:
+                crop, row = (None, _row(path, "error", error)) if error else load_crop(path, cfg, settings)
+                rows.append(row)
+                if crop is not None:
+                    read.append(len(rows) - 1)
+                    crops.append(crop)
+            for i, crop, (text, conf) in zip(read, crops, read_plates(model, cfg, crops, device) if crops else [],
+                                             strict=True):
+                status = "ok" if conf >= settings.min_confidence else "low_confidence"
+                rows[i] = _row(inputs[start + i][0], status, plate=text, confidence=conf, kind=plate_kind(text, crop))
+            bar.update(len(rows))
+            yield from rows
+
+
+# --- output ---------------------------------------------------------------------------------------------
+
+
+def _cells(row: dict) -> list[str]:
+    conf = row["confidence"]
+    return [("" if conf is None else f"{conf:.4f}") if k == "confidence" else str(row[k]) for k in COLUMNS]
+
+
+def write_rows(rows: Iterable[dict], fmt: str, out: TextIO) -> dict[str, int]:
+    """Write the rows as ``tsv`` (a header line, tabs; tabs and line breaks in a value become spaces), ``csv``
+    or ``json`` (an array of objects, one a line; no confidence is null) as they come; returns the count of each
+    status."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is not one of {FORMATS}")
+    counts = dict.fromkeys(STATUSES, 0)
+    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    if fmt == "json":
+        out.write("[")
+    elif writer:
+        writer.writerow(COLUMNS)
+    else:
+        out.write("\t".join(COLUMNS) + "\n")
+    for n, row in enumerate(rows):
+        counts[row["status"]] += 1
+        if fmt == "json":
+            conf = row["confidence"]
+            item = {**row, "confidence": None if conf is None else round(conf, 4)}
+            out.write(("," if n else "") + "\n" + json.dumps(item, ensure_ascii=False))
+        elif writer:
+            writer.writerow(_cells(row))
+        else:
+            out.write("\t".join(c.replace("\t", " ").replace("\n", " ").replace("\r", " ") for c in _cells(row)) + "\n")
+    if fmt == "json":
+        out.write("\n]\n")
+    return counts

@@ -1,0 +1,273 @@
+"""Predict: the files that inputs name (folders, globs, standard input), what an image is (a plate crop or not;
+blue, yellow or green), the rows in each format, and ``plate predict`` end to end with the shipped model."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import CCPD_SAMPLE, SHARED_DATA, needs_sample
+
+from plate_lib.cli import main
+from plate_lib.config import PredictConfig
+from plate_lib.predict import (
+    COLUMNS,
+    NOT_A_CROP,
+    crop_problem,
+    expand_inputs,
+    plate_colour,
+    plate_kind,
+    write_rows,
+)
+from plate_lib.synth import render_plate
+
+LYL8213 = SHARED_DATA / "real-crops-lyl8213"
+COLOURS_CSV = Path(__file__).resolve().parents[1] / "benchmarks" / "lyl8213-colours.csv"
+
+
+def _touch(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+# --- inputs ---------------------------------------------------------------------------------------------
+
+
+def test_a_folder_gives_its_image_files_recursively_and_sorted(tmp_path):
+    for name in ["b.jpg", "a.PNG", "sub/c.bmp", "sub/deeper/d.jpeg", "labels.csv", "notes.txt"]:
+        _touch(tmp_path / "crops" / name)
+    found = expand_inputs([str(tmp_path / "crops")])
+    assert [Path(p).relative_to(tmp_path / "crops").as_posix() for p, _ in found] == \
+        ["a.PNG", "b.jpg", "sub/c.bmp", "sub/deeper/d.jpeg"]
+    assert all(error == "" for _, error in found)
+
+
+def test_a_glob_pattern_is_expanded_by_plate_lib_for_shells_that_do_not(tmp_path):
+    for name in ["x1.jpg", "x2.jpg", "y.jpg", "x3.txt", "sub/x4.jpg"]:
+        _touch(tmp_path / name)
+    assert [Path(p).name for p, _ in expand_inputs([str(tmp_path / "x*")])] == ["x1.jpg", "x2.jpg"]
+    # sorted as paths, as folders are: sub/x4.jpg before x1.jpg
+    assert [Path(p).name for p, _ in expand_inputs([str(tmp_path / "**" / "x*.jpg")])] == ["x4.jpg", "x1.jpg", "x2.jpg"]
+
+
+def test_names_that_lead_to_no_file_become_error_rows_in_their_place(tmp_path):
+    _touch(tmp_path / "a.jpg")
+    (tmp_path / "empty").mkdir()
+    found = expand_inputs([str(tmp_path / "missing.jpg"), str(tmp_path / "a.jpg"), str(tmp_path / "empty"),
+                           str(tmp_path / "*.webp")])
+    assert [(Path(p).name, error.split(" (")[0]) for p, error in found] == [
+        ("missing.jpg", "no such file or folder"), ("a.jpg", ""), ("empty", "folder holds no image files"),
+        ("*.webp", "the pattern matches no image file")]
+
+
+def test_dash_reads_one_path_a_line_from_standard_input_each_expanded_alike(tmp_path):
+    _touch(tmp_path / "a.jpg")
+    _touch(tmp_path / "dir" / "b.jpg")
+    stdin = io.StringIO(f"{tmp_path / 'a.jpg'}\n\n  {tmp_path / 'dir'}  \n")
+    assert [Path(p).name for p, _ in expand_inputs(["-"], stdin)] == ["a.jpg", "b.jpg"]
+    assert expand_inputs(["-"], io.StringIO("")) == [("-", "standard input named no files")]
+
+
+def test_a_home_folder_tilde_is_expanded_as_a_shell_would(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _touch(tmp_path / "a.jpg")
+    _touch(tmp_path / "dir" / "b.jpg")
+    assert expand_inputs(["~/a.jpg", "~/dir", "~/*.jpg"]) == [(str(tmp_path / n), "") for n in ("a.jpg", "dir/b.jpg", "a.jpg")]
+
+
+# --- what an image is -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("w, h", [(220, 70), (136, 36), (94, 24), (99, 80), (686, 117), (439, 258), (1200, 380)],
+                         ids=["corners", "lyl8213", "94x24", "squarest-bbox", "flattest-bbox", "tallest", "big-crop"])
+def test_plate_crop_shapes_measured_on_real_and_synthetic_sets_are_crops(w, h):
+    assert crop_problem(w, h, PredictConfig()) == ""
+
+
+@pytest.mark.parametrize("w, h, why", [(1920, 1080, "taller than predict.max_crop_height (400 px)"),
+                                       (640, 480, "taller than"), (720, 1160, "width/height 0.62 is outside"),
+                                       (400, 40, "width/height 10.00 is outside predict.crop_aspect [0.9, 8]")])
+def test_photo_shapes_are_not_a_crop_and_the_message_says_what_plate_lib_reads(w, h, why):
+    problem = crop_problem(w, h, PredictConfig())
+    assert f"{w}×{h} is not shaped like a plate crop" in problem and why in problem
+    assert "finding plates in whole photos is not done yet" in problem and "CCPD2019 photos" in problem
+
+
+def _patch(bgr: tuple[int, int, int], w: int = 140, h: int = 44) -> np.ndarray:
+    return np.full((h, w, 3), bgr, np.uint8)
+
+
+@pytest.mark.parametrize("bgr, colour", [
+    ((200, 80, 20), "blue"), ((140, 40, 10), "blue"), ((40, 180, 220), "yellow"), ((20, 120, 150), "yellow"),
+    ((128, 128, 128), "unknown"), ((30, 30, 30), "unknown"), ((60, 200, 60), "unknown"), ((60, 60, 220), "unknown"),
+], ids=["blue", "dark-blue", "yellow", "dim-yellow", "grey", "night", "green", "red"])
+def test_plate_colour_is_the_hue_of_the_coloured_pixels(bgr, colour):
+    assert plate_colour(_patch(bgr)) == colour
+
+
+def test_plate_colour_looks_at_the_plate_not_the_margins_or_the_characters():
+    crop = _patch((200, 80, 20))  # blue plate
+    crop[:, :14] = crop[:, -14:] = (40, 180, 220)  # yellow car body left and right, outside the central band
+    crop[16:28, 20:120:10] = (255, 255, 255)  # white character strokes: not coloured, not counted
+    assert plate_colour(crop) == "blue"
+
+
+@pytest.mark.parametrize("colour", ["blue", "yellow"])
+def test_rendered_plates_get_their_colour(colour):
+    rng = np.random.default_rng(3)
+    for rectified in (False, True):
+        assert plate_colour(render_plate("苏E12345", rng, 0.0, rectified, colour)) == colour
+
+
+def test_the_kind_is_green_for_8_characters_and_the_colour_for_7():
+    yellow = _patch((40, 180, 220))
+    assert plate_kind("皖AD12345", yellow) == "green"  # the length decides: green plates are 8 characters
+    assert plate_kind("皖A12345", yellow) == "yellow"
+    assert plate_kind("皖A12345", _patch((200, 80, 20))) == "blue"
+    assert plate_kind("皖A1234", yellow) == "unknown"
+
+
+@pytest.mark.skipif(not LYL8213.is_dir(), reason=f"real-crops-lyl8213 not found at {LYL8213} (../shared is absent)")
+def test_plate_colour_tells_the_hand_labelled_yellow_street_crops_from_the_blue_ones():
+    labels = dict(row.values() for row in csv.DictReader(COLOURS_CSV.open(encoding="utf-8")))
+    said = {name: plate_colour(cv2.imread(str(LYL8213 / name))) for name in labels}
+    confused = [n for n, c in said.items() if c != "unknown" and c != labels[n]]
+    assert confused == []
+    yellow = [n for n in labels if labels[n] == "yellow"]
+    assert len(yellow) == 173 and all(said[n] == "yellow" for n in yellow)
+    assert sum(c == "unknown" for c in said.values()) <= 0.03 * len(said)  # grey night crops: colour not clear
+
+
+# --- output ---------------------------------------------------------------------------------------------
+
+ROWS = [
+    {"file": "a\tb.jpg", "plate": "皖A12345", "confidence": 0.91234, "kind": "blue", "status": "ok", "error": ""},
+    {"file": "c.jpg", "plate": "", "confidence": None, "kind": "", "status": "error", "error": "c.jpg: empty file"},
+]
+
+
+def test_tsv_has_a_header_and_one_line_a_file_with_no_tab_inside_a_value():
+    out = io.StringIO()
+    counts = write_rows(iter(ROWS), "tsv", out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split("\t") == list(COLUMNS)
+    assert lines[1].split("\t") == ["a b.jpg", "皖A12345", "0.9123", "blue", "ok", ""]
+    assert lines[2].split("\t") == ["c.jpg", "", "", "", "error", "c.jpg: empty file"]
+    assert counts == {"ok": 1, "low_confidence": 0, "not_a_crop": 0, "error": 1}
+
+
+def test_csv_and_json_read_back_as_the_rows():
+    out = io.StringIO()
+    write_rows(iter(ROWS), "csv", out)
+    back = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert back[0]["file"] == "a\tb.jpg" and back[0]["confidence"] == "0.9123" and back[1]["confidence"] == ""
+    out = io.StringIO()
+    write_rows(iter(ROWS), "json", out)
+    assert json.loads(out.getvalue()) == [{**ROWS[0], "confidence": 0.9123}, ROWS[1]]
+    out = io.StringIO()
+    write_rows(iter([]), "json", out)
+    assert json.loads(out.getvalue()) == []
+
+
+# --- plate predict, with the shipped model ---------------------------------------------------------------
+
+
+@pytest.fixture
+def images(tmp_path, monkeypatch) -> Path:
+    """crops/ (a blue and a yellow plate, noise, a text file), a photo-sized image, a broken JPEG; cwd there."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "crops" / "b").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "crops" / "blue.png"), render_plate("苏E1W8MQ", rng, degrade=0.0))
+    cv2.imwrite(str(tmp_path / "crops" / "b" / "yellow.png"), render_plate("沪B96757", rng, 0.0, colour="yellow"))
+    cv2.imwrite(str(tmp_path / "crops" / "noise.png"), rng.integers(0, 256, (36, 136, 3), np.uint8))
+    (tmp_path / "crops" / "notes.txt").write_text("not an image")
+    photo = np.full((720, 1280, 3), 90, np.uint8)
+    photo[400:470, 500:720] = render_plate("皖A12345", rng, 0.0, rectified=True)  # a plate somewhere in a photo
+    cv2.imwrite(str(tmp_path / "street_photo.jpg"), photo)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    monkeypatch.chdir(tmp_path)  # no cfg.yaml here: the built-in predict defaults
+    return tmp_path
+
+
+def predict(capsys, *args: str, stdin: str | None = None, monkeypatch=None) -> tuple[int, str]:
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(["predict", "--quiet", *args])
+    return code, capsys.readouterr().out
+
+
+def test_a_folder_is_read_into_one_row_a_file_with_kind_and_status(images, capsys):
+    code, out = predict(capsys, "crops", "--format", "json")
+    rows = {Path(r["file"]).name: r for r in json.loads(out)}
+    assert code == 0 and list(rows) == ["yellow.png", "blue.png", "noise.png"]  # sorted: crops/b/ before crops/blue
+    assert rows["blue.png"] | {"confidence": None} == {"file": str(Path("crops/blue.png")), "plate": "苏E1W8MQ",
+                                                       "confidence": None, "kind": "blue", "status": "ok", "error": ""}
+    assert rows["blue.png"]["confidence"] >= PredictConfig().min_confidence
+    assert rows["yellow.png"]["kind"] == "yellow"
+    assert rows["noise.png"]["status"] == "low_confidence" and rows["noise.png"]["confidence"] < 0.1
+
+
+def test_a_bad_file_among_good_ones_is_an_error_row_and_the_exit_status_is_1(images, capsys):
+    code, out = predict(capsys, "broken.jpg", "crops/blue.png", "missing.jpg")
+    rows = list(csv.DictReader(io.StringIO(out), delimiter="\t"))
+    assert code == 1
+    assert [(r["file"], r["status"]) for r in rows] == [("broken.jpg", "error"), ("crops/blue.png", "ok"),
+                                                        ("missing.jpg", "error")]
+    assert rows[0]["error"].startswith("broken.jpg: JPEG data is truncated or corrupt")
+    assert rows[2]["error"] == "no such file or folder"
+    assert rows[1]["plate"] == "苏E1W8MQ"
+
+
+def test_a_whole_photo_is_not_a_crop_and_is_not_read(images, capsys):
+    code, out = predict(capsys, "street_photo.jpg", "--format", "csv")
+    (row,) = csv.DictReader(io.StringIO(out))
+    assert code == 0 and row["status"] == "not_a_crop" and row["plate"] == "" and row["confidence"] == ""
+    assert row["error"] == crop_problem(1280, 720, PredictConfig()) and NOT_A_CROP in row["error"]
+
+
+def test_a_glob_pattern_and_standard_input_name_files_as_folders_do(images, capsys, monkeypatch):
+    _, out = predict(capsys, "crops/**/*.png", "--format", "csv")
+    globbed = [r["file"] for r in csv.DictReader(io.StringIO(out))]
+    assert [Path(f).name for f in globbed] == ["yellow.png", "blue.png", "noise.png"]  # sorted as a folder is
+    _, out = predict(capsys, "-", "--format", "csv", stdin="crops/b/yellow.png\ncrops\n", monkeypatch=monkeypatch)
+    listed = [r["file"] for r in csv.DictReader(io.StringIO(out))]
+    assert [Path(f).name for f in listed] == ["yellow.png", "yellow.png", "blue.png", "noise.png"]
+
+
+def test_the_threshold_comes_from_cfg_yaml_and_set_not_from_the_checkpoint(images, capsys):
+    (images / "cfg.yaml").write_text("predict:\n  min_confidence: 0.0\n", encoding="utf-8")
+    _, out = predict(capsys, "crops/noise.png", "--format", "json")
+    assert json.loads(out)[0]["status"] == "ok"
+    _, out = predict(capsys, "crops/blue.png", "--format", "json", "--set", "predict.min_confidence=1")
+    assert json.loads(out)[0]["status"] == "low_confidence"
+
+
+def test_a_photo_named_by_its_ccpd_annotation_is_cut_out_never_not_a_crop(images, capsys):
+    name = "01-90_90-500&400_720&470-720&470_500&470_500&400_720&400-0_0_1_2_3_4_5-100-10.jpg"
+    photo = np.full((1160, 720, 3), 90, np.uint8)
+    photo[400:470, 500:720] = render_plate("皖A12345", np.random.default_rng(1), 0.0, rectified=True)
+    cv2.imwrite(str(images / name), photo)
+    _, out = predict(capsys, name, "--format", "json")
+    assert json.loads(out)[0]["status"] in ("ok", "low_confidence") and json.loads(out)[0]["plate"]
+
+
+@needs_sample
+def test_real_ccpd_photos_are_read_not_refused_as_photos(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    photos = sorted((CCPD_SAMPLE / "ccpd_base").glob("*.jpg"))[:3]
+    _, out = predict(capsys, *map(str, photos), "--format", "json")
+    assert [r["status"] for r in json.loads(out)] == ["ok"] * 3 and {r["kind"] for r in json.loads(out)} == {"blue"}
+
+
+def test_plate_predict_as_a_process_reads_paths_piped_in_and_exits_1_when_a_file_failed(images):
+    proc = subprocess.run([sys.executable, "-m", "plate_lib", "predict", "-", "--format", "tsv"], cwd=images,
+                          input="crops/blue.png\nbroken.jpg\n", capture_output=True, text=True, timeout=300)
+    rows = list(csv.DictReader(io.StringIO(proc.stdout), delimiter="\t"))
+    assert proc.returncode == 1 and [r["status"] for r in rows] == ["ok", "error"]
+    assert "2 files: 1 ok, 1 error" in proc.stderr and "Traceback" not in proc.stderr
