@@ -129,13 +129,13 @@ class SynthConfig(BaseModel):
         1.0, ge=0.0, le=1.0,
         description="0 = CCPD's province skew (皖 88 %), 1 = uniform; weights = (count + 1) ** (1 - flatten)")
     home_share: float | None = Field(
-        0.1, ge=0.0, le=1.0,
+        0.2, ge=0.0, le=1.0,
         description="皖's share of the plates (CCPD's home province); the other 30 split the rest by "
                     "province_flatten. None: 皖 is weighted like the others")
     test_balanced: bool = Field(
         True, description="The test split draws every one of the 31 provinces equally often (macro province accuracy)")
     adverse_fraction: float = Field(
-        0.25, ge=0.0, le=1.0,
+        0.15, ge=0.0, le=1.0,
         description="Share of plates under one adverse condition: low light, over-exposure, glare, haze, rain or "
                     "strong motion blur (degrade.adverse)")
     rectified_fraction: float = Field(

@@ -64,7 +64,7 @@ def test_home_share_fixes_wans_share_and_spreads_the_rest_evenly():
 
 def test_the_default_test_split_draws_every_province_equally_often():
     cfg = SynthConfig()
-    assert cfg.test_balanced and cfg.home_share == 0.1
+    assert cfg.test_balanced and cfg.home_share == 0.2
     texts = [synth._plate(0, synth.SPLITS.index("test"), i, cfg.model_copy(update={"degrade": 0.0}))[1]
              for i in range(620)]
     counts = Counter(t[0] for t in texts)
