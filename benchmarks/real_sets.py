@@ -1,13 +1,15 @@
 """The real sets a model is measured on, in one place, and a quick reading of a checkpoint on all of them.
 
-    python benchmarks/real_sets.py CHECKPOINT [CHECKPOINT …] [--splits train val] [--json]
+    python benchmarks/real_sets.py CHECKPOINT [CHECKPOINT …] [--splits train val] [--json] [--no-rectify]
 
 Sets (``REAL_SETS``): the CCPD sample's photos cut from their corners (``sample_corners``), by their annotated
 bounding box (``sample_bbox``), those box crops shrunk to 94×24 (``sample_bbox_94x24``), and the street crops
 of ``real-crops-lyl8213`` (``lyl8213``). ``--splits`` picks the splits read (default ``train val``: what
 generator and recipe choices may look at; the ``test`` splits are kept for the report). Prints one line per
 checkpoint: word accuracy per set, and province accuracy on plates not from 皖 where a set has them.
-``peers.py`` reads the same sets (their test splits).
+``peers.py`` reads the same sets (their test splits). Crops are read as ``inference.read_plates`` reads them:
+as given and rectified, the more confident reading kept; ``--no-rectify`` reads them as given only (the network
+alone).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def load(name: str, splits: tuple[str, ...] = ("test",)) -> tuple[list, list[str
     return [src.load(r) for r in recs], [r.text for r in recs], [r.name for r in recs]
 
 
-def read(checkpoint: str | Path, splits: tuple[str, ...]) -> dict[str, dict]:
+def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True) -> dict[str, dict]:
     """``metrics.summarize`` of the checkpoint on each present set."""
     from plate_lib.inference import load_model, read_plates
     from plate_lib.metrics import summarize
@@ -57,7 +59,7 @@ def read(checkpoint: str | Path, splits: tuple[str, ...]) -> dict[str, dict]:
     out = {}
     for name in present():
         images, texts, _ = load(name, splits)
-        out[name] = summarize([p for p, _ in read_plates(model, cfg, images)], texts)
+        out[name] = summarize([p for p, _ in read_plates(model, cfg, images, rectify=rectify)], texts)
     return out
 
 
@@ -66,16 +68,17 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val", "test", "all"])
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    ap.add_argument("--no-rectify", dest="rectify", action="store_false", help="read crops as given only")
     args = ap.parse_args()
-    results = {c: read(c, tuple(args.splits)) for c in args.checkpoints}
+    results = {c: read(c, tuple(args.splits), args.rectify) for c in args.checkpoints}
     if args.json:  # NaN (no plate from outside 皖) is not JSON: null
         clean = {c: {n: {k: (None if v != v else v) for k, v in m.items()} for n, m in r.items()}
                  for c, r in results.items()}
-        print(json.dumps({"splits": args.splits, "sets": {n: REAL_SETS[n][3] for n in present()},
+        print(json.dumps({"splits": args.splits, "rectify": args.rectify, "sets": {n: REAL_SETS[n][3] for n in present()},
                           "checkpoints": clean}, indent=1, ensure_ascii=False))
         return
     names = present()
-    print(f"splits {'+'.join(args.splits)}; word accuracy (non-皖 province accuracy)")
+    print(f"splits {'+'.join(args.splits)}, {'rectified' if args.rectify else 'as given'}; word accuracy (non-皖 province accuracy)")
     print(f"{'checkpoint':40}" + "".join(f"{n:>22}" for n in names))
     for c, r in results.items():
         cells = "".join(f"{r[n]['word_acc']:>13.3f} ({r[n]['province_acc_non_wan']:.3f})" for n in names)

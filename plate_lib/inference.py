@@ -100,11 +100,26 @@ def predict_images(model: torch.nn.Module, images: np.ndarray, provinces: list[s
     return texts, np.concatenate(confs) if confs else np.zeros(0, np.float32)
 
 
-def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray], device="cpu") -> list[tuple[str, float]]:
-    """Raw BGR crops of any size → (plate, confidence) each."""
+def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray], device="cpu",
+                rectify: bool = True) -> list[tuple[str, float]]:
+    """Raw BGR crops of any size → (plate, confidence) each.
+
+    With ``rectify``, each crop where ``rectify.plate_quad`` finds the plate is also read warped level, and the
+    more confident of the two readings is kept (bounding-box crops of tilted plates gain most; see the README).
+    """
     pre = cfg.preprocess
     batch = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in bgr_images])
     texts, conf = predict_images(model, batch, list(cfg.provinces), device=device)
+    if rectify:
+        from .rectify import rectify as warp
+
+        warped = [(i, w) for i, w in enumerate(map(warp, bgr_images)) if w is not None]
+        if warped:
+            batch = np.stack([letterbox(w, pre.height, pre.width, pre.grayscale) for _, w in warped])
+            texts_w, conf_w = predict_images(model, batch, list(cfg.provinces), device=device)
+            for (i, _), t, c in zip(warped, texts_w, conf_w, strict=True):
+                if c > conf[i]:
+                    texts[i], conf[i] = t, c
     return list(zip(texts, conf.tolist(), strict=True))
 
 

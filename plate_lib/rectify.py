@@ -1,0 +1,79 @@
+"""Rectification: find the plate's coloured rectangle inside a crop and warp it level, at a plate's aspect.
+
+Bounding-box crops of tilted plates (how CCPD2019-dl1 cuts its crops) hold the plate at an angle, with background
+in the corners and, letterboxed as they are, small characters. Corner-cut crops read almost perfectly. This module
+turns the first into something like the second, the way HyperLPR's fine-mapping step does: threshold the plate's
+background colour (blue, yellow or green) in HSV, keep the largest connected region, fit a rotated rectangle and
+warp it to 440×140 (a plate's 3.14:1). ``inference.read_plates`` reads a crop both as given and rectified and keeps
+the more confident reading, so a failed rectification costs nothing but time (``benchmarks/real_sets.py
+--no-rectify`` measures the network alone).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PLATE_SIZE = (440, 140)  # width, height of a Chinese single-row plate in mm: the warp's output aspect
+# HSV ranges (OpenCV: hue 0–179) of the plate backgrounds: (hue lo, hue hi, min saturation, min value)
+BACKGROUNDS = {"blue": (95, 130, 70, 40), "yellow": (12, 35, 70, 60), "green": (35, 90, 40, 60)}
+MIN_FILL = 0.2       # the plate colour must cover this fraction of the crop
+MIN_WIDTH = 0.85     # and the fitted rectangle must span this fraction of the crop's width (else: a fragment)
+PAD = 0.04           # the rectangle grows by this fraction before warping, so edge characters stay whole
+
+
+def plate_mask(bgr: np.ndarray) -> np.ndarray | None:
+    """uint8 mask (255 = plate) of the crop's dominant plate colour, closed over the characters; None when no
+    plate colour covers ``MIN_FILL`` of the crop."""
+    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    masks = [(h >= lo) & (h <= hi) & (s > min_s) & (v > min_v) for lo, hi, min_s, min_v in BACKGROUNDS.values()]
+    mask = max(masks, key=np.count_nonzero)
+    if mask.mean() < MIN_FILL:
+        return None
+    rows, cols = bgr.shape[:2]
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, cols // 20) | 1, max(3, rows // 8) | 1))
+    return cv2.morphologyEx(mask.astype(np.uint8) * 255, cv2.MORPH_CLOSE, kernel)
+
+
+def plate_quad(bgr: np.ndarray) -> np.ndarray | None:
+    """The plate's corners in the crop, float32 [4, 2] clockwise from top-left, or None when the crop shows no
+    plate-coloured region wide enough to be the whole plate."""
+    if bgr.ndim != 3 or bgr.shape[2] != 3:
+        return None  # grey crops carry no colour to find the plate by
+    mask = plate_mask(bgr)
+    if mask is None:
+        return None
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+    if n < 2:
+        return None
+    biggest = 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax())
+    rows, cols = mask.shape
+    if stats[biggest, cv2.CC_STAT_AREA] < MIN_FILL * rows * cols:
+        return None
+    contours, _ = cv2.findContours((labels == biggest).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    (cx, cy), (w, h), angle = cv2.minAreaRect(cv2.convexHull(max(contours, key=cv2.contourArea)))
+    box = cv2.boxPoints(((cx, cy), (w * (1 + PAD), h * (1 + PAD)), angle))
+    if np.ptp(box[:, 0]) < MIN_WIDTH * cols:
+        return None
+    quad = _clockwise(box)
+    if np.linalg.norm(quad[1] - quad[0]) < np.linalg.norm(quad[3] - quad[0]):
+        return None  # taller than wide: not a single-row plate
+    return quad
+
+
+def rectify(bgr: np.ndarray) -> np.ndarray | None:
+    """The plate warped level to ``PLATE_SIZE`` (BGR uint8), or None where ``plate_quad`` finds none."""
+    quad = plate_quad(bgr)
+    if quad is None:
+        return None
+    w, h = PLATE_SIZE
+    target = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    return cv2.warpPerspective(bgr, cv2.getPerspectiveTransform(quad, target), (w, h),
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+def _clockwise(pts: np.ndarray) -> np.ndarray:
+    """Four points ordered top-left, top-right, bottom-right, bottom-left."""
+    pts = pts.astype(np.float32)
+    total, diff = pts.sum(1), pts[:, 1] - pts[:, 0]
+    return np.array([pts[total.argmin()], pts[diff.argmin()], pts[total.argmax()], pts[diff.argmax()]], np.float32)

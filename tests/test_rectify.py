@@ -1,0 +1,67 @@
+"""rectify: the plate's coloured rectangle found in a bounding-box crop of a tilted plate, and warped level."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from plate_lib.rectify import PLATE_SIZE, plate_quad, rectify
+from plate_lib.synth import render_plate
+
+
+def tilted_bbox_crop(colour: str, angle: float, seed: int = 0) -> np.ndarray:
+    """A clean level plate rotated by ``angle`` degrees on a grey car, cut by its axis-aligned bounding box."""
+    plate = render_plate("皖A12345" if colour != "green" else "皖AD12345", np.random.default_rng(seed), degrade=0,
+                         rectified=True, colour=colour)
+    h, w = plate.shape[:2]
+    canvas = np.full((3 * h, 2 * w, 3), 90, np.uint8)
+    canvas[h:2 * h, w // 2:w // 2 + w] = plate
+    rot = cv2.getRotationMatrix2D((w, 1.5 * h), angle, 1.0)
+    turned = cv2.warpAffine(canvas, rot, canvas.shape[1::-1], flags=cv2.INTER_LINEAR, borderValue=(90, 90, 90))
+    corners = np.array([[w // 2, h], [w // 2 + w, h], [w // 2 + w, 2 * h], [w // 2, 2 * h]], np.float32)
+    moved = cv2.transform(corners[None], rot)[0]
+    x0, y0 = np.floor(moved.min(0)).astype(int)
+    x1, y1 = np.ceil(moved.max(0)).astype(int)
+    return turned[y0:y1, x0:x1]
+
+
+def levelness(quad: np.ndarray) -> float:
+    """Angle of the quad's top edge, degrees."""
+    dx, dy = quad[1] - quad[0]
+    return float(np.degrees(np.arctan2(dy, dx)))
+
+
+@pytest.mark.parametrize("colour", ["blue", "yellow", "green"])
+@pytest.mark.parametrize("angle", [-12, 8])
+def test_finds_the_tilted_plate_of_each_colour(colour, angle):
+    crop = tilted_bbox_crop(colour, angle)
+    quad = plate_quad(crop)
+    assert quad is not None
+    assert abs(levelness(quad) + angle) < 3  # the top edge runs at the plate's tilt (image y points down)
+
+
+def test_warps_to_a_level_plate_at_a_plates_aspect():
+    out = rectify(tilted_bbox_crop("blue", 12))
+    assert out.shape == (PLATE_SIZE[1], PLATE_SIZE[0], 3)
+    hsv = cv2.cvtColor(out, cv2.COLOR_BGR2HSV)
+    blue = (hsv[..., 0] >= 95) & (hsv[..., 0] <= 130) & (hsv[..., 1] > 70)
+    assert blue.mean() > 0.6  # the plate fills the warp; the grey car is gone
+
+
+def test_no_plate_colour_no_rectification():
+    assert rectify(np.full((40, 120, 3), 128, np.uint8)) is None  # grey: nothing to find
+    assert rectify(np.full((40, 120, 1), 128, np.uint8)) is None  # a grey crop carries no colour
+    small = np.full((40, 120, 3), 128, np.uint8)
+    small[15:25, 50:70] = (200, 60, 0)  # a blue patch, far too narrow to be the plate
+    assert rectify(small) is None
+
+
+def test_read_plates_keeps_the_more_confident_reading():
+    from plate_lib.inference import load_model, read_plates
+
+    model, cfg = load_model(Path(__file__).resolve().parents[1] / "models" / "plate_default.pt")
+    crops = [tilted_bbox_crop("blue", 12), np.full((40, 120, 3), 128, np.uint8)]
+    plain = read_plates(model, cfg, crops, rectify=False)
+    both = read_plates(model, cfg, crops, rectify=True)
+    assert both[1] == plain[1]  # nothing to rectify: the reading as given
+    assert both[0][1] >= plain[0][1]
