@@ -4,9 +4,10 @@
 
 READER is one of:
 
-- ``plate_lib``: the shipped model (``--checkpoint``), batched PyTorch as ``inference.read_plates`` runs it;
-- ``plate_lib_onnx``: the same model exported to ONNX (``--onnx``), run by ONNX Runtime, same preprocessing
-  and decoding;
+- ``plate_lib``: the shipped model (``--checkpoint``), batched PyTorch as ``inference.read_plates`` runs it
+  (each crop read as given and rectified, the more confident reading kept);
+- ``plate_lib_onnx``: the same model exported to ONNX (``--onnx``), run by ONNX Runtime, same preprocessing,
+  rectification and decoding (``inference.read_crops``);
 - ``hyperlpr``: HyperLPR's segmentation-free recogniser alone (``hyperlpr2``: an OpenCV-DNN Caffe model, crop
   resized to 160×40, its own CTC decoding and character table);
 - ``hyperlpr_refine``: the same after HyperLPR's own refinement (``LPR.finetune``: a small network regresses
@@ -172,8 +173,7 @@ def plate_lib_reader(checkpoint: str, onnx: str | None) -> tuple[Callable, str]:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from plate_lib.dataset import letterbox
-    from plate_lib.inference import decode_logits, load_model, read_plates
+    from plate_lib.inference import decode_logits, load_model, read_crops, read_plates
     from plate_lib.plates import SYMBOLS
 
     model, cfg = load_model(checkpoint)
@@ -185,18 +185,17 @@ def plate_lib_reader(checkpoint: str, onnx: str | None) -> tuple[Callable, str]:
     pre, provinces = cfg.preprocess, list(cfg.provinces)
     sessions: dict[int, ort.InferenceSession] = {}
 
-    def read_batch(images: list[np.ndarray]) -> list[str]:
+    def read_letterboxed(batch: np.ndarray) -> tuple[list[str], torch.Tensor]:
         threads = torch.get_num_threads()
         if threads not in sessions:  # ORT fixes its thread count per session
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
             sessions[threads] = ort.InferenceSession(onnx, opts, providers=["CPUExecutionProvider"])
-        x = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in images])
-        x = x.transpose(0, 3, 1, 2).astype(np.float32) / 255
+        x = batch.transpose(0, 3, 1, 2).astype(np.float32) / 255
         prov, ctc = sessions[threads].run(None, {"images": x})
-        return decode_logits(torch.from_numpy(prov), torch.from_numpy(ctc), provinces)[0]
+        return decode_logits(torch.from_numpy(prov), torch.from_numpy(ctc), provinces)
 
-    return read_batch, alphabet
+    return (lambda images: [t for t, _ in read_crops(read_letterboxed, pre, images)]), alphabet
 
 
 # --- timing ------------------------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ class TrainSource(_Section):
     ccpd_crop: Literal["corners", "bbox"] | None = Field(
         None, description="CCPD2019 photos: how this source cuts them (default: data.ccpd_crop)")
     validation: bool = Field(False, description="Add this source's val split to the validation set (best.pt is chosen on it)")
+    rectify: bool = Field(False, description="Warp each crop level first (rectify.py), as read_plates also reads "
+                          "crops: list a source twice, as given and rectified, to train on both")
 
 
 class DataConfig(_Section):

@@ -244,7 +244,7 @@ def require_plates(data: SplitData, source: Source, fix: str, split_option: bool
     raise DataError(f"the {data.split} split of {source.path} is empty: {found}.{hint} {fix}")
 
 
-def resolve_source(cfg: Config, path: str | None = None, crop: str | None = None) -> Source:
+def resolve_source(cfg: Config, path: str | None = None, crop: str | None = None, rectify: bool = False) -> Source:
     """The source ``path`` names (default: ``data.source``).
 
     ``synthetic`` generates its zip on first use, and again when the zip was made with other ``synth``
@@ -261,25 +261,28 @@ def resolve_source(cfg: Config, path: str | None = None, crop: str | None = None
             zpath.parent.mkdir(parents=True, exist_ok=True)
             generate_zip(zpath, cfg.synth, progress=sys.stderr.isatty())
         path = str(zpath)
-    return open_cfg_source(cfg, path, crop)
+    return open_cfg_source(cfg, path, crop, rectify)
 
 
-def open_cfg_source(cfg: Config, path: str | os.PathLike, crop: str | None = None) -> Source:
+def open_cfg_source(cfg: Config, path: str | os.PathLike, crop: str | None = None, rectify: bool = False) -> Source:
     """``open_source`` with the config's split share (``data.val_fraction``), crop mode (``crop``, default
-    ``data.ccpd_crop``), file-size cap (``data.max_file_mb``) and crop size (``data.resize_crops``)."""
+    ``data.ccpd_crop``), file-size cap (``data.max_file_mb``) and crop size (``data.resize_crops``); ``rectify``
+    warps each crop level (a train source's ``rectify``)."""
     return open_source(path, cfg.data.val_fraction, crop or cfg.data.ccpd_crop, max_file_mb=cfg.data.max_file_mb,
-                       resize=cfg.data.resize_crops)
+                       resize=cfg.data.resize_crops, rectify=rectify)
 
 
-def load_cfg_split(cfg: Config, split: str, path: str | None = None, crop: str | None = None) -> SplitData:
-    """``load_split`` with everything taken from the config (``crop``: this source's CCPD crop mode)."""
-    return load_split(resolve_source(cfg, path, crop), split, cfg.preprocess, cfg.data.cache_dir,
+def load_cfg_split(cfg: Config, split: str, path: str | None = None, crop: str | None = None,
+                   rectify: bool = False) -> SplitData:
+    """``load_split`` with everything taken from the config (``crop``: this source's CCPD crop mode; ``rectify``:
+    its crops warped level)."""
+    return load_split(resolve_source(cfg, path, crop, rectify), split, cfg.preprocess, cfg.data.cache_dir,
                       cfg.data.skip_bad, cfg.data.limit)
 
 
 def load_validation_set(cfg: Config) -> SplitData:
     """The val split of ``data.source`` and of every ``data.train_sources`` entry with ``validation: true``."""
-    return concat_splits([load_cfg_split(cfg, "val")] + [load_cfg_split(cfg, "val", s.path, s.ccpd_crop)
+    return concat_splits([load_cfg_split(cfg, "val")] + [load_cfg_split(cfg, "val", s.path, s.ccpd_crop, s.rectify)
                                                          for s in cfg.data.train_sources if s.validation])
 
 
@@ -298,7 +301,7 @@ def load_training_set(cfg: Config) -> tuple[SplitData, torch.Tensor | None]:
     parts = [load_cfg_split(cfg, "train")]
     shares = [1.0]
     for extra in cfg.data.train_sources:
-        parts.append(load_cfg_split(cfg, "train", extra.path, extra.ccpd_crop))
+        parts.append(load_cfg_split(cfg, "train", extra.path, extra.ccpd_crop, extra.rectify))
         shares.append(extra.weight)
     data = concat_splits(parts)
     if len(parts) == 1 and cfg.data.province_balance == 0:

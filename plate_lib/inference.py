@@ -4,6 +4,7 @@ importable from here too."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from .checkpoints import (  # noqa: F401 (checkpoint code lived here before chec
     rebuild,
     save_checkpoint,
 )
-from .config import Config, ConfigError
+from .config import Config, ConfigError, PreprocessConfig
 from .dataset import SplitData, letterbox
 from .models import fuse_batchnorm
 from .plates import ctc_beam_search, ctc_greedy_decode, is_plate
@@ -107,17 +108,26 @@ def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray
     With ``rectify``, each crop where ``rectify.plate_quad`` finds the plate is also read warped level, and the
     more confident of the two readings is kept (bounding-box crops of tilted plates gain most; see the README).
     """
-    pre = cfg.preprocess
+    provinces = list(cfg.provinces)
+    return read_crops(lambda batch: predict_images(model, batch, provinces, device=device), cfg.preprocess,
+                      bgr_images, rectify)
+
+
+def read_crops(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray]], pre: PreprocessConfig,
+               bgr_images: list[np.ndarray], rectify: bool = True) -> list[tuple[str, float]]:
+    """``read_plates`` for any reader of letterboxed batches (``read_batch``: uint8 [N, H, W, C] → plates,
+    confidences), e.g. the exported model in ONNX Runtime."""
     batch = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in bgr_images])
-    texts, conf = predict_images(model, batch, list(cfg.provinces), device=device)
+    texts, conf = read_batch(batch)
+    texts, conf = list(texts), np.array(conf, np.float32)
     if rectify:
         from .rectify import rectify as warp
 
         warped = [(i, w) for i, w in enumerate(map(warp, bgr_images)) if w is not None]
         if warped:
-            batch = np.stack([letterbox(w, pre.height, pre.width, pre.grayscale) for _, w in warped])
-            texts_w, conf_w = predict_images(model, batch, list(cfg.provinces), device=device)
-            for (i, _), t, c in zip(warped, texts_w, conf_w, strict=True):
+            texts_w, conf_w = read_batch(np.stack([letterbox(w, pre.height, pre.width, pre.grayscale)
+                                                   for _, w in warped]))
+            for (i, _), t, c in zip(warped, texts_w, np.asarray(conf_w, np.float32), strict=True):
                 if c > conf[i]:
                     texts[i], conf[i] = t, c
     return list(zip(texts, conf.tolist(), strict=True))

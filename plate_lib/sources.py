@@ -291,6 +291,7 @@ class Source:
         self.path = Path(path)
         self.val_fraction = val_fraction
         self.resize: tuple[int, int] | None = None  # (width, height) every crop is resized to, when set
+        self.rectify = False  # every crop warped level where rectify.plate_quad finds the plate (else as it is)
         self.max_bytes = int(max_file_mb * 2**20)  # a file or zip member above this is a bad sample
         self._all: list[tuple[str, Record]] | None = None  # (split: train, val or test; record)
 
@@ -306,7 +307,8 @@ class Source:
 
     def variant(self) -> str:
         """How crops are cut and sized, beyond the files themselves ("" by default)."""
-        return f"resize={self.resize[0]}x{self.resize[1]}" if self.resize else ""
+        parts = ([f"resize={self.resize[0]}x{self.resize[1]}"] if self.resize else []) + (["rectified"] if self.rectify else [])
+        return ",".join(parts)
 
     def fingerprint(self) -> str:
         """Changes when the files change, or how crops are made from them (``variant``)."""
@@ -325,9 +327,17 @@ class Source:
         return [rec for where, rec in self.scanned() if split in ("all", where)]
 
     def load(self, record: Record) -> np.ndarray:
-        """The crop of ``record`` as BGR uint8 (resized to ``resize`` when that is set)."""
+        """The crop of ``record`` as BGR uint8 (resized to ``resize`` when that is set, then warped level when
+        ``rectify`` is set and ``rectify.rectify`` finds the plate)."""
         img = self._load(record)
-        return cv2.resize(img, self.resize, interpolation=cv2.INTER_AREA) if self.resize else img
+        if self.resize:
+            img = cv2.resize(img, self.resize, interpolation=cv2.INTER_AREA)
+        if self.rectify:
+            from .rectify import rectify
+
+            warped = rectify(img)
+            img = img if warped is None else warped
+        return img
 
     def _load(self, record: Record) -> np.ndarray:
         return decode_image(self._read(record.name), f"{self.path}:{record.name}")
@@ -620,11 +630,12 @@ def looks_like_ccpd(folder: Path) -> bool:
 
 
 def open_source(path: str | os.PathLike, val_fraction: float = 0.15, ccpd_crop: str = "corners",
-                max_file_mb: float = MAX_FILE_MB, resize: Sequence[int] | None = None) -> Source:
+                max_file_mb: float = MAX_FILE_MB, resize: Sequence[int] | None = None, rectify: bool = False) -> Source:
     """A dl1 zip, a CCPD2019 photo folder or a crops folder, by what ``path`` is; ``ccpd_crop`` says how a
     CCPD2019 photo becomes a crop (``cut_ccpd``); a file above ``max_file_mb`` is a bad sample; ``resize``
-    (width, height) is the size every crop is brought to."""
+    (width, height) is the size every crop is brought to; ``rectify`` warps each crop level (``rectify.py``)."""
     source = _open(path, val_fraction, ccpd_crop, max_file_mb)
+    source.rectify = rectify
     if resize is not None:
         if len(resize) != 2 or min(resize) < MIN_SIDE:
             raise DataError(f"crop size {list(resize)} (data.resize_crops) must be [width, height], each at least {MIN_SIDE}")

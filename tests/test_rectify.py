@@ -65,3 +65,24 @@ def test_read_plates_keeps_the_more_confident_reading():
     both = read_plates(model, cfg, crops, rectify=True)
     assert both[1] == plain[1]  # nothing to rectify: the reading as given
     assert both[0][1] >= plain[0][1]
+
+
+def test_a_source_can_give_its_crops_rectified_under_its_own_cache_key(tmp_path):
+    from plate_lib.sources import open_source
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "皖A12345.png"), tilted_bbox_crop("blue", 12))
+    cv2.imwrite(str(folder / "皖A54321.png"), np.full((40, 120, 3), 128, np.uint8))
+    as_given, rectified = open_source(folder), open_source(folder, rectify=True)
+    assert rectified.fingerprint() != as_given.fingerprint()
+    recs = {r.text: r for r in rectified.records("all")}
+    assert rectified.load(recs["皖A12345"]).shape == (PLATE_SIZE[1], PLATE_SIZE[0], 3)
+    assert rectified.load(recs["皖A54321"]).shape == (40, 120, 3)  # nothing found: the crop as it is
+
+
+def test_a_train_source_says_rectify_in_the_config():
+    from plate_lib.config import TrainSource
+
+    assert TrainSource(path="crops", rectify=True).rectify
+    assert not TrainSource(path="crops").rectify
