@@ -5,7 +5,7 @@
 READER is one of:
 
 - ``plate_lib``: the shipped model (``--checkpoint``), batched PyTorch as ``inference.read_plates`` runs it
-  (each crop read as given and rectified, the more confident reading kept);
+  (each crop read as given and, where unsure, rectified; the more confident reading kept);
 - ``plate_lib_onnx``: the same model exported to ONNX (``--onnx``), run by ONNX Runtime, same preprocessing,
   rectification and decoding (``inference.read_crops``);
 - ``hyperlpr``: HyperLPR's segmentation-free recogniser alone (``hyperlpr2``: an OpenCV-DNN Caffe model, crop

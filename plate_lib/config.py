@@ -140,8 +140,9 @@ class PredictConfig(_Section):
                                              "a plate crop; outside it, not_a_crop (not read)")
     max_crop_height: int = Field(400, ge=8, description="An image taller than this (pixels) is not_a_crop (not "
                                  "read): a whole photo, not a plate crop")
-    rectify: bool = Field(True, description="Also read each crop warped level (rectify.py: the plate's colour "
-                          "found, its rectangle straightened) and keep the more confident reading")
+    rectify_below: float = Field(0.9, ge=0, le=1, description="Read a crop again warped level (rectify.py: the "
+                                 "plate found by its colour, its rectangle straightened) when its confidence is "
+                                 "below this, and keep the more confident reading; 0 = never")
 
     @field_validator("crop_aspect")
     @classmethod

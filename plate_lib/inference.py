@@ -101,29 +101,34 @@ def predict_images(model: torch.nn.Module, images: np.ndarray, provinces: list[s
     return texts, np.concatenate(confs) if confs else np.zeros(0, np.float32)
 
 
+RECTIFY_BELOW = 0.9  # a second, rectified look at crops read with less confidence (chosen on the val splits)
+
+
 def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray], device="cpu",
-                rectify: bool = True) -> list[tuple[str, float]]:
+                rectify_below: float = RECTIFY_BELOW) -> list[tuple[str, float]]:
     """Raw BGR crops of any size → (plate, confidence) each.
 
-    With ``rectify``, each crop where ``rectify.plate_quad`` finds the plate is also read warped level, and the
-    more confident of the two readings is kept (bounding-box crops of tilted plates gain most; see the README).
+    Each crop read with a confidence below ``rectify_below`` is read again warped level where
+    ``rectify.plate_quad`` finds the plate, and the more confident reading is kept: bounding-box crops of tilted
+    plates gain most (README, "Measured results"). 0 reads every crop once, as given; 1 looks twice at all.
     """
     provinces = list(cfg.provinces)
     return read_crops(lambda batch: predict_images(model, batch, provinces, device=device), cfg.preprocess,
-                      bgr_images, rectify)
+                      bgr_images, rectify_below)
 
 
 def read_crops(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray]], pre: PreprocessConfig,
-               bgr_images: list[np.ndarray], rectify: bool = True) -> list[tuple[str, float]]:
+               bgr_images: list[np.ndarray], rectify_below: float = RECTIFY_BELOW) -> list[tuple[str, float]]:
     """``read_plates`` for any reader of letterboxed batches (``read_batch``: uint8 [N, H, W, C] → plates,
     confidences), e.g. the exported model in ONNX Runtime."""
     batch = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in bgr_images])
     texts, conf = read_batch(batch)
     texts, conf = list(texts), np.array(conf, np.float32)
-    if rectify:
-        from .rectify import rectify as warp
+    unsure = np.flatnonzero(conf < rectify_below)
+    if len(unsure):
+        from .rectify import rectify
 
-        warped = [(i, w) for i, w in enumerate(map(warp, bgr_images)) if w is not None]
+        warped = [(i, w) for i in unsure if (w := rectify(bgr_images[i])) is not None]
         if warped:
             texts_w, conf_w = read_batch(np.stack([letterbox(w, pre.height, pre.width, pre.grayscale)
                                                    for _, w in warped]))

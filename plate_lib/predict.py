@@ -148,7 +148,7 @@ def read_files(model, cfg: Config, settings: PredictConfig, inputs: list[tuple[s
                 if crop is not None:
                     read.append(len(rows) - 1)
                     crops.append(crop)
-            for i, crop, (text, conf) in zip(read, crops, read_plates(model, cfg, crops, device, settings.rectify) if crops else [],
+            for i, crop, (text, conf) in zip(read, crops, read_plates(model, cfg, crops, device, settings.rectify_below) if crops else [],
                                              strict=True):
                 status = "ok" if conf >= settings.min_confidence else "low_confidence"
                 rows[i] = _row(inputs[start + i][0], status, plate=text, confidence=conf, kind=plate_kind(text, crop))

@@ -333,9 +333,9 @@ class Source:
         if self.resize:
             img = cv2.resize(img, self.resize, interpolation=cv2.INTER_AREA)
         if self.rectify:
-            from .rectify import rectify
+            from .rectify import rectify as level
 
-            warped = rectify(img)
+            warped = level(img)
             img = img if warped is None else warped
         return img
 

@@ -61,8 +61,8 @@ def test_read_plates_keeps_the_more_confident_reading():
 
     model, cfg = load_model(Path(__file__).resolve().parents[1] / "models" / "plate_default.pt")
     crops = [tilted_bbox_crop("blue", 12), np.full((40, 120, 3), 128, np.uint8)]
-    plain = read_plates(model, cfg, crops, rectify=False)
-    both = read_plates(model, cfg, crops, rectify=True)
+    plain = read_plates(model, cfg, crops, rectify_below=0)
+    both = read_plates(model, cfg, crops, rectify_below=1)
     assert both[1] == plain[1]  # nothing to rectify: the reading as given
     assert both[0][1] >= plain[0][1]
 
