@@ -131,7 +131,8 @@ def evaluate_sets(cfg: Config, checkpoint: str | Path, device: str) -> dict[str,
         fix = ("Point data.source at data with a test/ folder or a folder of crops" if name == "test" else
                "Point this data.eval_sets entry at plate crops or CCPD2019 photos, or remove it")
         require_plates(data, eval_source(cfg, name), fix)
-        out[name] = evaluate(model, data, list(cfg.provinces), cfg.training.eval_batch_size, device)
+        out[name] = evaluate(model, data, list(cfg.provinces), cfg.training.eval_batch_size, device,
+                             eval_source(cfg, name), cfg.predict.rectify_below)
     return out
 
 

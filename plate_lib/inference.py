@@ -25,6 +25,7 @@ from .config import Config, ConfigError, PreprocessConfig
 from .dataset import SplitData, letterbox
 from .models import fuse_batchnorm
 from .plates import ctc_beam_search, ctc_greedy_decode, is_plate
+from .sources import Record, Source
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -124,24 +125,51 @@ def read_crops(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray]],
     batch = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in bgr_images])
     texts, conf = read_batch(batch)
     texts, conf = list(texts), np.array(conf, np.float32)
-    unsure = np.flatnonzero(conf < rectify_below)
-    if len(unsure):
-        from .rectify import rectify
-
-        warped = [(i, w) for i in unsure if (w := rectify(bgr_images[i])) is not None]
-        if warped:
-            texts_w, conf_w = read_batch(np.stack([letterbox(w, pre.height, pre.width, pre.grayscale)
-                                                   for _, w in warped]))
-            for (i, _), t, c in zip(warped, texts_w, np.asarray(conf_w, np.float32), strict=True):
-                if c > conf[i]:
-                    texts[i], conf[i] = t, c
+    second_look(read_batch, batch.shape[1:], bgr_images.__getitem__, texts, conf, rectify_below)
     return list(zip(texts, conf.tolist(), strict=True))
 
 
+def second_look(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray]], input_shape: tuple[int, ...],
+                crop: Callable[[int], np.ndarray], texts: list[str], conf: np.ndarray, rectify_below: float,
+                batch_size: int = 256) -> int:
+    """Read again, warped level (``rectify.rectify``), each plate ``i`` whose confidence is below
+    ``rectify_below`` and whose raw crop (``crop(i)``, BGR) shows the plate; where that reading is more confident,
+    it replaces ``texts[i]`` and ``conf[i]`` in place. ``input_shape``: the model's (H, W, C). Returns how many
+    plates were read again."""
+    from .rectify import rectify
+
+    height, width, channels = input_shape
+    unsure = np.flatnonzero(conf < rectify_below)
+    looked = 0
+    for start in range(0, len(unsure), batch_size):
+        warped = [(i, w) for i in unsure[start:start + batch_size] if (w := rectify(crop(int(i)))) is not None]
+        if not warped:
+            continue
+        looked += len(warped)
+        texts_w, conf_w = read_batch(np.stack([letterbox(w, height, width, channels == 1) for _, w in warped]))
+        for (i, _), t, c in zip(warped, texts_w, np.asarray(conf_w, np.float32), strict=True):
+            if c > conf[i]:
+                texts[i], conf[i] = t, c
+    return looked
+
+
 def evaluate(model: torch.nn.Module, data: SplitData, provinces: list[str], batch_size: int = 256,
-             device: str | torch.device = "cpu") -> tuple[dict[str, float], pd.DataFrame]:
-    """Headline metrics and one row per plate (name, true, pred, confidence, errors, edit distance, meta)."""
+             device: str | torch.device = "cpu", source: Source | None = None,
+             rectify_below: float = 0.0) -> tuple[dict[str, float], pd.DataFrame]:
+    """Headline metrics and one row per plate (name, true, pred, confidence, errors, edit distance, meta).
+
+    With the ``source`` the split was loaded from and ``rectify_below`` > 0, plates are read as ``read_plates``
+    reads them (the second, rectified look at unsure crops, ``second_look``); by default, the network alone on
+    the cached crops.
+    """
     preds, conf = predict_images(model, data.images, provinces, batch_size, device)
+    preds, conf = list(preds), np.array(conf, np.float32)
+    if source is not None and rectify_below > 0:
+        def read(batch: np.ndarray) -> tuple[list[str], np.ndarray]:
+            return predict_images(model, batch, provinces, batch_size, device)
+
+        second_look(read, data.images.shape[1:], lambda i: source.load(Record(data.names[i], data.texts[i])),
+                    preds, conf, rectify_below, batch_size)
     summary = metrics.summarize(preds, data.texts)
     rows = pd.DataFrame({"name": data.names, "true": data.texts, "pred": preds, "confidence": conf})
     rows["correct"] = rows["pred"] == rows["true"]

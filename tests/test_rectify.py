@@ -86,3 +86,21 @@ def test_a_train_source_says_rectify_in_the_config():
 
     assert TrainSource(path="crops", rectify=True).rectify
     assert not TrainSource(path="crops").rectify
+
+
+def test_evaluate_takes_the_second_look_when_given_the_source(tmp_path):
+    from plate_lib.dataset import load_split
+    from plate_lib.inference import evaluate, load_model
+    from plate_lib.sources import open_source
+
+    model, cfg = load_model(Path(__file__).resolve().parents[1] / "models" / "plate_default.pt")
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for angle in (-14, 12):
+        cv2.imwrite(str(folder / f"{angle + 20:02d}-皖A12345.png"), tilted_bbox_crop("blue", angle, seed=angle + 20))
+    source = open_source(folder)
+    data = load_split(source, "all", cfg.preprocess)
+    _, alone = evaluate(model, data, list(cfg.provinces))
+    _, looked = evaluate(model, data, list(cfg.provinces), source=source, rectify_below=1.0)
+    assert (looked["confidence"] >= alone["confidence"]).all()
+    assert (looked["confidence"] > alone["confidence"]).any()  # the level warp reads some plate more surely
