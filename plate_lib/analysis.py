@@ -130,9 +130,10 @@ def evaluate_sets(cfg: Config, checkpoint: str | Path, device: str) -> dict[str,
         data = load_cfg_split(cfg, "test") if name == "test" else load_cfg_split(cfg, "all", name)
         fix = ("Point data.source at data with a test/ folder or a folder of crops" if name == "test" else
                "Point this data.eval_sets entry at plate crops or CCPD2019 photos, or remove it")
-        require_plates(data, eval_source(cfg, name), fix)
-        out[name] = evaluate(model, data, list(cfg.provinces), cfg.training.eval_batch_size, device,
-                             eval_source(cfg, name), cfg.predict.rectify_below)
+        source = eval_source(cfg, name)
+        require_plates(data, source, fix)
+        out[name] = evaluate(model, data, list(cfg.provinces), cfg.training.eval_batch_size, device, source,
+                             cfg.predict.rectify_below)
     return out
 
 

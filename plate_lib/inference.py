@@ -21,7 +21,7 @@ from .checkpoints import (  # noqa: F401 (checkpoint code lived here before chec
     rebuild,
     save_checkpoint,
 )
-from .config import Config, ConfigError, PreprocessConfig
+from .config import Config, ConfigError, PredictConfig, PreprocessConfig
 from .dataset import SplitData, letterbox
 from .models import fuse_batchnorm
 from .plates import ctc_beam_search, ctc_greedy_decode, is_plate
@@ -102,7 +102,7 @@ def predict_images(model: torch.nn.Module, images: np.ndarray, provinces: list[s
     return texts, np.concatenate(confs) if confs else np.zeros(0, np.float32)
 
 
-RECTIFY_BELOW = 0.9  # a second, rectified look at crops read with less confidence (chosen on the val splits)
+RECTIFY_BELOW: float = PredictConfig.model_fields["rectify_below"].default  # predict.rectify_below's default
 
 
 def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray], device="cpu",
@@ -131,26 +131,22 @@ def read_crops(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray]],
 
 def second_look(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray]], input_shape: tuple[int, ...],
                 crop: Callable[[int], np.ndarray], texts: list[str], conf: np.ndarray, rectify_below: float,
-                batch_size: int = 256) -> int:
+                batch_size: int = 256) -> None:
     """Read again, warped level (``rectify.rectify``), each plate ``i`` whose confidence is below
     ``rectify_below`` and whose raw crop (``crop(i)``, BGR) shows the plate; where that reading is more confident,
-    it replaces ``texts[i]`` and ``conf[i]`` in place. ``input_shape``: the model's (H, W, C). Returns how many
-    plates were read again."""
+    it replaces ``texts[i]`` and ``conf[i]`` in place. ``input_shape``: the model's (H, W, C)."""
     from .rectify import rectify
 
     height, width, channels = input_shape
     unsure = np.flatnonzero(conf < rectify_below)
-    looked = 0
     for start in range(0, len(unsure), batch_size):
         warped = [(i, w) for i in unsure[start:start + batch_size] if (w := rectify(crop(int(i)))) is not None]
         if not warped:
             continue
-        looked += len(warped)
         texts_w, conf_w = read_batch(np.stack([letterbox(w, height, width, channels == 1) for _, w in warped]))
         for (i, _), t, c in zip(warped, texts_w, np.asarray(conf_w, np.float32), strict=True):
             if c > conf[i]:
                 texts[i], conf[i] = t, c
-    return looked
 
 
 def evaluate(model: torch.nn.Module, data: SplitData, provinces: list[str], batch_size: int = 256,

@@ -36,8 +36,7 @@ def margin_crop(source: Source, record: Record, share: float) -> np.ndarray:
             u, v = ((tr - tl) + (br - bl)) / 2, ((bl - tl) + (br - tr)) / 2
             grown = np.float32([br + share * (u + v), bl + share * (v - u), tl - share * (u + v), tr + share * (u - v)])
             return rectify(photo, grown, round(70 * (1 + 2 * share)), round(220 * (1 + 2 * share)))
-        x1, x2 = (v * scale[0] for v in ccpd_bbox(record.name)[::2])
-        y1, y2 = (v * scale[1] for v in ccpd_bbox(record.name)[1::2])
+        x1, y1, x2, y2 = (v * s for v, s in zip(ccpd_bbox(record.name), scale * 2, strict=True))
         dx, dy = share * (x2 - x1), share * (y2 - y1)
         h, w = photo.shape[:2]
         box = [max(0, round(x1 - dx)), max(0, round(y1 - dy)), min(w, round(x2 + dx)), min(h, round(y2 + dy))]

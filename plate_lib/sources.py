@@ -48,8 +48,8 @@ MAX_IMAGE_PIXELS = 40_000_000  # larger images (by their header) are refused: de
 MAX_FILE_MB = 16.0  # default of data.max_file_mb: a plate crop or a CCPD photo is well under 1 MB
 JPEG_MAGIC, PNG_MAGIC = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 FORMATS = "JPEG, PNG, BMP or WebP"
-LABEL_ENCODINGS = ("utf-8-sig", "gb18030")
-MAX_BAD_ROWS = 1000  # past this many, a labels.csv of mostly bad rows (label, missing file) is refused as read  # UTF-8 with or without a BOM; GB18030, a superset of GBK and GB2312
+LABEL_ENCODINGS = ("utf-8-sig", "gb18030")  # UTF-8 with or without a BOM; GB18030, a superset of GBK and GB2312
+MAX_BAD_ROWS = 1000  # past this many, a labels.csv of mostly bad rows (label, missing file) is refused as read
 
 log = logging.getLogger(__name__)
 
