@@ -277,3 +277,17 @@ def test_decoding_in_worker_processes_after_rendering_in_this_one_does_not_hang(
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.strip()) > 200
+
+
+def test_worker_processes_decode_what_one_process_does_and_get_the_source_once_each(tmp_path, monkeypatch):
+    # the source (its index of every plate, a zip's table of contents) used to be pickled with every chunk of
+    # 256 plates, which made decoding a 300k-plate zip quadratic: now each worker gets it once
+    texts = [f"皖A{i:05d}" for i in range(1100)]
+    src = Dl1Zip(write_dl1_zip(tmp_path / "d.zip", {"train": texts}))
+    one = load_split(src, "train", PRE, workers=1)
+    pickled = []
+    state = Dl1Zip.__getstate__
+    monkeypatch.setattr(Dl1Zip, "__getstate__", lambda self: pickled.append(1) or state(self))
+    two = load_split(src, "train", PRE, workers=2)
+    assert len(one) > 4 * 256 * 0.8 and two.names == one.names and np.array_equal(two.images, one.images)
+    assert len(pickled) <= 2  # once per worker, not once per chunk (4 chunks here)
