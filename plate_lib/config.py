@@ -114,6 +114,8 @@ class ModelConfig(_Section):
 class TrainingConfig(_Section):
     epochs: int = Field(10, ge=1, description="Passes over the training split")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (smoke runs)")
+    epoch_plates: int | None = Field(None, ge=1, description="Plates drawn per epoch; null = the training set's "
+                                     "size. Keeps a mixed recipe's steps when a source grows (data.train_sources)")
     batch_size: int = Field(64, ge=1, description="Plates per step (global under torchrun)")
     lr: float = Field(5e-3, gt=0, description="Peak learning rate")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")

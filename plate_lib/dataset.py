@@ -375,18 +375,22 @@ class PlateBatches(torch.utils.data.Dataset):
 
 def batch_loader(dataset: PlateBatches, batch_size: int, shuffle: bool, seed: int = 0,
                  epoch: int = 0, num_workers: int = 0, pin_memory: bool = False, rank: int = 0,
-                 world_size: int = 1, weights: torch.Tensor | None = None, start: int = 0) -> torch.utils.data.DataLoader:
+                 world_size: int = 1, weights: torch.Tensor | None = None, start: int = 0,
+                 draws: int | None = None) -> torch.utils.data.DataLoader:
     """A loader of whole batches, each sorted (memory order). Shuffling is seeded by ``(seed, epoch)``. With
     ``world_size`` > 1 (a distributed sampler) every rank draws the same global batches and takes its
     contiguous share, so the processes together see exactly what one process would. ``weights``: draw each
     epoch's plates with replacement in proportion to them (mixing sources, oversampling provinces).
-    ``start``: leave out the epoch's first ``start`` batches (resuming mid-epoch: the order is the same)."""
-    n = len(dataset)
+    ``start``: leave out the epoch's first ``start`` batches (resuming mid-epoch: the order is the same).
+    ``draws``: plates per shuffled epoch (default: the dataset's size); without weights, whole permutations
+    follow one another, so every plate is drawn before any is drawn again."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    n = (draws or len(dataset)) if shuffle else len(dataset)
     if shuffle and weights is not None:  # n draws with replacement, by weight
         order = torch.multinomial(weights, n, replacement=True, generator=g).tolist()
     elif shuffle:
-        order = torch.randperm(n, generator=g).tolist()
+        laps = -(-n // max(1, len(dataset)))
+        order = torch.cat([torch.randperm(len(dataset), generator=g) for _ in range(laps)])[:n].tolist()
     else:
         order = list(range(n))
     batches = []

@@ -323,7 +323,8 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
     provinces = list(cfg.provinces)
     train_ds, val_ds = PlateBatches(train, provinces), PlateBatches(val, provinces)
     weights = province_weights(train, provinces) if cfg.training.province_weights else torch.ones(len(provinces))
-    total = math.ceil(len(train) / cfg.training.batch_size) * cfg.training.epochs
+    draws = cfg.training.epoch_plates or len(train)  # plates drawn per epoch
+    total = math.ceil(draws / cfg.training.batch_size) * cfg.training.epochs
     if cfg.training.max_steps:
         total = min(total, cfg.training.max_steps)
     aug_gen = torch.Generator().manual_seed(cfg.run.seed)
@@ -366,7 +367,8 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
         t0 = time.perf_counter()
         loader = batch_loader(train_ds, cfg.training.batch_size, shuffle=True, seed=cfg.run.seed, epoch=epoch,
                               num_workers=cfg.training.num_workers, pin_memory=device.type == "cuda",
-                              rank=ddp.rank, world_size=ddp.world, weights=draw_weights, start=part.batch)
+                              rank=ddp.rank, world_size=ddp.world, weights=draw_weights, start=part.batch,
+                              draws=draws)
         batches = iter(loader)  # creating the iterator draws a seed from torch's global generator
         if part.batch:  # mid-epoch: the generators as the interrupted run left them, after that draw
             set_rng_states(ck)

@@ -105,6 +105,18 @@ def test_shuffling_is_seeded_by_seed_and_epoch(dl1_zip):
     assert sorted(order(0, 1)) == list(range(len(ds)))
 
 
+def test_an_epoch_draws_epoch_plates_each_plate_once_before_any_twice(dl1_zip):
+    ds = PlateBatches(load_split(Dl1Zip(dl1_zip), "train", PRE, workers=1), list("皖沪苏浙京"))
+    n = len(ds)
+    order = torch.cat([b["index"] for b in batch_loader(ds, 4, True, draws=n + 3)]).tolist()
+    counts = torch.bincount(torch.tensor(order), minlength=n)
+    assert len(order) == n + 3 and counts.min() == 1 and (counts == 2).sum() == 3  # a whole lap, then 3 more
+    assert len(torch.cat([b["index"] for b in batch_loader(ds, 4, True, draws=2)])) == 2
+    weighted = batch_loader(ds, 4, True, weights=torch.ones(n), draws=10)
+    assert sum(len(b["index"]) for b in weighted) == 10
+    assert len(torch.cat([b["index"] for b in batch_loader(ds, 4, False, draws=2)])) == n  # validation reads all
+
+
 def _cfg(tmp_path, **data):
     from plate_lib.config import load
 

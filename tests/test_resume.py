@@ -198,3 +198,9 @@ def test_a_finished_run_is_reused_whatever_the_predict_section_says(tmp_path, ti
         (run / name).write_bytes(b"")
     # predict.* only changes how plate predict reports readings: no reason to train again
     assert finished_run_differs(small_cfg(tmp_path, tiny_zip, **{"predict.min_confidence": 0.9}), run) is None
+
+
+def test_epoch_plates_sets_the_steps_of_an_epoch_whatever_the_data_holds(tmp_path, tiny_zip, keep_threads):
+    run = fit(small_cfg(tmp_path, tiny_zip, **{"training.epoch_plates": 32}), progress=False)  # batches of 16
+    steps = [row.split(",")[1] for row in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == ["2", "4"]
