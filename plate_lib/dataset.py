@@ -99,8 +99,8 @@ def _decode_all(source: Source, records: list[Record], pre: PreprocessConfig, wo
     # fresh processes (forkserver): a fork of a process whose OpenCV or torch threads have run (after generating
     # synthetic plates in-process, say) can deadlock on a lock one of those threads held. The source (with its
     # index of every record) goes to each worker once, not with every chunk: per chunk, its pickle and a zip's
-    # table of contents re-read made decoding quadratic in the plates (360k synthetic plates: stopped unfinished after 15 minutes on 2 cores;
-    # now 1.5 minutes)
+    # table of contents read again made decoding quadratic in the plates (360k synthetic plates on 2 cores:
+    # stopped unfinished after 15 minutes; now 1.5 minutes)
     methods = mp.get_all_start_methods()
     ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker, initargs=(source,)) as pool:
