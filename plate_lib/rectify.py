@@ -4,9 +4,9 @@ Bounding-box crops of tilted plates (how CCPD2019-dl1 cuts its crops) hold the p
 in the corners and, letterboxed as they are, small characters. Corner-cut crops read almost perfectly. This module
 turns the first into something like the second, the way HyperLPR's fine-mapping step does: threshold the plate's
 background colour (blue, yellow or green) in HSV, keep the largest connected region, fit a rotated rectangle and
-warp it to 440×140 (a plate's 3.14:1). ``inference.read_plates`` reads a crop both as given and rectified and keeps
-the more confident reading, so a failed rectification costs nothing but time (``benchmarks/real_sets.py
---no-rectify`` measures the network alone).
+warp it to 440×140 (a plate's 3.14:1). ``inference.read_plates`` reads a crop as given and, when that reading's
+confidence is below ``predict.rectify_below``, again rectified, keeping the more confident reading, so a failed
+rectification costs nothing but time (``benchmarks/real_sets.py --no-rectify`` measures the network alone).
 """
 from __future__ import annotations
 
