@@ -1,7 +1,7 @@
 """Accuracy of seed_crnn beside the compact models, each trained on the same data by the same recipe.
 
     python benchmarks/accuracy.py [--models seed_crnn small_crnn small_crnn_lite] [--epochs 5]
-                                  [--size 48x144] [--repeats small_crnn=3] [--reuse]
+                                  [--size 48x144 [seed_crnn=128x400]] [--repeats small_crnn=3] [--reuse]
                                   [--real ../shared/data/ccpd2019-sample]
 
 Each model trains with ``plate train`` on the synthetic zip (``data.synthetic_path``; generated on first
@@ -14,7 +14,9 @@ two got wrong, and the exact McNemar p-value). Writes ``benchmarks/accuracy.json
 
 The input size is common to all models so that the data, not the resolution, is what is held fixed; the
 default 48×144 is the compact models' own. seed_crnn's own 128×400 trains at 2.8 plates/s on a 2-core CPU
-(100 minutes an epoch); on a GPU, pass ``--size 128x400`` for the seed's full resolution and more epochs.
+(100 minutes an epoch); on a GPU, ``--size 48x144 seed_crnn=128x400`` trains the seed at its own resolution beside
+the compact models at theirs (benchmarks/gpu.sh). A run at another size than 48×144 is named for it
+(``runs/acc-seed_crnn-128x400``).
 ``--reuse`` keeps a finished run of the same config and data (one made before an unrelated code change
 included), instead of training again.
 """
@@ -50,10 +52,15 @@ def plate(*args: str) -> str:
     return done.stdout
 
 
+DEFAULT_SIZE = (48, 144)
+
+
 def recipe(name: str, seed: int, epochs: int, size: tuple[int, int]) -> tuple[list[str], list[str]]:
-    """The profiles and ``KEY=VALUE`` overrides that train ``name``: its profile, the shared size and epochs."""
+    """The profiles and ``KEY=VALUE`` overrides that train ``name``: its profile, its size and the shared epochs."""
+    tag = "" if size == DEFAULT_SIZE else f"-{size[0]}x{size[1]}"
     sets = {"model.name": name, "preprocess.height": size[0], "preprocess.width": size[1],
-            "training.epochs": epochs, "run.seed": seed, "run.name": f"acc-{name}" + (f"-s{seed}" if seed else "")}
+            "training.epochs": epochs, "run.seed": seed,
+            "run.name": f"acc-{name}{tag}" + (f"-s{seed}" if seed else "")}
     return [PROFILES[name]] if name in PROFILES else [], [f"{k}={v}" for k, v in sets.items()]
 
 
@@ -85,6 +92,24 @@ def paired(rows: pd.DataFrame, base: pd.DataFrame) -> dict:
             "p_value": float(f"{out['p_value']:.2g}")}
 
 
+def parse_sizes(items: list[str]) -> tuple[tuple[int, int], dict[str, tuple[int, int]]]:
+    """``--size``: the common HEIGHTxWIDTH, then NAME=HEIGHTxWIDTH for a model at its own size."""
+    common, own = DEFAULT_SIZE, {}
+    for item in items:
+        name, _, value = item.rpartition("=")
+        try:
+            size = tuple(int(v) for v in value.lower().split("x"))
+        except ValueError:
+            size = ()
+        if len(size) != 2:
+            sys.exit(f"--size {item!r}: expected HEIGHTxWIDTH or NAME=HEIGHTxWIDTH, e.g. 48x144 seed_crnn=128x400")
+        if name:
+            own[name] = size
+        else:
+            common = size
+    return common, own
+
+
 def parse_repeats(items: list[str]) -> dict[str, int]:
     try:
         return {k: int(v) for k, v in (item.split("=") for item in items)}
@@ -96,7 +121,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=[BASELINE, "small_crnn", "small_crnn_lite"])
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--size", default="48x144", help="input HEIGHTxWIDTH for every model")
+    ap.add_argument("--size", nargs="+", default=["48x144"],
+                    help="input HEIGHTxWIDTH for every model, and NAME=HEIGHTxWIDTH for a model at its own")
     ap.add_argument("--repeats", nargs="*", default=[], help="NAME=K: train NAME K times (run.seed 0…K-1)")
     ap.add_argument("--real", default="../shared/data/ccpd2019-sample",
                     help="a folder of real CCPD photos or crops, read whole (relative to the repository; "
@@ -104,9 +130,7 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="keep finished runs of the same config")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "accuracy.json"))
     args = ap.parse_args()
-    size = tuple(int(s) for s in args.size.lower().split("x"))
-    if len(size) != 2:
-        sys.exit(f"--size {args.size!r}: expected HEIGHTxWIDTH, e.g. 48x144")
+    size, own_size = parse_sizes(args.size)
     repeats = parse_repeats(args.repeats)
 
     from plate_lib.config import load
@@ -120,7 +144,7 @@ def main() -> None:
     base_rows: dict[str, pd.DataFrame] = {}
     for name in args.models:
         for seed in range(repeats.get(name, 1)):
-            profiles, overrides = recipe(name, seed, args.epochs, size)
+            profiles, overrides = recipe(name, seed, args.epochs, own_size.get(name, size))
             opts = [a for p in profiles for a in ("--profile", p)] + [a for o in overrides for a in ("--set", o)]
             run_dir, done = finished(profiles, overrides)
             if not (args.reuse and done):
@@ -138,7 +162,9 @@ def main() -> None:
             print(f"evaluated {run_dir.name}", file=sys.stderr)
 
     out = {"machine": f"{platform.node()} {platform.machine()}", "cpus": os.cpu_count(),
-           "recipe": {"epochs": args.epochs, "size": list(size), "sets": sets}, "models": models}
+           "recipe": {"epochs": args.epochs, "size": list(size), "sets": sets,
+                      **({"own_size": {k: list(v) for k, v in own_size.items()}} if own_size else {})},
+           "models": models}
     Path(args.out).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(table(models))
     print(f"wrote {args.out}")

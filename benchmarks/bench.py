@@ -1,6 +1,7 @@
 """Throughput of seed_crnn and the default model, measured in ONE run on the same machine.
 
     python benchmarks/bench.py [--out benchmarks/results.json] [--models seed_crnn small_crnn_lite] [--compile]
+    python benchmarks/bench.py --device cuda --out benchmarks/results-nvidia-h200.json
 
 For each model, in a fresh process (so peak memory is its own): training plates/s for a full step
 (batch slicing from a uint8 array, augmentation, forward, CTC + CE loss, backward, AdamW), batched inference
@@ -26,11 +27,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# (height, width, hidden, train batch, timed train steps, timed inference batches)
+# (height, width, hidden, train batch, timed train steps, timed inference batches, inference batch)
 SETTINGS = {
-    "seed_crnn": (128, 400, 256, 16, 3, 1),
-    "small_crnn": (48, 144, 128, 128, 20, 8),
-    "small_crnn_lite": (48, 144, 128, 128, 20, 8),
+    "seed_crnn": (128, 400, 256, 16, 3, 1, 256),
+    "small_crnn": (48, 144, 128, 128, 20, 8, 256),
+    "small_crnn_lite": (48, 144, 128, 128, 20, 8, 256),
+}
+CUDA_SETTINGS = {  # the batches profiles/seed.yaml and profiles/gpu.yaml train with
+    "seed_crnn": (128, 400, 256, 96, 20, 10, 256),
+    "small_crnn": (48, 144, 128, 512, 50, 20, 1024),
+    "small_crnn_lite": (48, 144, 128, 512, 50, 20, 1024),
 }
 
 
@@ -56,8 +62,10 @@ def measure(name: str, device: str, queue, compiled: bool = False) -> None:
     from plate_lib.train import plate_loss
 
     torch.manual_seed(0)
-    h, w, hidden, bs, steps, infer_batches = SETTINGS[name]
     dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    h, w, hidden, bs, steps, infer_batches, infer_bs = (CUDA_SETTINGS if cuda else SETTINGS)[name]
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     spec = ModelSpec(1, h, w, len(PROVINCES), 37, hidden=hidden, ctc_steps=18)
     model = build_model(name, spec).to(dev, memory_format=torch.channels_last)  # as train.fit and load_model
     rng = np.random.default_rng(0)
@@ -68,7 +76,7 @@ def measure(name: str, device: str, queue, compiled: bool = False) -> None:
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     weights = torch.ones(len(PROVINCES), device=dev)
     gen = torch.Generator().manual_seed(0)
-    use_amp = dev.type == "cuda"
+    use_amp = cuda
     forward = model
 
     def train_steps(k: int) -> float:
@@ -84,26 +92,29 @@ def measure(name: str, device: str, queue, compiled: bool = False) -> None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        if use_amp:
-            torch.cuda.synchronize()
+        sync()
         return k * bs / (time.perf_counter() - t0)
 
     train_steps(2)  # warm-up
     train = train_steps(steps)
 
     model = prepare_for_inference(model, dev)  # as load_model: eval, batch norm folded, channels_last
-    xb = torch.rand(256, 1, h, w, device=dev).contiguous(memory_format=torch.channels_last)
+    xb = torch.rand(infer_bs, 1, h, w, device=dev).contiguous(memory_format=torch.channels_last)
     x1 = torch.rand(1, 1, h, w, device=dev).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         model(xb)
+        model(x1)
+        sync()
         t0 = time.perf_counter()
         for _ in range(infer_batches):
             model(xb)
-        infer = 256 * infer_batches / (time.perf_counter() - t0)
+        sync()
+        infer = infer_bs * infer_batches / (time.perf_counter() - t0)
         lat = []
-        for _ in range(50 if name != "seed_crnn" else 10):
+        for _ in range(50 if name != "seed_crnn" or cuda else 10):
             t0 = time.perf_counter()
             model(x1)
+            sync()
             lat.append((time.perf_counter() - t0) * 1000)
     result = {
         "train_plates_per_s": round(train, 1),
@@ -114,9 +125,12 @@ def measure(name: str, device: str, queue, compiled: bool = False) -> None:
         "gflops": round(gflops(model.cpu(), x1.cpu()), 4),
         "input": f"1x{h}x{w}",
         "train_batch": bs,
+        "infer_batch": infer_bs,
     }
+    if cuda:
+        result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     with contextlib.suppress(ImportError):  # onnxruntime is in the [export] extra; the baseline is not deployed
-        if name != "seed_crnn":
+        if name != "seed_crnn" and not cuda:  # ONNX Runtime on the CPU: not a figure of a GPU run
             result["onnxruntime_infer_plates_per_s"] = round(ort_throughput(model.cpu(), xb.cpu()), 1)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if compiled:  # last, so the compiler's memory stays out of peak_rss_mb: a fresh model, compiled
@@ -186,7 +200,7 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
     keys = ["train_plates_per_s", "train_plates_per_s_compiled", "infer_plates_per_s", "latency_ms_p50",
-            "latency_ms_p95", "peak_rss_mb", "params", "gflops", "onnxruntime_infer_plates_per_s"]
+            "latency_ms_p95", "peak_rss_mb", "peak_gpu_mb", "params", "gflops", "onnxruntime_infer_plates_per_s"]
     print(f"device: {device}")
     print(f"{'':32}" + "".join(f"{m:>16}" for m in models) + (f"{'ratio':>10}" if "seed_crnn" in models else ""))
     for k in keys:
