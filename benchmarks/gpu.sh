@@ -65,6 +65,7 @@ stage report "${REPORT_S:-330}" $py -m plate_lib report --profile profiles/gpu.y
     --set data.synthetic_path=data/synthetic-gpu.zip --set "data.eval_sets=[$sample,$dev]" \
     --set training.epochs="$report_epochs" $(for s in ${REPORT_SET:-}; do echo --set "$s"; done)
 case " $stages " in *" report "*)
+    pkill -f ipykernel_launcher  # a timed-out report leaves its kernel (a session of its own) running
     files=$(ls reports/*.html reports/*.ipynb runs/gpu/{metrics.csv,timings.csv,summary.json,eval.json,train.log,config.yaml,env.json} \
             runs/gpu/eval-*.csv 2>/dev/null)
     [ -n "$files" ] && tar czf "$out/report-$gpu.tar.gz" $files ;;
