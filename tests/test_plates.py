@@ -9,6 +9,7 @@ from plate_lib.plates import (
     PROVINCES,
     SYMBOL_CLASS,
     PlateError,
+    _logaddexp,
     check_plate,
     ctc_beam_search,
     ctc_greedy_decode,
@@ -98,6 +99,22 @@ def test_beam_search_sums_alignments_where_the_best_path_misleads():
     assert ctc_greedy_decode(lp.argmax(1)) == ""
     assert max(readings, key=readings.get) == "A"
     assert np.exp(readings["A"]) == pytest.approx(0.64, abs=1e-3)
+
+
+def test_beam_search_trying_the_top_classes_reads_as_trying_every_class_on_a_trained_models_output():
+    # peaked per-step distributions, as a trained model gives: the 8 most probable classes a step hold the readings
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        logits = rng.normal(0, 4, (18, len(SYMBOL_CLASS) + 1))
+        lp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+        top8, every = ctc_beam_search(lp), ctc_beam_search(lp, top=len(SYMBOL_CLASS))
+        assert [t for t, _ in top8[:3]] == [t for t, _ in every[:3]]
+        assert top8[0][1] == pytest.approx(every[0][1], abs=0.05)
+
+
+def test_beam_search_log_probabilities_add_up_as_numpy_does():
+    for a, b in [(0.0, 0.0), (-1.5, -30.0), (-np.inf, -2.0), (-3.0, -np.inf), (-np.inf, -np.inf)]:
+        assert _logaddexp(a, b) == pytest.approx(np.logaddexp(a, b))
 
 
 def test_decoding_prefers_the_most_probable_plate_to_a_best_path_that_is_no_plate():
