@@ -1,7 +1,8 @@
 """plate_lib: Chinese licence-plate recognition on CCPD, from data to report.
 
 Modules, one concept each: ``config`` (cfg.yaml schema), ``plates`` (alphabet, labels), ``sources`` (dl1 zips,
-crop folders, CCPD photos), ``synth`` (synthetic plates), ``dataset`` (decoded cache, batches), ``augment``,
+crop folders, CCPD photos), ``synth`` (synthetic plates), ``preprocess`` (letterbox, parallel decoding),
+``dataset`` (decoded cache, batches), ``augment``,
 ``models`` (registry), ``checkpoints`` (data only), ``train``, ``inference``, ``metrics``, ``analysis``, ``cli``.
 """
 

@@ -14,39 +14,22 @@ import errno
 import hashlib
 import json
 import logging
-import multiprocessing as mp
 import os
 import sys
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from .config import Config, PreprocessConfig
 from .plates import SYMBOL_CLASS
-from .sources import IMAGE_EXTS, DataError, Record, Source, open_source
+from .preprocess import decode_all, letterbox  # noqa: F401  (letterbox: dataset.letterbox, as before)
+from .sources import IMAGE_EXTS, DataError, Source, open_source
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: the .json records the array's shape and byte size
-
-
-def letterbox(img: np.ndarray, height: int, width: int, grayscale: bool) -> np.ndarray:
-    """Resize keeping the aspect ratio to fit ``height``×``width``, centre it, pad with black: [H, W, C] uint8."""
-    if grayscale and img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    h, w = img.shape[:2]
-    s = min(height / h, width / w)
-    nh, nw = max(1, min(height, round(h * s))), max(1, min(width, round(w * s)))
-    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    img = cv2.resize(img, (nw, nh), interpolation=interp)
-    top, left = (height - nh) // 2, (width - nw) // 2
-    out = np.zeros((height, width) + img.shape[2:], np.uint8)
-    out[top:top + nh, left:left + nw] = img
-    return out if out.ndim == 3 else out[:, :, None]
 
 
 @dataclass
@@ -66,46 +49,6 @@ class SplitData:
 
 
 # --- building the cache ---------------------------------------------------------------------------------
-
-
-def _decode_chunk(source: Source, records: list[Record], pre: PreprocessConfig) -> list[np.ndarray | str]:
-    cv2.setNumThreads(1)
-    out: list[np.ndarray | str] = []
-    for rec in records:
-        try:
-            out.append(letterbox(source.load(rec), pre.height, pre.width, pre.grayscale))
-        except DataError as e:
-            out.append(str(e))
-    return out
-
-
-_worker_source: Source | None = None  # the source a decoding worker process reads (set once, by _start_worker)
-
-
-def _start_worker(source: Source) -> None:
-    global _worker_source
-    _worker_source = source
-
-
-def _decode_in_worker(records: list[Record], pre: PreprocessConfig) -> list[np.ndarray | str]:
-    assert _worker_source is not None, "decoding worker started without its source"
-    return _decode_chunk(_worker_source, records, pre)
-
-
-def _decode_all(source: Source, records: list[Record], pre: PreprocessConfig, workers: int) -> list:
-    chunks = [records[i:i + 256] for i in range(0, len(records), 256)]
-    if workers <= 1 or len(chunks) <= 1:
-        return [r for c in chunks for r in _decode_chunk(source, c, pre)]
-    # fresh processes (forkserver): a fork of a process whose OpenCV or torch threads have run (after generating
-    # synthetic plates in-process, say) can deadlock on a lock one of those threads held. The source (with its
-    # index of every record) goes to each worker once, not with every chunk: per chunk, its pickle and a zip's
-    # table of contents read again made decoding quadratic in the plates (360k synthetic plates on 2 cores:
-    # stopped unfinished after 15 minutes; now 1.5 minutes)
-    methods = mp.get_all_start_methods()
-    ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker, initargs=(source,)) as pool:
-        parts = pool.map(_decode_in_worker, chunks, [pre] * len(chunks))
-        return [r for part in parts for r in part]
 
 
 def _cache_key(source: Source, split: str, pre: PreprocessConfig, limit: int | None, skip_bad: bool) -> str:
@@ -223,7 +166,7 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
             not (Path(source.path) / "labels.csv").is_file()
         _reject(bad, source, UNLABELLED if unlabelled else "")
     records = [r for r in records if not r.error]
-    decoded = _decode_all(source, records, pre, workers or os.cpu_count() or 1)
+    decoded = decode_all(source, records, pre, workers or os.cpu_count() or 1)
     img_bad = [(r.name, d) for r, d in zip(records, decoded, strict=True) if isinstance(d, str)]
     if img_bad and not skip_bad:
         _reject(img_bad, source)

@@ -2,6 +2,8 @@
 samples, empty splits, batches."""
 
 import errno
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -303,3 +305,10 @@ def test_worker_processes_decode_what_one_process_does_and_get_the_source_once_e
     two = load_split(src, "train", PRE, workers=2)
     assert len(one) > 4 * 256 * 0.8 and two.names == one.names and np.array_equal(two.images, one.images)
     assert len(pickled) <= 2  # once per worker, not once per chunk (4 chunks here)
+
+
+def test_a_decoding_worker_imports_no_torch():
+    # each worker process imports the module of the function it runs; importing torch in sixteen of them at once
+    # took longer than the decoding itself on a GPU machine
+    code = "import sys, plate_lib.preprocess; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
