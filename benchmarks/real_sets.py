@@ -8,7 +8,7 @@ of ``real-crops-lyl8213`` (``lyl8213``). ``--splits`` picks the splits read (def
 generator and recipe choices may look at; the ``test`` splits are kept for the report). Prints one line per
 checkpoint: word accuracy per set, and province accuracy on plates not from 皖 where a set has them.
 ``peers.py`` reads the same sets (their test splits). Crops are read as ``inference.read_plates`` reads them:
-as given and, below ``inference.RECTIFY_BELOW`` confidence, rectified too, the more confident reading kept;
+as given and, below cfg.yaml's ``predict.rectify_below`` confidence, rectified too, the more confident reading kept;
 ``--no-rectify`` reads them as given only (the network alone).
 """
 
@@ -53,14 +53,16 @@ def load(name: str, splits: tuple[str, ...] = ("test",)) -> tuple[list, list[str
 def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True) -> dict[str, dict]:
     """``metrics.summarize`` of the checkpoint on each present set (``rectify``: as ``read_plates`` reads by
     default, else each crop once, as given)."""
-    from plate_lib.inference import RECTIFY_BELOW, load_model, read_plates
+    from plate_lib.config import load as load_config
+    from plate_lib.inference import load_model, read_plates
     from plate_lib.metrics import summarize
 
     model, cfg = load_model(checkpoint)
+    below = load_config(ROOT / "cfg.yaml").predict.rectify_below if rectify else 0.0  # as `plate evaluate` reads
     out = {}
     for name in present():
         images, texts, _ = load(name, splits)
-        out[name] = summarize([p for p, _ in read_plates(model, cfg, images, rectify_below=RECTIFY_BELOW if rectify else 0)], texts)
+        out[name] = summarize([p for p, _ in read_plates(model, cfg, images, rectify_below=below)], texts)
     return out
 
 

@@ -278,13 +278,28 @@ def _build(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, torch.op
     return model, opt_cls(model.parameters(), lr=cfg.training.lr, weight_decay=cfg.training.weight_decay)
 
 
+LAYOUT_KEYS = {"n_train": "the training set's size", "epoch_plates": "training.epoch_plates (plates drawn an epoch)",
+               "batch_size": "training.batch_size", "processes": "the number of torchrun processes"}
+"""What fixes the order of an epoch's batches: a mid-epoch resume.pt is only valid while each is unchanged."""
+
+
+def check_layout(saved: dict, now: dict, path: Path) -> None:
+    """A ``CheckpointError`` naming the first of ``LAYOUT_KEYS`` that differs between a mid-epoch checkpoint's
+    epoch layout and this run's (keys an older checkpoint lacks are not compared)."""
+    for key, what in LAYOUT_KEYS.items():
+        if key in saved and saved[key] != now[key]:
+            raise CheckpointError(f"{path} was written mid-epoch with {what} {saved[key]}; this run has {now[key]}, "
+                                  "so the epoch's batches would not be the ones it left off in. Set it back to resume "
+                                  f"mid-epoch, or delete {path} to resume from last.pt (the end of the last epoch)")
+
+
 def _save_resume(path: Path, model, opt, scaler, aug_gen, cfg: Config, device, epoch: int, part: EpochState,
-                 t0: float, best: tuple[float, float], n_train: int, step: int) -> None:
+                 t0: float, best: tuple[float, float], layout: dict, step: int) -> None:
     """resume.pt: everything needed to go on after ``part.batch`` batches of ``epoch`` as if never stopped."""
     partial = asdict(part) | {"elapsed": part.elapsed + time.perf_counter() - t0}
     save_checkpoint(path, model, cfg, epoch=epoch, batch=part.batch, step=step, best=best,
                     optimizer=opt.state_dict(), scaler=scaler.state_dict(), aug_rng=aug_gen.get_state(),
-                    **rng_states(device), partial=partial, n_train=n_train)
+                    **rng_states(device), partial=partial, n_train=layout["n_train"], layout=layout)
 
 
 def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = False,
@@ -325,6 +340,7 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
     train_ds, val_ds = PlateBatches(train, provinces), PlateBatches(val, provinces)
     weights = province_weights(train, provinces) if cfg.training.province_weights else torch.ones(len(provinces))
     draws = cfg.training.epoch_plates or len(train)  # plates drawn per epoch
+    layout = {"n_train": len(train), "epoch_plates": draws, "batch_size": cfg.training.batch_size, "processes": ddp.world}
     total = math.ceil(draws / cfg.training.batch_size) * cfg.training.epochs
     if cfg.training.max_steps:
         total = min(total, cfg.training.max_steps)
@@ -342,9 +358,8 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
         (start_epoch, done), step = position(ck), ck["step"]
         best = tuple(ck["best"]) if "best" in ck else (ck["best_word_acc"], -math.inf)  # older last.pt
         aug_gen.set_state(ck["aug_rng"])
-        if done and ck["n_train"] != len(train):
-            raise CheckpointError(f"{ck_path} was written mid-epoch over {ck['n_train']} training plates; the data now "
-                                  f"holds {len(train)}. Delete it to resume from last.pt, or train without --resume")
+        if done:
+            check_layout(ck.get("layout", {"n_train": ck["n_train"]}), layout, ck_path)
         if done:
             part = EpochState(**ck["partial"])
         else:  # the end of an epoch: before the next epoch's loader draws its seed, as in an unbroken run
@@ -374,7 +389,7 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
         if part.batch:  # mid-epoch: the generators as the interrupted run left them, after that draw
             set_rng_states(ck)
         save = partial(_save_resume, run_dir / "resume.pt", model, opt, scaler, aug_gen, cfg, device, epoch, part,
-                       t0, best, len(train)) if ddp.main else None
+                       t0, best, layout) if ddp.main else None
         desc = f"epoch {epoch + 1}/{cfg.training.epochs}" if progress else None
         step = train_epoch(net, opt, scaler, batches, len(loader), cfg, device, weights.to(device), aug_gen, step,
                            total, ddp, part, desc, clock, save)

@@ -16,9 +16,10 @@ import pytest
 import torch
 from conftest import write_dl1_zip
 
+from plate_lib.checkpoints import CheckpointError
 from plate_lib.config import load
 from plate_lib.runs import METRIC_FIELDS, TIMING_FIELDS, finished_run_differs, keep_rows
-from plate_lib.train import fit
+from plate_lib.train import check_layout, fit
 
 PLATES = ["皖A12345", "苏B88888", "沪AD1234", "皖AD12345", "浙C0L1A7", "京A00001", "皖N12Q45", "鲁Q99999"]
 
@@ -204,3 +205,25 @@ def test_epoch_plates_sets_the_steps_of_an_epoch_whatever_the_data_holds(tmp_pat
     run = fit(small_cfg(tmp_path, tiny_zip, **{"training.epoch_plates": 32}), progress=False)  # batches of 16
     steps = [row.split(",")[1] for row in (run / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == ["2", "4"]
+
+
+LAYOUT = {"n_train": 96, "epoch_plates": 96, "batch_size": 16, "processes": 1}
+
+
+@pytest.mark.parametrize(("changed", "named"), [
+    ({"batch_size": 32}, "training.batch_size 16; this run has 32"),
+    ({"epoch_plates": 200}, "training.epoch_plates (plates drawn an epoch) 96; this run has 200"),
+    ({"n_train": 90}, "the training set's size 96; this run has 90"),
+    ({"processes": 2}, "the number of torchrun processes 1; this run has 2"),
+])
+def test_a_mid_epoch_checkpoint_is_refused_when_the_epochs_batches_would_differ(changed, named):
+    # the batches left in the epoch are drawn again from (n_train, epoch_plates, batch_size, processes): any change
+    # would train on other plates than the unbroken run, so the resume names what changed and how to go on
+    with pytest.raises(CheckpointError, match=named.replace("(", r"\(").replace(")", r"\)")) as err:
+        check_layout(LAYOUT, LAYOUT | changed, Path("runs/x/resume.pt"))
+    assert "delete runs/x/resume.pt to resume from last.pt" in str(err.value)
+
+
+def test_a_mid_epoch_checkpoint_of_the_same_layout_or_from_before_layouts_were_stored_resumes():
+    check_layout(LAYOUT, dict(LAYOUT), Path("resume.pt"))
+    check_layout({"n_train": 96}, LAYOUT | {"batch_size": 32}, Path("resume.pt"))  # an older resume.pt: n_train only
