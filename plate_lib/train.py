@@ -108,7 +108,6 @@ def plate_loss(prov_logits: torch.Tensor, ctc_logits: torch.Tensor, batch: dict,
 
 
 @torch.no_grad()
-@torch.no_grad()
 def validate(model, data: SplitData, ds: PlateBatches, cfg: Config, device, weights) -> dict[str, float]:
     model.eval()
     loss_sum, preds = 0.0, []
