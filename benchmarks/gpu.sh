@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks, in one run on a CUDA machine where plate_lib and its [report] extra import:
+# The GPU checks, in one run on a CUDA machine where plate_lib and its [report] extra import (a machine without
+# network or Jupyter: benchmarks/gpu_pack.sh packs what it needs):
 #
 #     bash benchmarks/gpu.sh OUT SAMPLE DEV        e.g. bash benchmarks/gpu.sh /tmp/gpu ../shared/data/ccpd2019-sample
 #                                                       ../shared/data/real-crops-lyl8213
