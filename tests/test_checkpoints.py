@@ -64,9 +64,10 @@ def test_a_mid_epoch_resume_checkpoint_with_optimiser_and_rng_states_loads_with_
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     aug_gen = torch.Generator().manual_seed(0)
     _save_resume(tmp_path / "resume.pt", model, opt, scaler, aug_gen, cfg, torch.device("cpu"), 0,
-                 EpochState(batch=1, seen=2, loss_sum=1.5), time.perf_counter(), (0.5, -1.0), 10, 1)
+                 EpochState(batch=1, seen=2, loss_sum=1.5), time.perf_counter(), (0.5, -1.0),
+                 {"n_train": 10, "epoch_plates": 10, "batch_size": 2, "processes": 1}, 1)
     ck = data_only(tmp_path / "resume.pt")
-    assert {"optimizer", "torch_rng", "py_rng", "np_rng", "aug_rng", "partial", "best"} <= set(ck)
+    assert {"optimizer", "torch_rng", "py_rng", "np_rng", "aug_rng", "partial", "best", "layout"} <= set(ck)
     opt.load_state_dict(ck["optimizer"])  # what --resume does with it
     assert read_checkpoint(tmp_path / "resume.pt")["batch"] == 1
 
