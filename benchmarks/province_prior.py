@@ -1,13 +1,17 @@
 """Is a province prior correction at inference worth it? Measured, not assumed.
 
-    python benchmarks/province_prior.py [CHECKPOINT] [--splits val] [--taus 0 0.5 1]
+    python benchmarks/province_prior.py [CHECKPOINT] [--splits val] [--taus 0 0.5 1] [--target ccpd|uniform]
+                                        [--synthetic ZIP]
 
 The generator draws provinces by ``synth.home_share`` and ``synth.province_flatten`` (皖 a fifth, the other 30
 equally often), so the model's province head learns that prior. A deployment in one region sees another one:
 CCPD's photos are 88 % 皖. Logit adjustment adds ``tau * log(target prior / training prior)`` to the province
 logits before the argmax (Menon et al. 2021). This script reads the real sets' ``--splits`` with the checkpoint
-and prints, per set and tau, province and word accuracy with the target prior taken as CCPD's province counts
-(``synth.POSITION_COUNTS``). Nothing is changed in plate_lib by it: it tells whether a correction should be.
+and prints, per set and tau, province and word accuracy (and the macro province accuracy: the mean over
+provinces) with the target prior taken as CCPD's province counts (``synth.POSITION_COUNTS``) or, ``--target
+uniform``, every province equally likely. ``--synthetic ZIP`` also reads a synthetic zip's test split: to choose
+on, a fresh province-balanced draw (``plate generate --n 10 --n-test 3000 --seed 11 --out …``), not the
+shipped model's own synthetic test. Nothing is changed in plate_lib by it: it tells whether a correction should be.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ def main() -> None:
     ap.add_argument("checkpoint", nargs="?", default=str(ROOT / "models" / "plate_default.pt"))
     ap.add_argument("--splits", nargs="+", default=["val"])
     ap.add_argument("--taus", nargs="+", type=float, default=[0.0, 0.5, 1.0])
+    ap.add_argument("--target", choices=["ccpd", "uniform"], default="ccpd", help="the prior the logits move towards")
+    ap.add_argument("--synthetic", help="a synthetic zip whose test split is read too (a balanced draw)")
     args = ap.parse_args()
 
     import torch
@@ -45,14 +51,26 @@ def main() -> None:
 
     from plate_lib.dataset import letterbox
     from plate_lib.inference import decode_logits, load_model
+    from plate_lib.sources import open_source
 
     model, cfg = load_model(args.checkpoint)
     train, ccpd = priors(cfg)
-    shift = torch.from_numpy(np.log(ccpd / train)).float()
+    target = ccpd if args.target == "ccpd" else np.full(len(train), 1 / len(train))
+    shift = torch.from_numpy(np.log(target / train)).float()
     pre = cfg.preprocess
-    print(f"{'set':20}{'tau':>5}{'province acc':>14}{'word acc':>10}{'non-皖 province':>17}   n")
-    for name in present():
-        images, texts, _ = load(name, tuple(args.splits))
+
+    def synthetic() -> tuple[list, list[str], list[str]]:
+        src = open_source(args.synthetic)
+        recs = [r for r in src.records("test") if not r.error]
+        return [src.load(r) for r in recs], [r.text for r in recs], [r.name for r in recs]
+
+    sets = {name: (lambda name=name: load(name, tuple(args.splits))) for name in present()}
+    if args.synthetic:
+        sets[Path(args.synthetic).name] = synthetic
+    print(f"target prior: {args.target}")
+    print(f"{'set':20}{'tau':>5}{'province acc':>14}{'macro':>7}{'word acc':>10}{'non-皖 province':>17}   n")
+    for name, read_set in sets.items():
+        images, texts, _ = read_set()
         x = torch.from_numpy(np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in images]))
         with torch.inference_mode():
             prov, ctc = model(x.permute(0, 3, 1, 2).float().div(255))
@@ -61,7 +79,11 @@ def main() -> None:
             ok_prov = [p[0] == t[0] for p, t in zip(preds, texts, strict=True)]
             other = [ok for ok, t in zip(ok_prov, texts, strict=True) if t[0] != "皖"]
             word = np.mean([p == t for p, t in zip(preds, texts, strict=True)])
-            print(f"{name:20}{tau:>5.2f}{np.mean(ok_prov):>14.3f}{word:>10.3f}"
+            by_province: dict[str, list[bool]] = {}
+            for ok, t in zip(ok_prov, texts, strict=True):
+                by_province.setdefault(t[0], []).append(ok)
+            macro = np.mean([np.mean(v) for v in by_province.values()])
+            print(f"{name:20}{tau:>5.2f}{np.mean(ok_prov):>14.3f}{macro:>7.3f}{word:>10.3f}"
                   f"{(np.mean(other) if other else float('nan')):>17.3f}   {len(texts)}")
 
 
