@@ -9,7 +9,7 @@
 # DEST/pkgs/mplfonts: the three fonts plate_lib uses, cut to the characters it draws and writes (pyftsubset;
 #   every glyph renders as from the full font), in place of the 100 MB mplfonts package;
 # DEST/data: the CCPD sample's held-out test photos and real-crops-lyl8213, for the report's evaluation sets.
-# DEST/data copies ../shared data: keep DEST out of git (.git/info/exclude) and delete it after the run.
+# DEST/data copies ../shared data: keep DEST out of git (.gpu/ is in .gitignore) and delete it after the run.
 # On the machine:
 #     python3 -m pip install -q --no-index --no-deps --target /tmp/site DEST/wheels/*.whl
 #     export PYTHONPATH=/tmp/site:$PWD/DEST/pkgs:$PWD JUPYTER_PATH=/tmp/site/share/jupyter
