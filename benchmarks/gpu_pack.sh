@@ -14,6 +14,8 @@
 #     python3 -m pip install -q --no-index --no-deps --target /tmp/site DEST/wheels/*.whl
 #     export PYTHONPATH=/tmp/site:$PWD/DEST/pkgs:$PWD JUPYTER_PATH=/tmp/site/share/jupyter
 #     bash benchmarks/gpu.sh OUT DEST/data/ccpd2019-sample-test DEST/data/real-crops-lyl8213
+# Within a lent GPU's 15 minutes (about 2 to start the machine), fit the stages to about 9 minutes:
+#     BENCH_S=90 REPORT_S=300 REPORT_TRAIN_S=120 SEED_S=150 SEED_TRAIN_S=60 bash benchmarks/gpu.sh …
 set -euo pipefail
 dest=${1:?usage: bash benchmarks/gpu_pack.sh DEST [PYTHON_VERSION]}
 pyver=${2:-3.12}
