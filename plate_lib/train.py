@@ -298,7 +298,7 @@ def _save_resume(path: Path, model, opt, scaler, aug_gen, cfg: Config, device, e
     partial = asdict(part) | {"elapsed": part.elapsed + time.perf_counter() - t0}
     save_checkpoint(path, model, cfg, epoch=epoch, batch=part.batch, step=step, best=best,
                     optimizer=opt.state_dict(), scaler=scaler.state_dict(), aug_rng=aug_gen.get_state(),
-                    **rng_states(device), partial=partial, n_train=layout["n_train"], layout=layout)
+                    **rng_states(device), partial=partial, layout=layout)
 
 
 def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = False,
@@ -358,8 +358,7 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
         best = tuple(ck["best"]) if "best" in ck else (ck["best_word_acc"], -math.inf)  # older last.pt
         aug_gen.set_state(ck["aug_rng"])
         if done:
-            check_layout(ck.get("layout", {"n_train": ck["n_train"]}), layout, ck_path)
-        if done:
+            check_layout(ck["layout"] if "layout" in ck else {"n_train": ck["n_train"]}, layout, ck_path)  # older: n_train
             part = EpochState(**ck["partial"])
         else:  # the end of an epoch: before the next epoch's loader draws its seed, as in an unbroken run
             set_rng_states(ck)
