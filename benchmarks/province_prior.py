@@ -47,10 +47,11 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from real_sets import load, present
+    from real_sets import load, load_source, present
 
     from plate_lib.dataset import letterbox
     from plate_lib.inference import decode_logits, load_model
+    from plate_lib.metrics import summarize
     from plate_lib.sources import open_source
 
     model, cfg = load_model(args.checkpoint)
@@ -59,14 +60,9 @@ def main() -> None:
     shift = torch.from_numpy(np.log(target / train)).float()
     pre = cfg.preprocess
 
-    def synthetic() -> tuple[list, list[str], list[str]]:
-        src = open_source(args.synthetic)
-        recs = [r for r in src.records("test") if not r.error]
-        return [src.load(r) for r in recs], [r.text for r in recs], [r.name for r in recs]
-
     sets = {name: (lambda name=name: load(name, tuple(args.splits))) for name in present()}
     if args.synthetic:
-        sets[Path(args.synthetic).name] = synthetic
+        sets[Path(args.synthetic).name] = lambda: load_source(open_source(args.synthetic), ("test",))
     print(f"target prior: {args.target}")
     print(f"{'set':20}{'tau':>5}{'province acc':>14}{'macro':>7}{'word acc':>10}{'non-皖 province':>17}   n")
     for name, read_set in sets.items():
@@ -76,15 +72,9 @@ def main() -> None:
             prov, ctc = model(x.permute(0, 3, 1, 2).float().div(255))
         for tau in args.taus:
             preds, _ = decode_logits(prov + tau * shift, ctc, list(cfg.provinces))
-            ok_prov = [p[0] == t[0] for p, t in zip(preds, texts, strict=True)]
-            other = [ok for ok, t in zip(ok_prov, texts, strict=True) if t[0] != "皖"]
-            word = np.mean([p == t for p, t in zip(preds, texts, strict=True)])
-            by_province: dict[str, list[bool]] = {}
-            for ok, t in zip(ok_prov, texts, strict=True):
-                by_province.setdefault(t[0], []).append(ok)
-            macro = np.mean([np.mean(v) for v in by_province.values()])
-            print(f"{name:20}{tau:>5.2f}{np.mean(ok_prov):>14.3f}{macro:>7.3f}{word:>10.3f}"
-                  f"{(np.mean(other) if other else float('nan')):>17.3f}   {len(texts)}")
+            m = summarize(preds, texts)
+            print(f"{name:20}{tau:>5.2f}{m['province_acc']:>14.3f}{m['province_acc_macro']:>7.3f}{m['word_acc']:>10.3f}"
+                  f"{m['province_acc_non_wan']:>17.3f}   {m['n']}")
 
 
 if __name__ == "__main__":

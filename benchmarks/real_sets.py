@@ -45,7 +45,11 @@ def source(name: str):
 
 def load(name: str, splits: tuple[str, ...] = ("test",)) -> tuple[list, list[str], list[str]]:
     """The crops (BGR), plate texts and names of ``splits`` of a set."""
-    src = source(name)
+    return load_source(source(name), splits)
+
+
+def load_source(src, splits: tuple[str, ...]) -> tuple[list, list[str], list[str]]:
+    """The crops (BGR), plate texts and names of ``splits`` of any source (``sources.open_source``)."""
     recs = [r for split in splits for r in src.records(split) if not r.error]
     return [src.load(r) for r in recs], [r.text for r in recs], [r.name for r in recs]
 
