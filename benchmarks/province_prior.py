@@ -49,9 +49,9 @@ def main() -> None:
     import torch
     from real_sets import load, load_source, present
 
-    from plate_lib.dataset import letterbox
     from plate_lib.inference import decode_logits, load_model
     from plate_lib.metrics import summarize
+    from plate_lib.preprocess import letterbox
     from plate_lib.sources import open_source
 
     model, cfg = load_model(args.checkpoint)

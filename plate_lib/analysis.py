@@ -19,8 +19,9 @@ from rapidfuzz.distance import Levenshtein
 from . import metrics, peers
 from .augment import augment_batch
 from .config import AugmentConfig, Config, PreprocessConfig
-from .dataset import letterbox, load_cfg_split, open_cfg_source, require_plates, resolve_source, to_tensor
+from .dataset import load_cfg_split, open_cfg_source, require_plates, resolve_source, to_tensor
 from .inference import evaluate, load_model
+from .preprocess import letterbox
 from .sources import Record, Source
 from .synth import generate_zip, render_plate
 
@@ -80,7 +81,7 @@ def load_crops(source: Source, names: list[str]) -> list[np.ndarray]:
 
 
 def letterboxed(crops: list[np.ndarray], pre: PreprocessConfig) -> np.ndarray:
-    """Raw crops → the model's input, uint8 [N, H, W, C] (``dataset.letterbox``)."""
+    """Raw crops → the model's input, uint8 [N, H, W, C] (``preprocess.letterbox``)."""
     return np.stack([letterbox(c, pre.height, pre.width, pre.grayscale) for c in crops])
 
 

@@ -25,7 +25,7 @@ import torch
 
 from .config import Config, PreprocessConfig
 from .plates import SYMBOL_CLASS
-from .preprocess import decode_all, letterbox  # noqa: F401  (letterbox: dataset.letterbox, as before)
+from .preprocess import decode_all
 from .sources import IMAGE_EXTS, DataError, Source, open_source
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Export: a checkpoint to ONNX with a dynamic batch, and a parity check against PyTorch.
 
 The ONNX graph takes ``images``: float32 [N, C, H, W] in 0..1, the crop letterboxed to H×W (resize keeping
-the aspect ratio, centre, pad with black; grayscale when C = 1), exactly ``dataset.letterbox`` then ``/ 255``.
+the aspect ratio, centre, pad with black; grayscale when C = 1), exactly ``preprocess.letterbox`` then ``/ 255``.
 It returns ``province_logits`` [N, P] and ``ctc_logits`` [N, T, S + 1]; decode with ``inference.decode_logits``
 (argmax province; CTC best path: merge repeats, drop blank 0; symbol i is class i + 1).
 """

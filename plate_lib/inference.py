@@ -22,9 +22,10 @@ from .checkpoints import (  # noqa: F401 (checkpoint code lived here before chec
     save_checkpoint,
 )
 from .config import Config, ConfigError, PredictConfig, PreprocessConfig
-from .dataset import SplitData, letterbox
+from .dataset import SplitData
 from .models import fuse_batchnorm
 from .plates import ctc_beam_search, ctc_greedy_decode, is_plate
+from .preprocess import letterbox
 from .sources import Record, Source
 
 

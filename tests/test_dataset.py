@@ -17,10 +17,10 @@ from plate_lib.dataset import (
     PlateBatches,
     atomic_write,
     batch_loader,
-    letterbox,
     load_split,
     require_plates,
 )
+from plate_lib.preprocess import letterbox
 from plate_lib.sources import DataError, Dl1Zip, open_source
 
 PRE = PreprocessConfig(height=48, width=144, grayscale=True)
