@@ -6,8 +6,8 @@ READER is one of:
 
 - ``plate_lib``: the shipped model (``--checkpoint``), batched PyTorch as ``inference.read_plates`` runs it
   (each crop read as given and, where unsure, rectified; the more confident reading kept);
-- ``plate_lib_onnx``: the same model exported to ONNX (``--onnx``), run by ONNX Runtime, same preprocessing,
-  rectification and decoding (``inference.read_crops``);
+- ``plate_lib_onnx``: the same model run by ONNX Runtime (``predict.runtime: onnx``, ``export.OnnxModel``), same
+  preprocessing, rectification and decoding;
 - ``hyperlpr``: HyperLPR's segmentation-free recogniser alone (``hyperlpr2``: an OpenCV-DNN Caffe model, crop
   resized to 160×40, its own CTC decoding and character table);
 - ``hyperlpr_refine``: the same after HyperLPR's own refinement (``LPR.finetune``: a small network regresses
@@ -169,33 +169,17 @@ def hyperlpr_reader(refine: bool) -> tuple[Callable, str]:
 # --- plate_lib ---------------------------------------------------------------------------------------------
 
 
-def plate_lib_reader(checkpoint: str, onnx: str | None) -> tuple[Callable, str]:
+def plate_lib_reader(checkpoint: str, onnx: bool) -> tuple[Callable, str]:
     sys.path.insert(0, str(ROOT))
-    import torch
-
-    from plate_lib.inference import decode_logits, load_model, read_crops, read_plates
+    from plate_lib.export import OnnxModel
+    from plate_lib.inference import load_model, read_plates
     from plate_lib.plates import SYMBOLS
 
     model, cfg = load_model(checkpoint)
+    if onnx:  # predict.runtime onnx: ONNX Runtime in the model's place, threads as torch's
+        model = OnnxModel(model, cfg.preprocess)
     alphabet = "".join(cfg.provinces) + "".join(SYMBOLS)
-    if onnx is None:
-        return (lambda images: [t for t, _ in read_plates(model, cfg, images)]), alphabet
-    import onnxruntime as ort
-
-    pre, provinces = cfg.preprocess, list(cfg.provinces)
-    sessions: dict[int, ort.InferenceSession] = {}
-
-    def read_letterboxed(batch: np.ndarray) -> tuple[list[str], torch.Tensor]:
-        threads = torch.get_num_threads()
-        if threads not in sessions:  # ORT fixes its thread count per session
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            sessions[threads] = ort.InferenceSession(onnx, opts, providers=["CPUExecutionProvider"])
-        x = batch.transpose(0, 3, 1, 2).astype(np.float32) / 255
-        prov, ctc = sessions[threads].run(None, {"images": x})
-        return decode_logits(torch.from_numpy(prov), torch.from_numpy(ctc), provinces)
-
-    return (lambda images: [t for t, _ in read_crops(read_letterboxed, pre, images)]), alphabet
+    return (lambda images: [t for t, _ in read_plates(model, cfg, images)]), alphabet
 
 
 # --- timing ------------------------------------------------------------------------------------------------
@@ -239,7 +223,6 @@ def main() -> None:
     ap.add_argument("--timing", action="store_true", help="also time it: throughput, latency at 1 and 2 threads")
     ap.add_argument("--threads", type=int, default=2, help="threads for reading and for the throughput")
     ap.add_argument("--checkpoint", default=str(ROOT / "models" / "plate_default.pt"))
-    ap.add_argument("--onnx", help="the ONNX export of --checkpoint (plate_lib_onnx)")
     ap.add_argument("--lprnet-weights", default=str(ROOT.parent / "shared" / "peers" / "lprnet" / "Final_LPRNet_model.pth"))
     args = ap.parse_args()
 
@@ -253,7 +236,7 @@ def main() -> None:
     elif args.reader.startswith("hyperlpr"):
         (read_one, alphabet), read_batch = hyperlpr_reader(refine=args.reader == "hyperlpr_refine"), None
     else:
-        read_batch, alphabet = plate_lib_reader(args.checkpoint, args.onnx if args.reader == "plate_lib_onnx" else None)
+        read_batch, alphabet = plate_lib_reader(args.checkpoint, args.reader == "plate_lib_onnx")
         read_one = lambda img: read_batch([img])[0]  # noqa: E731
     set_threads(args.threads)
     # readings: batched where the reading does not depend on the batch (plate_lib), else one plate at a time

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -79,12 +78,7 @@ def main() -> None:
     if not sets:
         sys.exit(f"none of the sets' data is here ({sorted({v[0] for v in REAL_SETS.values()})}); nothing to compare on")
 
-    from plate_lib.export import export_onnx
-
-    tmp = tempfile.TemporaryDirectory(prefix="plate-peers-")
-    options = {"plate_lib": {"checkpoint": args.checkpoint},
-               "plate_lib_onnx": {"checkpoint": args.checkpoint,
-                                  "onnx": export_onnx(args.checkpoint, Path(tmp.name) / "plate_lib.onnx")},
+    options = {"plate_lib": {"checkpoint": args.checkpoint}, "plate_lib_onnx": {"checkpoint": args.checkpoint},
                "lprnet": {"lprnet_weights": args.lprnet_weights}}
     out: dict = {"machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, no GPU",
                  "checkpoint": os.path.relpath(args.checkpoint, ROOT), "sets": {}, "readers": {},

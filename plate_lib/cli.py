@@ -69,13 +69,21 @@ def _checkpoint(args: argparse.Namespace) -> Path:
                             "runs/default/best.pt (make report) exists; train one with `plate train` first")
 
 
-def _load_checkpoint(args: argparse.Namespace):
-    """The checkpoint's model on ``--device`` and its stored config with ``--set`` applied (no cfg.yaml needed)."""
+def _load_checkpoint(args: argparse.Namespace, runtime: str = "torch"):
+    """The checkpoint's model on ``--device`` and its stored config with ``--set`` applied (no cfg.yaml needed);
+    ``runtime`` onnx: the model run by ONNX Runtime (``export.OnnxModel``), on the CPU only."""
     from .inference import load_model, pick_device
 
     ckpt = _checkpoint(args)
     device = pick_device(args.device)
+    if runtime == "onnx" and device.type != "cpu":
+        raise config_mod.ConfigError(f"predict.runtime onnx runs on the CPU, not on --device {device}: pass "
+                                     "--device cpu, or set predict.runtime=torch")
     model, cfg = load_model(ckpt, device)
+    if runtime == "onnx":
+        from .export import OnnxModel
+
+        model = OnnxModel(model, cfg.preprocess)
     if args.set:
         overrides = dict(map(config_mod.parse_override, args.set))
         cfg = config_mod.from_dict(config_mod.apply_overrides(cfg.to_dict(), overrides), "--set")
@@ -89,7 +97,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .dataset import load_split, open_cfg_source, require_plates
     from .inference import evaluate
 
-    ckpt, device, model, cfg = _load_checkpoint(args)
+    ckpt, device, model, cfg = _load_checkpoint(args, _cfg(args).predict.runtime)
     source = open_cfg_source(cfg, args.data)
     data = load_split(source, args.split, cfg.preprocess, cfg.data.cache_dir, args.skip_bad or cfg.data.skip_bad)
     require_plates(data, source, NO_PLATES_FIX, split_option=True)
@@ -114,7 +122,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import expand_inputs, read_files, write_rows
 
     settings = _cfg(args).predict  # how readings are reported: cfg.yaml and --set, not the checkpoint's config
-    _, device, model, cfg = _load_checkpoint(args)
+    _, device, model, cfg = _load_checkpoint(args, settings.runtime)
     inputs = expand_inputs(args.images, sys.stdin)
     progress = not args.quiet and len(inputs) > 8 and sys.stderr.isatty()
     try:

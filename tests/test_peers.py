@@ -38,12 +38,15 @@ def test_crops_of_any_size_travel_to_a_reader_unchanged(tmp_path):
     assert len(back) == 3 and all(np.array_equal(a, b) for a, b in zip(images, back, strict=True))
 
 
-def test_plate_lib_in_its_own_process_reads_what_it_reads_in_this_one():
+@pytest.mark.parametrize("reader", ["plate_lib", "plate_lib_onnx"])
+def test_plate_lib_in_its_own_process_reads_what_it_reads_in_this_one(reader):
     from plate_lib.inference import load_model, read_plates
 
+    if reader == "plate_lib_onnx":
+        pytest.importorskip("onnxruntime")
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, (40, 130, 3), dtype=np.uint8) for _ in range(3)]
-    got = peers.run_reader("plate_lib", images, checkpoint=SHIPPED)
+    got = peers.run_reader(reader, images, checkpoint=SHIPPED)
     model, cfg = load_model(SHIPPED)
     assert got["texts"] == [t for t, _ in read_plates(model, cfg, images)]
     assert set("皖苏A0Z9") <= set(got["alphabet"])

@@ -248,6 +248,27 @@ def test_the_threshold_comes_from_cfg_yaml_and_set_not_from_the_checkpoint(image
     assert json.loads(out)[0]["status"] == "low_confidence"
 
 
+def test_onnx_runtime_reads_the_same_plates_with_the_same_confidence(images, capsys):
+    pytest.importorskip("onnxruntime")
+    _, torch_out = predict(capsys, "crops", "--format", "json")
+    _, onnx_out = predict(capsys, "crops", "--format", "json", "--set", "predict.runtime=onnx")
+    torch_rows, onnx_rows = json.loads(torch_out), json.loads(onnx_out)
+    assert [(r["file"], r["plate"], r["status"]) for r in onnx_rows] == [(r["file"], r["plate"], r["status"])
+                                                                        for r in torch_rows]
+    assert [r["confidence"] for r in onnx_rows] == pytest.approx([r["confidence"] for r in torch_rows], abs=2e-4)
+
+
+def test_onnx_runtime_on_a_gpu_is_refused_naming_the_setting(images, capsys, monkeypatch):
+    import torch
+
+    import plate_lib.inference
+
+    monkeypatch.setattr(plate_lib.inference, "pick_device", lambda name: torch.device("cuda"))  # as if one answered
+    code = main(["predict", "crops/blue.png", "--device", "cuda", "--set", "predict.runtime=onnx"])
+    err = capsys.readouterr().err
+    assert code == 2 and "predict.runtime onnx runs on the CPU" in err and "--device cpu" in err
+
+
 def test_a_photo_named_by_its_ccpd_annotation_is_cut_out_never_not_a_crop(images, capsys):
     name = "01-90_90-500&400_720&470-720&470_500&470_500&400_720&400-0_0_1_2_3_4_5-100-10.jpg"
     photo = np.full((1160, 720, 3), 90, np.uint8)

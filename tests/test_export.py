@@ -1,0 +1,62 @@
+"""Export: the model as an ONNX graph, and ONNX Runtime reading in its place (``predict.runtime: onnx``)."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from plate_lib.config import ConfigError
+from plate_lib.export import OnnxModel
+from plate_lib.inference import load_model, read_plates
+from plate_lib.synth import render_plate
+
+SHIPPED = "models/plate_default.pt"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    pytest.importorskip("onnxruntime")
+    model, cfg = load_model(SHIPPED)
+    return model, OnnxModel(model, cfg.preprocess), cfg
+
+
+def test_onnx_runtime_gives_the_pytorch_logits_at_any_batch_size(shipped):
+    model, onnx, cfg = shipped
+    pre = cfg.preprocess
+    for n in (1, 3, 17):
+        x = torch.rand(n, pre.channels, pre.height, pre.width)
+        with torch.inference_mode():
+            for ours, theirs in zip(onnx(x), model(x), strict=True):
+                assert ours.shape == theirs.shape
+                torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_runtime_reads_crops_as_pytorch_does_second_look_included(shipped):
+    model, onnx, cfg = shipped
+    rng = np.random.default_rng(3)
+    crops = [render_plate(text, rng) for text in ["苏E1W8MQ", "皖A12345", "粤B7K2D9", "京AD12345", "鲁Q5G7H2"]]
+    crops.append(np.ascontiguousarray(crops[0][:, ::-1]))  # a mirrored plate: read with low confidence
+    torch_reads = read_plates(model, cfg, crops, rectify_below=1.0)
+    onnx_reads = read_plates(onnx, cfg, crops, rectify_below=1.0)
+    assert [t for t, _ in onnx_reads] == [t for t, _ in torch_reads]
+    assert [c for _, c in onnx_reads] == pytest.approx([c for _, c in torch_reads], abs=2e-4)
+
+
+def test_onnx_runtime_threads_follow_torch_threads(shipped):
+    _, onnx, cfg = shipped
+    before = torch.get_num_threads()
+    x = torch.rand(1, cfg.preprocess.channels, cfg.preprocess.height, cfg.preprocess.width)
+    try:
+        torch.set_num_threads(1)
+        onnx(x)
+        assert 1 in onnx._sessions
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_without_onnx_runtime_the_error_names_the_setting_and_the_fix(monkeypatch):
+    model, cfg = load_model(SHIPPED)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(ConfigError, match=r"predict.runtime onnx needs ONNX Runtime: pip install 'plate_lib\[export\]'"):
+        OnnxModel(model, cfg.preprocess)
