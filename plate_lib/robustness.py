@@ -20,8 +20,9 @@ import torch
 
 from . import degrade
 from .config import Config
+from .images import decode_photo
 from .inference import read_plates
-from .sources import CcpdPhotos, Record, Source, ccpd_bbox, decode_photo, parse_ccpd_name, rectify
+from .sources import CcpdPhotos, Record, Source, ccpd_bbox, parse_ccpd_name, rectify
 
 MARGINS = [-0.08, -0.04, 0.1, 0.2, 0.3]
 """Crop margins per side, as a share of the plate's width and height: negative cuts into the plate."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import cv2
@@ -31,6 +32,15 @@ def plate_jpeg(text: str = "皖A12345", w: int = 120, h: int = 40, seed: int = 0
     img += rng.integers(0, 30, img.shape, dtype=np.uint8)
     cv2.putText(img, text[1:], (5, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
     return cv2.imencode(".jpg", img)[1].tobytes()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header says ``width``×``height`` over a few bytes of pixels: huge by its header alone."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b"")
 
 
 def write_dl1_zip(path: Path, plates: dict[str, list[str]], utf8_flag: bool = False, root: str = "CCPD2019-dl1") -> Path:

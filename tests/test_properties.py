@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from plate_lib.images import DataError, decode_image
 from plate_lib.plates import PROVINCES, SYMBOLS, PlateError, check_plate, label_from_filename, repair_zip_name
-from plate_lib.sources import DataError, decode_image
 
 plates = st.builds(
     lambda p, c, rest: p + c + rest,

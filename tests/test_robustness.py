@@ -19,21 +19,21 @@ import os
 import subprocess
 import sys
 import zipfile
-import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import LegacyZipInfo, plate_jpeg, write_dl1_zip
+from conftest import LegacyZipInfo, plate_jpeg, png_header, write_dl1_zip
 
 from plate_lib.checkpoints import CheckpointError, model_spec, read_checkpoint, save_checkpoint
 from plate_lib.config import PreprocessConfig, load
 from plate_lib.dataset import load_split
+from plate_lib.images import decode_image
 from plate_lib.models import build_model
 from plate_lib.plates import SYMBOLS
-from plate_lib.sources import DataError, decode_image, open_source
+from plate_lib.sources import DataError, open_source
 
 PRE = PreprocessConfig(height=48, width=144, grayscale=True)
 
@@ -224,11 +224,6 @@ def _crops(tmp: Path, files: dict[str, bytes], labels: bytes | None = None) -> N
         (tmp / "crops" / "labels.csv").write_bytes(labels)
 
 
-def _png_header(width: int, height: int) -> bytes:
-    ihdr = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + ihdr + zlib.crc32(ihdr).to_bytes(4, "big") + bytes(100)
-
-
 def _bomb(tmp: Path) -> None:
     with zipfile.ZipFile(tmp / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("CCPD2019-dl1/test/0-皖A12345.jpg", bytes(17 * 2**20))  # 17 MB of zeros in 17 KB
@@ -282,7 +277,7 @@ CLI_CASES = {  # id: (set-up, arguments, what stderr must say)
     "zip member declared over the size cap": (_bomb, [*EVAL, "bomb.zip"],
                                               ["0-皖A12345.jpg: 17.0 MB (its declared size in the zip), over the 16 MB "
                                                "cap (data.max_file_mb)"]),
-    "image over the pixel cap": (lambda t: _crops(t, {"test/1-皖A12345.png": _png_header(20000, 20000)}),
+    "image over the pixel cap": (lambda t: _crops(t, {"test/1-皖A12345.png": png_header(20000, 20000)}),
                                  [*EVAL, "crops"], ["1-皖A12345.png: PNG header says 20000×20000 pixels"]),
     "labels.csv naming a file outside its folder": (
         lambda t: _crops(t, {"a.jpg": GOOD}, "file,label\na.jpg,皖A12345\n../../etc/passwd,皖A12346\n".encode()),
