@@ -2,9 +2,9 @@
 
 ``curves`` reads a set of real crops clean, then under each of ``degrade.ROBUSTNESS`` (crop height, JPEG
 quality, rotation, tilt, exposure, glare, motion blur, defocus) and under changed crop margins, and returns one
-row per (set, degradation, strength). The margin takes the photo around the plate where the source has it
-(CCPD2019 photos: the annotated corners or box moved outwards or inwards), and pads with the crop's own edge
-pixels elsewhere. ``benchmarks/robustness.py`` runs it for the shipped model; ``03_error_analysis`` for the
+row per (set, degradation, strength). The margin and the rotation take the photo around the plate where the
+source has it (CCPD2019 photos: the annotated corners or box moved outwards or inwards; the photo turned about
+the plate and cut at the turned plate's bounding box), and use the crop's own edge pixels elsewhere. ``benchmarks/robustness.py`` runs it for the shipped model; ``03_error_analysis`` for the
 report's.
 """
 
@@ -50,6 +50,25 @@ def margin_crop(source: Source, record: Record, share: float) -> np.ndarray:
     return cv2.copyMakeBorder(crop, dy, dy, dx, dx, cv2.BORDER_REPLICATE)
 
 
+def rotated_crop(source: Source, record: Record, degrees: float) -> np.ndarray:
+    """The crop of ``record``'s plate turned ``degrees`` in the image plane (counter-clockwise, as
+    ``degrade.rotate``). A CCPD2019 photo is turned about the plate's centre and cut at the bounding box of the
+    turned corners, as CCPD2019-dl1 cuts a turned plate: the car around it fills the corners. A source without
+    the photo turns its crop with the edge pixels repeated into the new corners (``degrade.rotate``)."""
+    if not isinstance(source, CcpdPhotos):
+        return degrade.rotate(source.load(record), degrees)
+    photo, scale = decode_photo(source._read(record.name), f"{source.path}:{record.name}")
+    corners = parse_ccpd_name(record.name)[1] * np.float32(scale)
+    cx, cy = corners.mean(0)
+    m = cv2.getRotationMatrix2D((float(cx), float(cy)), degrees, 1.0)
+    h, w = photo.shape[:2]
+    turned = cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    pts = corners @ m[:, :2].T.astype(np.float32) + m[:, 2].astype(np.float32)
+    x1, y1 = np.maximum(np.floor(pts.min(0)).astype(int), 0)
+    x2, y2 = np.minimum(np.ceil(pts.max(0)).astype(int), [w, h])
+    return np.ascontiguousarray(turned[y1:y2, x1:x2])
+
+
 def _accuracy(model: torch.nn.Module, cfg: Config, crops: Sequence[np.ndarray], texts: Sequence[str]) -> float:
     preds = [p for p, _ in read_plates(model, cfg, list(crops))]
     return float(np.mean([p == t for p, t in zip(preds, texts, strict=True)]))
@@ -68,7 +87,10 @@ def curves(model: torch.nn.Module, cfg: Config, sets: dict[str, tuple[Source, li
         for kind, (fn, strengths, _) in degradations.items():
             signed = kind in ("rotation", "tilt")
             for s in strengths:
-                changed = [fn(c, s * (-1 if signed and i % 2 else 1)) for i, c in enumerate(crops)]
+                if kind == "rotation":  # the photo around the plate where the source has it
+                    changed = [rotated_crop(source, r, s * (-1 if i % 2 else 1)) for i, r in enumerate(records)]
+                else:
+                    changed = [fn(c, s * (-1 if signed and i % 2 else 1)) for i, c in enumerate(crops)]
                 rows.append((name, kind, float(s), _accuracy(model, cfg, changed, texts), n))
         for m in margins:
             rows.append((name, "margin", m, _accuracy(model, cfg, [margin_crop(source, r, m) for r in records], texts), n))

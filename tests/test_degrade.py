@@ -89,3 +89,26 @@ def test_curves_have_a_clean_row_and_one_per_strength(tmp_path):
     counts = table.groupby("degradation").size().to_dict()
     assert counts == {"none": 1, "jpeg": 5, "rotation": 4, "margin": 2}
     assert table["n"].eq(2).all() and table["word_acc"].between(0, 1).all()
+
+
+def test_a_turned_ccpd_plate_is_cut_from_the_turned_photo_with_the_car_in_its_corners(tmp_path):
+    name = "01-90_90-400&400_620&470-620&470_400&470_400&400_620&400-0_0_1_2_3_4_5-100-10.jpg"
+    photo = np.full((1160, 720, 3), 90, np.uint8)  # the "car": grey
+    photo[400:470, 400:620] = plate(70, 220)  # corners BR, BL, TL, TR as in the name
+    folder = tmp_path / "ccpd_base"
+    folder.mkdir()
+    cv2.imwrite(str(folder / name), photo, [cv2.IMWRITE_JPEG_QUALITY, 98])
+    src = open_source(tmp_path)
+    (rec,) = src.records("all")
+    assert robustness.rotated_crop(src, rec, 0).shape == (70, 220, 3)  # the plate's own box
+    turned = robustness.rotated_crop(src, rec, 20)
+    c, s = np.cos(np.radians(20)), np.sin(np.radians(20))
+    assert abs(turned.shape[1] - (220 * c + 70 * s)) <= 2 and abs(turned.shape[0] - (220 * s + 70 * c)) <= 2
+    for y, x in [(0, 0), (0, -1), (-1, 0), (-1, -1)]:  # the corners show the grey car, not the blue plate
+        assert np.abs(turned[y, x].astype(int) - 90).max() <= 12
+
+
+def test_a_crop_without_its_photo_is_turned_with_its_edges_repeated(tmp_path):
+    src = open_source(write_dl1_zip(tmp_path / "d.zip", {"test": ["皖A12345"]}))
+    (rec,) = src.records("test")
+    np.testing.assert_array_equal(robustness.rotated_crop(src, rec, 10), degrade.rotate(src.load(rec), 10))
