@@ -86,6 +86,10 @@ def crop_problem(width: int, height: int, settings: PredictConfig) -> str:
 YELLOW_HUES = (8, 45)  # OpenCV hue (0-180) of a yellow plate: 18-31 on real crops, 13-44 on synthetic ones
 BLUE_HUES = (88, 135)  # of a blue one: 90-126 on real crops, 100-120 on synthetic ones (green: 47-86)
 MIN_SATURATED = 0.15  # below this share of coloured pixels (night, infrared, washed out) the colour is not clear
+# Wider than rectify.BACKGROUNDS on purpose: this is a median over the band where the plate is, so the car's paint
+# cannot pull it far; rectify thresholds every pixel to find the plate's outline, where a range this wide would
+# take in the car around a blue or yellow plate. Each was measured for its own use (benchmarks/crop_checks.py here,
+# benchmarks/real_sets.py there).
 
 
 def plate_colour(bgr: np.ndarray) -> str:
