@@ -147,7 +147,7 @@ class PredictConfig(_Section):
                                  "below this, and keep the more confident reading; 0 = never (0.9 chosen on the "
                                  "real sets' train and val splits)")
     runtime: Literal["torch", "onnx"] = Field("torch", description="What runs the network when reading: torch, or "
-                                              "onnx (ONNX Runtime on the CPU: the same readings, about 4x faster "
+                                              "onnx (ONNX Runtime on the CPU: the same readings, about 3x faster "
                                               "one plate at a time; needs pip install 'plate_lib[export]')")
 
     @field_validator("crop_aspect")
