@@ -13,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 CCPD_SAMPLE = SHARED_DATA / "ccpd2019-sample"
+SHIPPED = REPO / "models" / "plate_default.pt"  # the shipped model (make model)
 
 needs_sample = pytest.mark.skipif(
     not CCPD_SAMPLE.is_dir(), reason=f"real CCPD2019 sample not found at {CCPD_SAMPLE} (../shared is absent)"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHIPPED
 
 from plate_lib import checkpoints
 from plate_lib.checkpoints import (
@@ -30,8 +31,6 @@ from plate_lib.config import load
 from plate_lib.dataset import DiskFullError
 from plate_lib.models import build_model
 from plate_lib.plates import BLANK, SYMBOLS
-
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "plate_default.pt"
 
 
 def small(path: Path, **extra) -> Path:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CCPD_SAMPLE, needs_sample
+from conftest import CCPD_SAMPLE, SHIPPED, needs_sample
 
 from plate_lib.inference import load_model
 
@@ -117,7 +117,6 @@ def test_fine_tuning_starts_from_a_checkpoint_and_refuses_another_model(trained)
 
 # --- the shipped model ----------------------------------------------------------------------------------
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "plate_default.pt"
 
 
 def test_the_shipped_model_is_small_and_self_describing():

@@ -5,13 +5,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import SHIPPED
 
 from plate_lib.config import ConfigError
 from plate_lib.export import OnnxModel
 from plate_lib.inference import load_model, read_plates
 from plate_lib.synth import render_plate
-
-SHIPPED = "models/plate_default.pt"
 
 
 @pytest.fixture(scope="module")

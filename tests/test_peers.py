@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import CCPD_SAMPLE, REPO, needs_sample
+from conftest import CCPD_SAMPLE, REPO, SHIPPED, needs_sample
 
 from plate_lib import peers
 from plate_lib.sources import open_source
@@ -12,7 +12,6 @@ from plate_lib.sources import open_source
 sys.path.insert(0, str(REPO / "benchmarks"))
 from peer_readers import read_images  # noqa: E402
 
-SHIPPED = REPO / "models" / "plate_default.pt"
 KNOWN = "皖A931Y9"  # the first photo of the CCPD sample's test split: every reader reads it from its corners
 
 

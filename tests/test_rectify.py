@@ -1,9 +1,9 @@
 """rectify: the plate's coloured rectangle found in a bounding-box crop of a tilted plate, and warped level."""
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import SHIPPED
 
 from plate_lib.rectify import PLATE_SIZE, plate_quad, rectify
 from plate_lib.synth import render_plate
@@ -59,7 +59,7 @@ def test_no_plate_colour_no_rectification():
 def test_read_plates_keeps_the_more_confident_reading():
     from plate_lib.inference import load_model, read_plates
 
-    model, cfg = load_model(Path(__file__).resolve().parents[1] / "models" / "plate_default.pt")
+    model, cfg = load_model(SHIPPED)
     crops = [tilted_bbox_crop("blue", 12), np.full((40, 120, 3), 128, np.uint8)]
     plain = read_plates(model, cfg, crops, rectify_below=0)
     both = read_plates(model, cfg, crops, rectify_below=1)
@@ -93,7 +93,7 @@ def test_evaluate_takes_the_second_look_when_given_the_source(tmp_path):
     from plate_lib.inference import evaluate, load_model
     from plate_lib.sources import open_source
 
-    model, cfg = load_model(Path(__file__).resolve().parents[1] / "models" / "plate_default.pt")
+    model, cfg = load_model(SHIPPED)
     folder = tmp_path / "crops"
     folder.mkdir()
     for angle in (-14, 12):
