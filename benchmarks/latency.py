@@ -20,25 +20,20 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from peer_readers import timed  # noqa: E402
 from real_sets import REAL_SETS, load, present  # noqa: E402
 
 
 def median_ms(fn, n: int = 300, warmup: int = 20) -> float:
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return round(statistics.median(times), 3)
+    return round(statistics.median(timed(fn) for _ in range(n)) * 1e3, 3)
 
 
 def time_crop(crop, model, onnx, cfg) -> dict[str, float]:
