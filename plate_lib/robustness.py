@@ -4,8 +4,8 @@
 quality, rotation, tilt, exposure, glare, motion blur, defocus) and under changed crop margins, and returns one
 row per (set, degradation, strength). The margin and the rotation take the photo around the plate where the
 source has it (CCPD2019 photos: the annotated corners or box moved outwards or inwards; the photo turned about
-the plate and cut at the turned plate's bounding box), and use the crop's own edge pixels elsewhere. ``benchmarks/robustness.py`` runs it for the shipped model; ``03_error_analysis`` for the
-report's.
+the plate and cut at the turned plate's bounding box), and use the crop's own edge pixels elsewhere.
+``benchmarks/robustness.py`` runs it for the shipped model; ``03_error_analysis`` for the report's.
 """
 
 from __future__ import annotations
