@@ -21,7 +21,7 @@ from .checkpoints import (  # noqa: F401 (checkpoint code lived here before chec
     rebuild,
     save_checkpoint,
 )
-from .config import Config, ConfigError, PredictConfig, PreprocessConfig
+from .config import Config, ConfigError, PredictConfig
 from .dataset import SplitData
 from .models import fuse_batchnorm
 from .plates import ctc_beam_search, ctc_greedy_decode, is_plate
@@ -113,16 +113,13 @@ def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray
     Each crop read with a confidence below ``rectify_below`` is read again warped level where
     ``rectify.plate_quad`` finds the plate, and the more confident reading is kept: bounding-box crops of tilted
     plates gain most (README, "Measured results"). 0 reads every crop once, as given; 1 looks twice at all.
+    ``model`` may be ``export.OnnxModel`` (ONNX Runtime in its place).
     """
-    provinces = list(cfg.provinces)
-    return read_crops(lambda batch: predict_images(model, batch, provinces, device=device), cfg.preprocess,
-                      bgr_images, rectify_below)
+    provinces, pre = list(cfg.provinces), cfg.preprocess
 
+    def read_batch(batch: np.ndarray) -> tuple[list[str], np.ndarray]:
+        return predict_images(model, batch, provinces, device=device)
 
-def read_crops(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray]], pre: PreprocessConfig,
-               bgr_images: list[np.ndarray], rectify_below: float = RECTIFY_BELOW) -> list[tuple[str, float]]:
-    """``read_plates`` for any reader of letterboxed batches (``read_batch``: uint8 [N, H, W, C] → plates,
-    confidences), e.g. the exported model in ONNX Runtime."""
     batch = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in bgr_images])
     texts, conf = read_batch(batch)
     texts, conf = list(texts), np.array(conf, np.float32)
