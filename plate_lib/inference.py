@@ -24,7 +24,7 @@ from .checkpoints import (  # noqa: F401 (checkpoint code lived here before chec
 from .config import Config, ConfigError, PredictConfig
 from .dataset import SplitData
 from .models import fuse_batchnorm
-from .plates import ctc_beam_search, ctc_greedy_decode, is_plate
+from .plates import BLANK, ctc_beam_search, ctc_greedy_decode, is_plate
 from .preprocess import letterbox
 from .sources import Record, Source
 
@@ -62,45 +62,90 @@ def prepare_for_inference(model: torch.nn.Module, device: str | torch.device = "
 # --- prediction -----------------------------------------------------------------------------------------
 
 
-def decode_logits(prov_logits: torch.Tensor, ctc_logits: torch.Tensor, provinces: list[str]) -> tuple[list[str], torch.Tensor]:
-    """Model outputs → plates and confidences (province prob × CTC prob).
+def decode_logits(prov_logits: torch.Tensor, ctc_logits: torch.Tensor, provinces: list[str]) -> tuple[list[str], np.ndarray]:
+    """Model outputs → plates and confidences (province prob × CTC prob; float32 [B]).
 
     Best-path decoding first; where that is not a plate (9 characters from a doubled 8, a digit as city
     letter…), the most probable plate among the CTC beam search's readings (``plates.ctc_beam_search``),
     with its sequence probability. A plate is never traded for a non-plate, so word accuracy can only rise.
     """
-    prov_p, prov_i = prov_logits.float().softmax(-1).max(-1)
-    log_probs = ctc_logits.float().log_softmax(-1)
-    ctc_lp, ctc_i = log_probs.max(-1)  # [B, T]
-    conf = prov_p * ctc_lp.sum(-1).exp()
-    texts = [provinces[int(p)] + ctc_greedy_decode(row.tolist()) for p, row in zip(prov_i, ctc_i, strict=True)]
+    texts, conf, _ = decode_readings(prov_logits, ctc_logits, provinces)
+    return texts, conf
+
+
+def decode_readings(prov_logits: torch.Tensor | np.ndarray, ctc_logits: torch.Tensor | np.ndarray,
+                    provinces: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``decode_logits``'s plates and confidences, and each plate's ``weakest_character`` (0 where the best
+    path was not a plate and the beam search's reading stands in: the network's own reading was no plate).
+
+    In numpy: on one plate, a dozen small torch operations cost more than the network's last layers."""
+    prov, ctc = (np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t, np.float64)
+                 for t in (prov_logits, ctc_logits))
+    prov_i = prov.argmax(-1)
+    prov_p = 1.0 / np.exp(prov - prov.max(-1, keepdims=True)).sum(-1)  # softmax at the argmax
+    ctc_i = ctc.argmax(-1)  # [B, T]
+    shifted = ctc - ctc.max(-1, keepdims=True)
+    lse = np.log(np.exp(shifted).sum(-1))  # log-softmax of class c: shifted[c] - lse
+    best_lp = -lse  # the best class's log-probability at each step
+    conf = prov_p * np.exp(best_lp.sum(-1))
+    best, best_p = ctc_i.tolist(), np.exp(best_lp).tolist()
+    weakest = np.array([weakest_character(p, b, bp) for p, b, bp in zip(prov_p.tolist(), best, best_p, strict=True)])
+    texts = [provinces[p] + ctc_greedy_decode(row) for p, row in zip(prov_i.tolist(), best, strict=True)]
     for i, text in enumerate(texts):
         if not is_plate(text, provinces):
-            readings = ctc_beam_search(log_probs[i].cpu().numpy())
+            weakest[i] = 0.0
+            readings = ctc_beam_search(shifted[i] - lse[i][:, None])
             found = next(((t, lp) for t, lp in readings if is_plate(text[0] + t, provinces)), None)
             if found:
                 texts[i], conf[i] = text[0] + found[0], prov_p[i] * float(np.exp(found[1]))
-    return texts, conf.cpu()
+    return texts, conf.astype(np.float32), weakest.astype(np.float32)
+
+
+def weakest_character(prov_p: float, best: list[int], best_p: list[float]) -> float:
+    """The probability of a plate's least sure character on the CTC best path: the province's probability
+    ``prov_p``, and for each character the path emits (a run of one non-blank class in ``best``, a class per
+    step) the highest of its steps' probabilities ``best_p``. Unlike the confidence (a product over all the
+    steps, low wherever a step hesitates between a character and the blank beside it), it is high for a crop
+    whose every character is read clearly: what ``second_look`` asks before reading a crop again. (A loop in
+    Python: on one plate, cheaper than the dozen numpy calls that would do it for a batch.)"""
+    weakest, prev, run_max = prov_p, BLANK, 0.0
+    for c, p in zip(best, best_p, strict=True):
+        if c != prev:
+            if prev != BLANK:
+                weakest = min(weakest, run_max)
+            run_max = p
+        elif p > run_max:
+            run_max = p
+        prev = c
+    return min(weakest, run_max) if prev != BLANK else weakest
 
 
 @torch.inference_mode()
-def predict_tensor(model: torch.nn.Module, x: torch.Tensor, provinces: list[str]) -> tuple[list[str], torch.Tensor]:
-    """Float batch [B, C, H, W] → plates and confidences."""
-    return decode_logits(*model(x), provinces)
+def predict_tensor(model: torch.nn.Module, x: torch.Tensor,
+                   provinces: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Float batch [B, C, H, W] → plates, confidences and weakest characters (``decode_readings``)."""
+    return decode_readings(*model(x), provinces)
 
 
 def predict_images(model: torch.nn.Module, images: np.ndarray, provinces: list[str], batch_size: int = 256,
-                   device: str | torch.device = "cpu") -> tuple[list[str], np.ndarray]:
-    """uint8 [N, H, W, C] (already letterboxed) → plates and confidences, in batches."""
+                   device: str | torch.device = "cpu") -> tuple[list[str], np.ndarray, np.ndarray]:
+    """uint8 [N, H, W, C] (already letterboxed) → plates, confidences and weakest characters
+    (``decode_readings``), in batches."""
     model.eval()
-    texts, confs = [], []
+    direct = getattr(model, "run_images", None)  # export.OnnxModel: uint8 arrays in, numpy logits out, no torch
+    texts, confs, weakest = [], [], []
     for i in range(0, len(images), batch_size):
-        chunk = torch.from_numpy(np.array(images[i:i + batch_size])).to(device)  # a copy: memmaps are read-only
-        x = chunk.permute(0, 3, 1, 2).float().div_(255)
-        t, c = predict_tensor(model, x, provinces)
+        if direct is not None:
+            t, c, w = decode_readings(*direct(images[i:i + batch_size]), provinces)
+        else:
+            chunk = torch.from_numpy(np.array(images[i:i + batch_size])).to(device)  # a copy: memmaps are read-only
+            t, c, w = predict_tensor(model, chunk.permute(0, 3, 1, 2).float().div_(255), provinces)
         texts += t
-        confs.append(c.numpy())
-    return texts, np.concatenate(confs) if confs else np.zeros(0, np.float32)
+        confs.append(c)
+        weakest.append(w)
+    if not confs:
+        return [], np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return texts, np.concatenate(confs), np.concatenate(weakest)
 
 
 RECTIFY_BELOW: float = PredictConfig.model_fields["rectify_below"].default  # predict.rectify_below's default
@@ -110,38 +155,44 @@ def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray
                 rectify_below: float = RECTIFY_BELOW) -> list[tuple[str, float]]:
     """Raw BGR crops of any size → (plate, confidence) each.
 
-    Each crop read with a confidence below ``rectify_below`` is read again warped level where
-    ``rectify.plate_quad`` finds the plate, and the more confident reading is kept: bounding-box crops of tilted
-    plates gain most (README, "Measured results"). 0 reads every crop once, as given; 1 looks twice at all.
+    Each crop whose least sure character (``weakest_character``, the province included) is read with a
+    probability below ``rectify_below`` is read again warped level where ``rectify.plate_quad`` finds the
+    plate, and the more confident reading is kept: bounding-box crops of tilted plates gain most (README,
+    "Measured results"). 0 reads every crop once, as given; 1 looks twice at all (all but the certain).
     ``model`` may be ``export.OnnxModel`` (ONNX Runtime in its place).
     """
     provinces, pre = list(cfg.provinces), cfg.preprocess
 
-    def read_batch(batch: np.ndarray) -> tuple[list[str], np.ndarray]:
+    def read_batch(batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
         return predict_images(model, batch, provinces, device=device)
 
     batch = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in bgr_images])
-    texts, conf = read_batch(batch)
-    texts, conf = list(texts), np.array(conf, np.float32)
-    second_look(read_batch, batch.shape[1:], bgr_images.__getitem__, texts, conf, rectify_below)
+    texts, conf, weakest = read_batch(batch)
+    conf = np.array(conf, np.float32)
+    second_look(read_batch, batch.shape[1:], bgr_images.__getitem__, texts, conf, unsure(weakest, rectify_below))
     return list(zip(texts, conf.tolist(), strict=True))
 
 
-def second_look(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray]], input_shape: tuple[int, ...],
-                crop: Callable[[int], np.ndarray], texts: list[str], conf: np.ndarray, rectify_below: float,
-                batch_size: int = 256) -> None:
-    """Read again, warped level (``rectify.rectify``), each plate ``i`` whose confidence is below
-    ``rectify_below`` and whose raw crop (``crop(i)``, BGR) shows the plate; where that reading is more confident,
-    it replaces ``texts[i]`` and ``conf[i]`` in place. ``input_shape``: the model's (H, W, C)."""
+def unsure(weakest: np.ndarray, rectify_below: float) -> np.ndarray:
+    """Which readings get a second look: weakest character below ``rectify_below``; every one at 1."""
+    return weakest < rectify_below if rectify_below < 1 else np.ones(len(weakest), bool)
+
+
+def second_look(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray, np.ndarray]],
+                input_shape: tuple[int, ...], crop: Callable[[int], np.ndarray], texts: list[str], conf: np.ndarray,
+                unsure: np.ndarray, batch_size: int = 256) -> None:
+    """Read again, warped level (``rectify.rectify``), each plate ``i`` marked ``unsure`` (bool [N]) whose raw
+    crop (``crop(i)``, BGR) shows the plate; where that reading is more confident, it replaces ``texts[i]`` and
+    ``conf[i]`` in place. ``read_batch``: ``predict_images`` on a batch; ``input_shape``: the model's (H, W, C)."""
     from .rectify import rectify
 
     height, width, channels = input_shape
-    unsure = np.flatnonzero(conf < rectify_below)
+    unsure = np.flatnonzero(unsure)
     for start in range(0, len(unsure), batch_size):
         warped = [(i, w) for i in unsure[start:start + batch_size] if (w := rectify(crop(int(i)))) is not None]
         if not warped:
             continue
-        texts_w, conf_w = read_batch(np.stack([letterbox(w, height, width, channels == 1) for _, w in warped]))
+        texts_w, conf_w, _ = read_batch(np.stack([letterbox(w, height, width, channels == 1) for _, w in warped]))
         for (i, _), t, c in zip(warped, texts_w, np.asarray(conf_w, np.float32), strict=True):
             if c > conf[i]:
                 texts[i], conf[i] = t, c
@@ -156,14 +207,14 @@ def evaluate(model: torch.nn.Module, data: SplitData, provinces: list[str], batc
     reads them (the second, rectified look at unsure crops, ``second_look``); by default, the network alone on
     the cached crops.
     """
-    preds, conf = predict_images(model, data.images, provinces, batch_size, device)
-    preds, conf = list(preds), np.array(conf, np.float32)
+    preds, conf, weakest = predict_images(model, data.images, provinces, batch_size, device)
+    conf = np.array(conf, np.float32)
     if source is not None and rectify_below > 0:
-        def read(batch: np.ndarray) -> tuple[list[str], np.ndarray]:
+        def read(batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
             return predict_images(model, batch, provinces, batch_size, device)
 
         second_look(read, data.images.shape[1:], lambda i: source.load(Record(data.names[i], data.texts[i])),
-                    preds, conf, rectify_below, batch_size)
+                    preds, conf, unsure(weakest, rectify_below), batch_size)
     summary = metrics.summarize(preds, data.texts)
     rows = pd.DataFrame({"name": data.names, "true": data.texts, "pred": preds, "confidence": conf})
     rows["correct"] = rows["pred"] == rows["true"]

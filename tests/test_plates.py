@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from plate_lib.inference import decode_logits
+from plate_lib.inference import decode_logits, decode_readings
 from plate_lib.plates import (
     PROVINCES,
     SYMBOL_CLASS,
@@ -130,6 +130,33 @@ def test_decoding_prefers_the_most_probable_plate_to_a_best_path_that_is_no_plat
     texts, _ = decode_logits(prov, torch.from_numpy(log_probs([{"A": 1}, {"1": 1}, {"2": 1}, {"3": 1},
                                                                   {"4": 1}, {"5": 1}]))[None].float(), PROVINCES)
     assert texts == ["皖A12345"]
+
+
+def test_the_weakest_character_is_the_least_sure_character_not_the_hesitation_beside_it():
+    # each character clear at its best step (0.99, 0.97), the steps between hesitating with the blank (0.55):
+    # the confidence multiplies every step and falls to ~0.1; the weakest character is 0.97 (the "5")
+    steps = [{"A": 0.99, "-": 0.01}, {"A": 0.55, "-": 0.45}, {"1": 0.99, "-": 0.01}, {"-": 0.55, "2": 0.45},
+             {"2": 0.99, "-": 0.01}, {"3": 0.99, "-": 0.01}, {"-": 0.55, "4": 0.45}, {"4": 0.99, "-": 0.01},
+             {"-": 0.55, "5": 0.45}, {"5": 0.97, "-": 0.03}]
+    prov = torch.zeros(1, len(PROVINCES))
+    prov[0, 0] = 10.0  # the province 0.9986
+    texts, conf, weakest = decode_readings(prov, torch.from_numpy(log_probs(steps))[None].float(), PROVINCES)
+    assert texts == ["皖A12345"]
+    assert float(conf[0]) < 0.2
+    assert float(weakest[0]) == pytest.approx(0.97, abs=0.005)
+    # an unsure province bounds it too
+    prov[0, 1] = 10.0  # two provinces at 0.5 each
+    assert float(decode_readings(prov, torch.from_numpy(log_probs(steps))[None].float(), PROVINCES)[2][0]) == \
+        pytest.approx(0.5, abs=0.01)
+
+
+def test_a_reading_the_beam_search_stood_in_for_has_no_sure_character():
+    lp = log_probs([{"A": 1}, {"-": 1}, {"D": 1}, {"-": 1}, {"1": 1}, {"9": 1}, {"7": 1}, {"-": 1}, {"8": 1},
+                    {"-": 0.55, "8": 0.45}, {"8": 1}, {"9": 1}])  # best path 9 characters: no plate
+    prov = torch.zeros(1, len(PROVINCES))
+    prov[0, 0] = 10.0
+    texts, _, weakest = decode_readings(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
+    assert texts == ["皖AD19789"] and float(weakest[0]) == 0.0
 
 
 def test_ccpd_indices_decode_with_ccpds_tables():

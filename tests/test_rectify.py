@@ -67,6 +67,15 @@ def test_read_plates_keeps_the_more_confident_reading():
     assert both[0][1] >= plain[0][1]
 
 
+def test_the_second_look_goes_only_to_crops_with_an_unsure_character():
+    from plate_lib.inference import unsure
+
+    weakest = np.array([0.5, 0.97, 0.99, 1.0], np.float32)
+    assert unsure(weakest, 0.98).tolist() == [True, True, False, False]
+    assert not unsure(weakest, 0).any()
+    assert unsure(weakest, 1).all()  # 1: every crop, the certain ones too
+
+
 def test_a_source_can_give_its_crops_rectified_under_its_own_cache_key(tmp_path):
     from plate_lib.sources import open_source
 

@@ -1,0 +1,116 @@
+"""When to look twice: the rectified second look's trigger, measured as plates read against crops re-read.
+
+    python benchmarks/second_look.py [--checkpoint models/plate_default.pt] [--splits train val]
+                                     [--out benchmarks/second_look.json]
+
+Each crop of the real sets present (``real_sets.REAL_SETS``) is read once as given and once rectified
+(``rectify.rectify``), both kept. Then, for each trigger and threshold, the reading ``read_plates`` would give
+(the rectified one where the crop is re-read, rectification finds the plate and it is more confident) is
+counted against the truth, with the share of crops re-read: the second look's cost in time. Triggers:
+``confidence``, the plate's confidence (province prob × the CTC best path's probability over all steps: what
+``predict.rectify_below`` compared before), and ``weakest``, the probability of the least sure character
+(``inference.weakest_character``: what it compares now). Choose on ``--splits train val`` (the default);
+the test splits are for the report only. Where ``make model``'s synthetic zip is here (``--synthetic``), the
+first ``--synthetic-n`` plates of its val split are read too (``synthetic_val``): harder plates, many more of
+them, and never a test split whatever ``--splits`` says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from real_sets import REAL_SETS, load, present  # noqa: E402
+
+THRESHOLDS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0)
+
+
+def both_readings(model, cfg, images: list[np.ndarray]) -> dict[str, np.ndarray | list]:
+    """First and rectified readings of every crop: texts, confidences, weakest characters, rectified or not."""
+    from plate_lib.inference import predict_images
+    from plate_lib.preprocess import letterbox
+    from plate_lib.rectify import rectify
+
+    pre, provinces = cfg.preprocess, list(cfg.provinces)
+    warped = [rectify(im) for im in images]
+    first = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in images])
+    second = np.stack([letterbox(w if w is not None else im, pre.height, pre.width, pre.grayscale)
+                       for w, im in zip(warped, images, strict=True)])
+    t1, c1, w1 = predict_images(model, first, provinces)
+    t2, c2, w2 = predict_images(model, second, provinces)
+    return {"t1": t1, "c1": c1, "w1": w1, "t2": t2, "c2": c2, "found": np.array([w is not None for w in warped])}
+
+
+def synthetic_val(path: str, n: int) -> tuple[list[np.ndarray], list[str]]:
+    from plate_lib.sources import open_source
+
+    src = open_source(path)
+    recs = [r for r in src.records("val") if not r.error][:n]
+    return [src.load(r) for r in recs], [r.text for r in recs]
+
+
+def outcome(r: dict, truth: list[str], trigger: str, threshold: float) -> tuple[int, float]:
+    """(plates read right, share of crops re-read) with this trigger and threshold (``inference.unsure``'s rule)."""
+    from plate_lib.inference import unsure
+
+    again = unsure(r["c1" if trigger == "confidence" else "w1"], threshold)
+    take = again & r["found"] & (r["c2"] > r["c1"])
+    preds = [b if t else a for a, b, t in zip(r["t1"], r["t2"], take, strict=True)]
+    return sum(p == t for p, t in zip(preds, truth, strict=True)), float(again.mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=str(ROOT / "models" / "plate_default.pt"))
+    ap.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val", "test"])
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "second_look.json"))
+    ap.add_argument("--synthetic", default=str(ROOT / "data" / "synthetic-model.zip"),
+                    help="a synthetic zip whose val split is read too, where it exists")
+    ap.add_argument("--synthetic-n", type=int, default=6000)
+    args = ap.parse_args()
+
+    import torch
+
+    from plate_lib.inference import load_model
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    model, cfg = load_model(args.checkpoint)
+    sets = {name: lambda name=name: load(name, tuple(args.splits))[:2] for name in present()}
+    if Path(args.synthetic).is_file():
+        sets["synthetic_val"] = lambda: synthetic_val(args.synthetic, args.synthetic_n)
+    if not sets:
+        sys.exit(f"none of the real sets is here ({sorted({v[0] for v in REAL_SETS.values()})}) and no "
+                 f"{args.synthetic}; nothing to measure")
+    readings = {}
+    for name, get in sets.items():
+        images, truth = get()
+        readings[name] = (both_readings(model, cfg, images), truth)
+    rows = []
+    print(f"splits {'+'.join(args.splits)}: plates read right / n, share re-read")
+    for trigger in ("confidence", "weakest"):
+        for threshold in THRESHOLDS:
+            row = {"trigger": trigger, "threshold": threshold, "sets": {}}
+            for name, (r, truth) in readings.items():
+                right, share = outcome(r, truth, trigger, threshold)
+                row["sets"][name] = {"right": right, "n": len(truth), "reread": round(share, 3)}
+            row["right"] = sum(s["right"] for s in row["sets"].values())
+            rows.append(row)
+            print(f"{trigger:>10} < {threshold:<4}  total {row['right']:>5}  " + "  ".join(
+                f"{n} {s['right']}/{s['n']} ({s['reread']:.2f})" for n, s in row["sets"].items()))
+    ckpt = Path(args.checkpoint).resolve()
+    out = {"checkpoint": str(ckpt.relative_to(ROOT)) if ckpt.is_relative_to(ROOT) else str(ckpt),
+           "splits": args.splits, "synthetic_val": args.synthetic_n if "synthetic_val" in sets else 0, "rows": rows}
+    Path(args.out).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
