@@ -1,6 +1,6 @@
 """The real sets a model is measured on, in one place, and a quick reading of a checkpoint on all of them.
 
-    python benchmarks/real_sets.py CHECKPOINT [CHECKPOINT …] [--splits train val] [--json] [--no-rectify]
+    python benchmarks/real_sets.py CHECKPOINT [CHECKPOINT …] [--splits train val] [--json] [--no-rectify] [--tta]
 
 Sets (``REAL_SETS``): the CCPD sample's photos cut from their corners (``sample_corners``), by their annotated
 bounding box (``sample_bbox``), those box crops shrunk to 94×24 (``sample_bbox_94x24``), and the street crops
@@ -9,7 +9,7 @@ generator and recipe choices may look at; the ``test`` splits are kept for the r
 checkpoint: word accuracy per set, and province accuracy on plates not from 皖 where a set has them.
 ``peers.py`` reads the same sets (their test splits). Crops are read as ``inference.read_plates`` reads them:
 as given and, below cfg.yaml's ``predict.rectify_below`` confidence, rectified too, the more confident reading kept;
-``--no-rectify`` reads them as given only (the network alone).
+``--no-rectify`` reads them as given only (the network alone); ``--tta`` in three views each (``predict.tta``).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def load_source(src, splits: tuple[str, ...]) -> tuple[list, list[str], list[str
     return [src.load(r) for r in recs], [r.text for r in recs], [r.name for r in recs]
 
 
-def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True) -> dict[str, dict]:
+def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True, tta: bool = False) -> dict[str, dict]:
     """``metrics.summarize`` of the checkpoint on each present set (``rectify``: as ``read_plates`` reads by
     default, else each crop once, as given)."""
     from plate_lib.config import load as load_config
@@ -66,7 +66,7 @@ def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True) 
     out = {}
     for name in present():
         images, texts, _ = load(name, splits)
-        out[name] = summarize([p for p, _ in read_plates(model, cfg, images, rectify_below=below)], texts)
+        out[name] = summarize([p for p, _ in read_plates(model, cfg, images, rectify_below=below, tta=tta)], texts)
     return out
 
 
@@ -76,16 +76,18 @@ def main() -> None:
     ap.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val", "test", "all"])
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--no-rectify", dest="rectify", action="store_false", help="read crops as given only")
+    ap.add_argument("--tta", action="store_true", help="read each crop in three views, voting (predict.tta)")
     args = ap.parse_args()
-    results = {c: read(c, tuple(args.splits), args.rectify) for c in args.checkpoints}
+    results = {c: read(c, tuple(args.splits), args.rectify, args.tta) for c in args.checkpoints}
     if args.json:  # NaN (no plate from outside 皖) is not JSON: null
         clean = {c: {n: {k: (None if v != v else v) for k, v in m.items()} for n, m in r.items()}
                  for c, r in results.items()}
-        print(json.dumps({"splits": args.splits, "rectify": args.rectify, "sets": {n: REAL_SETS[n][3] for n in present()},
+        print(json.dumps({"splits": args.splits, "rectify": args.rectify, "tta": args.tta, "sets": {n: REAL_SETS[n][3] for n in present()},
                           "checkpoints": clean}, indent=1, ensure_ascii=False))
         return
     names = present()
-    print(f"splits {'+'.join(args.splits)}, {'rectified' if args.rectify else 'as given'}; word accuracy (non-皖 province accuracy)")
+    print(f"splits {'+'.join(args.splits)}, {'rectified' if args.rectify else 'as given'}{', tta' if args.tta else ''}; "
+          "word accuracy (non-皖 province accuracy)")
     print(f"{'checkpoint':40}" + "".join(f"{n:>22}" for n in names))
     for c, r in results.items():
         cells = "".join(f"{r[n]['word_acc']:>13.3f} ({r[n]['province_acc_non_wan']:.3f})" for n in names)

@@ -101,11 +101,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     source = open_cfg_source(cfg, args.data)
     data = load_split(source, args.split, cfg.preprocess, cfg.data.cache_dir, args.skip_bad or cfg.data.skip_bad)
     require_plates(data, source, NO_PLATES_FIX, split_option=True)
-    rectify_below = _cfg(args).predict.rectify_below  # read as plate predict reads: cfg.yaml and --set
+    settings = _cfg(args).predict  # read as plate predict reads: cfg.yaml and --set
     summary, rows = evaluate(model, data, list(cfg.provinces), cfg.training.eval_batch_size, device, source,
-                             rectify_below)
+                             settings.rectify_below, settings.tta)
     out = {**_json_safe(summary), "checkpoint": str(ckpt), "data": str(args.data), "split": args.split,
-           "skipped": len(data.skipped), "rectify_below": rectify_below}
+           "skipped": len(data.skipped), "rectify_below": settings.rectify_below, "tta": settings.tta}
     if source.kind == "ccpd_photos":
         out["ccpd_crop"] = cfg.data.ccpd_crop
     if "subset" in rows:

@@ -25,7 +25,7 @@ from .config import Config, ConfigError, PredictConfig
 from .dataset import SplitData
 from .models import fuse_batchnorm
 from .plates import BLANK, ctc_beam_search, ctc_greedy_decode, is_plate
-from .preprocess import letterbox
+from .preprocess import TTA_VIEWS, letterbox, tta_views
 from .sources import Record, Source
 
 
@@ -152,25 +152,56 @@ RECTIFY_BELOW: float = PredictConfig.model_fields["rectify_below"].default  # pr
 
 
 def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray], device="cpu",
-                rectify_below: float = RECTIFY_BELOW) -> list[tuple[str, float]]:
+                rectify_below: float = RECTIFY_BELOW, tta: bool = False) -> list[tuple[str, float]]:
     """Raw BGR crops of any size → (plate, confidence) each.
 
     Each crop whose least sure character (``weakest_character``, the province included) is read with a
     probability below ``rectify_below`` is read again warped level where ``rectify.plate_quad`` finds the
     plate, and the more confident reading is kept: bounding-box crops of tilted plates gain most (README,
     "Measured results"). 0 reads every crop once, as given; 1 looks twice at all (all but the certain).
-    ``model`` may be ``export.OnnxModel`` (ONNX Runtime in its place).
+    ``tta``: each crop is read in each of ``preprocess.tta_views`` (each with its own second look) and the
+    views vote (``vote``): about three times the time. ``model`` may be ``export.OnnxModel`` (ONNX Runtime in
+    its place).
     """
-    provinces, pre = list(cfg.provinces), cfg.preprocess
+    pre = cfg.preprocess
+    shape = (pre.height, pre.width, pre.channels)
+    if tta:
+        views = [v for im in bgr_images for v in tta_views(im)]
+        return vote(read_crops(model, list(cfg.provinces), shape, views, device, rectify_below), len(TTA_VIEWS))
+    return read_crops(model, list(cfg.provinces), shape, bgr_images, device, rectify_below)
+
+
+def read_crops(model: torch.nn.Module, provinces: list[str], input_shape: tuple[int, int, int],
+               bgr_images: list[np.ndarray], device="cpu", rectify_below: float = RECTIFY_BELOW,
+               batch_size: int = 256) -> list[tuple[str, float]]:
+    """``read_plates`` without test-time views, for a model taking ``input_shape`` (H, W, C)."""
+    height, width, channels = input_shape
 
     def read_batch(batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
-        return predict_images(model, batch, provinces, device=device)
+        return predict_images(model, batch, provinces, batch_size, device)
 
-    batch = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in bgr_images])
+    batch = np.stack([letterbox(im, height, width, channels == 1) for im in bgr_images])
     texts, conf, weakest = read_batch(batch)
     conf = np.array(conf, np.float32)
-    second_look(read_batch, batch.shape[1:], bgr_images.__getitem__, texts, conf, unsure(weakest, rectify_below))
+    second_look(read_batch, input_shape, bgr_images.__getitem__, texts, conf, unsure(weakest, rectify_below),
+                batch_size)
     return list(zip(texts, conf.tolist(), strict=True))
+
+
+def vote(readings: list[tuple[str, float]], views: int) -> list[tuple[str, float]]:
+    """Readings of ``views`` consecutive views of each crop → one (plate, confidence) per crop: the plate whose
+    views' confidences sum highest (two views agreeing outvote one surer view), with the highest confidence a
+    view gave it (so ``predict.min_confidence`` keeps its meaning)."""
+    out = []
+    for start in range(0, len(readings), views):
+        total: dict[str, float] = {}
+        best: dict[str, float] = {}
+        for text, conf in readings[start:start + views]:
+            total[text] = total.get(text, 0.0) + conf
+            best[text] = max(best.get(text, 0.0), conf)
+        text = max(total, key=total.__getitem__)
+        out.append((text, best[text]))
+    return out
 
 
 def unsure(weakest: np.ndarray, rectify_below: float) -> np.ndarray:
@@ -200,21 +231,29 @@ def second_look(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray, 
 
 def evaluate(model: torch.nn.Module, data: SplitData, provinces: list[str], batch_size: int = 256,
              device: str | torch.device = "cpu", source: Source | None = None,
-             rectify_below: float = 0.0) -> tuple[dict[str, float], pd.DataFrame]:
+             rectify_below: float = 0.0, tta: bool = False) -> tuple[dict[str, float], pd.DataFrame]:
     """Headline metrics and one row per plate (name, true, pred, confidence, errors, edit distance, meta).
 
     With the ``source`` the split was loaded from and ``rectify_below`` > 0, plates are read as ``read_plates``
-    reads them (the second, rectified look at unsure crops, ``second_look``); by default, the network alone on
-    the cached crops.
+    reads them (the second, rectified look at unsure crops, ``second_look``); with the source and ``tta``, in
+    its test-time views too, each crop decoded again from the source; by default, the network alone on the
+    cached crops.
     """
-    preds, conf, weakest = predict_images(model, data.images, provinces, batch_size, device)
-    conf = np.array(conf, np.float32)
-    if source is not None and rectify_below > 0:
-        def read(batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
-            return predict_images(model, batch, provinces, batch_size, device)
+    if source is not None and tta:
+        crops = [source.load(Record(n, t)) for n, t in zip(data.names, data.texts, strict=True)]
+        views = [v for im in crops for v in tta_views(im)]
+        read = vote(read_crops(model, provinces, data.images.shape[1:], views, device, rectify_below, batch_size),
+                    len(TTA_VIEWS))
+        preds, conf = [t for t, _ in read], np.array([c for _, c in read], np.float32)
+    else:
+        preds, conf, weakest = predict_images(model, data.images, provinces, batch_size, device)
+        conf = np.array(conf, np.float32)
+        if source is not None and rectify_below > 0:
+            def read_batch(batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+                return predict_images(model, batch, provinces, batch_size, device)
 
-        second_look(read, data.images.shape[1:], lambda i: source.load(Record(data.names[i], data.texts[i])),
-                    preds, conf, unsure(weakest, rectify_below), batch_size)
+            second_look(read_batch, data.images.shape[1:], lambda i: source.load(Record(data.names[i], data.texts[i])),
+                        preds, conf, unsure(weakest, rectify_below), batch_size)
     summary = metrics.summarize(preds, data.texts)
     rows = pd.DataFrame({"name": data.names, "true": data.texts, "pred": preds, "confidence": conf})
     rows["correct"] = rows["pred"] == rows["true"]

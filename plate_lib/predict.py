@@ -152,8 +152,8 @@ def read_files(model, cfg: Config, settings: PredictConfig, inputs: list[tuple[s
                 if crop is not None:
                     read.append(len(rows) - 1)
                     crops.append(crop)
-            for i, crop, (text, conf) in zip(read, crops, read_plates(model, cfg, crops, device, settings.rectify_below) if crops else [],
-                                             strict=True):
+            readings = read_plates(model, cfg, crops, device, settings.rectify_below, settings.tta) if crops else []
+            for i, crop, (text, conf) in zip(read, crops, readings, strict=True):
                 status = "ok" if conf >= settings.min_confidence else "low_confidence"
                 rows[i] = _row(inputs[start + i][0], status, plate=text, confidence=conf, kind=plate_kind(text, crop))
             bar.update(len(rows))

@@ -31,6 +31,22 @@ def letterbox(img: np.ndarray, height: int, width: int, grayscale: bool) -> np.n
     return out if out.ndim == 3 else out[:, :, None]
 
 
+TTA_VIEWS = ("as given", "padded", "cut")  # predict.tta's views of a crop, in tta_views' order
+TTA_PAD = 0.06         # padded: this share of the crop's height repeated around it (a looser crop)
+TTA_CUT = (0.04, 0.02)  # cut: these shares of the height and width cut from each side (a tighter crop)
+
+
+def tta_views(img: np.ndarray) -> list[np.ndarray]:
+    """A crop as given, padded and cut (``TTA_VIEWS``): what ``predict.tta`` reads and votes over. The view most
+    like the model's training crops differs from crop to crop (loose street crops, tight box crops); a crop too
+    small to cut is read as given in its place."""
+    h, w = img.shape[:2]
+    pad = max(1, round(TTA_PAD * h))
+    cut_h, cut_w = max(1, round(TTA_CUT[0] * h)), max(1, round(TTA_CUT[1] * w))
+    cut = img[cut_h:h - cut_h, cut_w:w - cut_w] if h > 4 * cut_h and w > 4 * cut_w else img
+    return [img, cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE), cut]
+
+
 def _decode_chunk(source: Source, records: list[Record], pre: PreprocessConfig) -> list[np.ndarray | str]:
     cv2.setNumThreads(1)
     out: list[np.ndarray | str] = []

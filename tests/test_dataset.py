@@ -20,7 +20,7 @@ from plate_lib.dataset import (
     load_split,
     require_plates,
 )
-from plate_lib.preprocess import letterbox
+from plate_lib.preprocess import TTA_VIEWS, letterbox, tta_views
 from plate_lib.sources import DataError, Dl1Zip, open_source
 
 PRE = PreprocessConfig(height=48, width=144, grayscale=True)
@@ -35,6 +35,16 @@ def test_letterbox_keeps_the_aspect_ratio_and_pads():
     assert out[:, :, 0].min() == 0
     colour = letterbox(wide, 48, 144, grayscale=False)
     assert colour.shape == (48, 144, 3)
+
+
+def test_the_test_time_views_are_the_crop_as_given_looser_and_tighter():
+    crop = np.random.default_rng(0).integers(0, 256, (50, 160, 3), np.uint8)
+    given, padded, cut = tta_views(crop)
+    assert len(TTA_VIEWS) == 3 and given is crop
+    assert padded.shape == (56, 166, 3) and (padded[3:53, 3:163] == crop).all()  # 6 % of the height around it
+    assert cut.shape == (46, 154, 3) and (cut == crop[2:48, 3:157]).all()  # 4 % of the height, 2 % of the width
+    tiny = crop[:4, :20]
+    assert tta_views(tiny)[2] is tiny  # too small to cut: read as given in its place
 
 
 def test_split_is_decoded_once_then_read_from_the_cache(dl1_zip, tmp_path):

@@ -258,6 +258,16 @@ def test_onnx_runtime_reads_the_same_plates_with_the_same_confidence(images, cap
     assert [r["confidence"] for r in onnx_rows] == pytest.approx([r["confidence"] for r in torch_rows], abs=2e-4)
 
 
+def test_test_time_views_are_a_setting_and_read_each_file_once_into_its_row(images, capsys):
+    _, once = predict(capsys, "crops", "--format", "json")
+    _, voted = predict(capsys, "crops", "--format", "json", "--set", "predict.tta=true")
+    once_rows, voted_rows = json.loads(once), json.loads(voted)
+    assert [r["file"] for r in voted_rows] == [r["file"] for r in once_rows]
+    assert {r["plate"] for r in voted_rows if "blue" in r["file"]} == {"苏E1W8MQ"}
+    code = main(["predict", "--quiet", "crops", "--set", "predict.tta=sometimes"])
+    assert code == 2 and "predict.tta input should be a valid boolean" in capsys.readouterr().err
+
+
 def test_onnx_runtime_on_a_gpu_is_refused_naming_the_setting(images, capsys, monkeypatch):
     import torch
 

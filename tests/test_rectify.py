@@ -76,6 +76,24 @@ def test_the_second_look_goes_only_to_crops_with_an_unsure_character():
     assert unsure(weakest, 1).all()  # 1: every crop, the certain ones too
 
 
+def test_views_vote_by_summed_confidence_and_keep_the_winners_best_confidence():
+    from plate_lib.inference import vote
+
+    readings = [("皖A12345", 0.5), ("皖A12346", 0.8), ("皖A12345", 0.4),  # two agreeing views outvote a surer one
+                ("苏E1W8MQ", 0.9), ("苏E1W8MQ", 0.95), ("苏E1W8MO", 0.2)]
+    assert vote(readings, 3) == [("皖A12345", 0.5), ("苏E1W8MQ", 0.95)]
+
+
+def test_read_plates_with_test_time_views_gives_one_reading_a_crop():
+    from plate_lib.inference import load_model, read_plates
+
+    model, cfg = load_model(SHIPPED)
+    crops = [tilted_bbox_crop("blue", 12), tilted_bbox_crop("yellow", -8, seed=3), np.full((40, 120, 3), 128, np.uint8)]
+    once, voted = read_plates(model, cfg, crops), read_plates(model, cfg, crops, tta=True)
+    assert len(voted) == len(crops)
+    assert [t for t, _ in voted[:2]] == [t for t, _ in once[:2]] == ["皖A12345"] * 2
+
+
 def test_a_source_can_give_its_crops_rectified_under_its_own_cache_key(tmp_path):
     from plate_lib.sources import open_source
 
@@ -113,3 +131,22 @@ def test_evaluate_takes_the_second_look_when_given_the_source(tmp_path):
     _, looked = evaluate(model, data, list(cfg.provinces), source=source, rectify_below=1.0)
     assert (looked["confidence"] >= alone["confidence"]).all()
     assert (looked["confidence"] > alone["confidence"]).any()  # the level warp reads some plate more surely
+
+
+def test_evaluate_with_test_time_views_reads_as_read_plates_does(tmp_path):
+    from plate_lib.dataset import load_split
+    from plate_lib.inference import evaluate, load_model, read_plates
+    from plate_lib.sources import open_source
+
+    model, cfg = load_model(SHIPPED)
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for angle in (-14, 12):
+        cv2.imwrite(str(folder / f"{angle + 20:02d}-皖A12345.png"), tilted_bbox_crop("blue", angle, seed=angle + 20))
+    source = open_source(folder)
+    data = load_split(source, "all", cfg.preprocess)
+    _, rows = evaluate(model, data, list(cfg.provinces), source=source, rectify_below=0.98, tta=True)
+    crops = [source.load(r) for r in source.records("all")]
+    expected = read_plates(model, cfg, crops, rectify_below=0.98, tta=True)
+    assert list(rows["pred"]) == [t for t, _ in expected]
+    assert list(rows["confidence"]) == pytest.approx([c for _, c in expected], abs=1e-6)

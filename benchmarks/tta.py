@@ -1,0 +1,83 @@
+"""Test-time views (``predict.tta``): each view alone, and the views voting, against the crop read once.
+
+    python benchmarks/tta.py [--checkpoint models/plate_default.pt] [--splits train val] [--out benchmarks/tta.json]
+
+Each crop of the real sets present (``real_sets.REAL_SETS``), and where ``make model``'s synthetic zip is here
+the first ``--synthetic-n`` plates of its val split, is read as ``read_plates`` reads it (second look included)
+in each view of ``preprocess.tta_views`` (as given, padded, cut). Counted against the truth: each view alone,
+the views voting by summed confidence (``inference.vote``, what ``predict.tta`` does), and the single most
+confident view. Also the time of ``read_plates`` on each set with and without ``tta`` (2 threads, the same
+run). Choose on ``--splits train val`` (the default); the test splits are for the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from real_sets import REAL_SETS, load, present  # noqa: E402
+from second_look import synthetic_val  # noqa: E402
+
+
+def right(plates: list[str], truth: list[str]) -> int:
+    return sum(p == t for p, t in zip(plates, truth, strict=True))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=str(ROOT / "models" / "plate_default.pt"))
+    ap.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val", "test"])
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "tta.json"))
+    ap.add_argument("--synthetic", default=str(ROOT / "data" / "synthetic-model.zip"),
+                    help="a synthetic zip whose val split is read too, where it exists")
+    ap.add_argument("--synthetic-n", type=int, default=6000)
+    args = ap.parse_args()
+
+    import torch
+
+    from plate_lib.inference import load_model, read_plates, vote
+    from plate_lib.preprocess import TTA_VIEWS, tta_views
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    model, cfg = load_model(args.checkpoint)
+    sets = {name: lambda name=name: load(name, tuple(args.splits))[:2] for name in present()}
+    if Path(args.synthetic).is_file():
+        sets["synthetic_val"] = lambda: synthetic_val(args.synthetic, args.synthetic_n)
+    if not sets:
+        sys.exit(f"none of the real sets is here ({sorted({v[0] for v in REAL_SETS.values()})}) and no "
+                 f"{args.synthetic}; nothing to measure")
+    ckpt = Path(args.checkpoint).resolve()
+    out: dict = {"checkpoint": str(ckpt.relative_to(ROOT)) if ckpt.is_relative_to(ROOT) else str(ckpt), "splits": args.splits, "views": list(TTA_VIEWS), "sets": {}}
+    print(f"splits {'+'.join(args.splits)}: plates read right of n")
+    for name, get in sets.items():
+        images, truth = get()
+        k = len(TTA_VIEWS)
+        t0 = time.perf_counter()
+        readings = read_plates(model, cfg, [v for im in images for v in tta_views(im)])
+        tta_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        read_plates(model, cfg, images)
+        once_s = time.perf_counter() - t0
+
+        row = {"n": len(truth)}
+        for j, view in enumerate(TTA_VIEWS):
+            row[view] = right([readings[i * k + j][0] for i in range(len(truth))], truth)
+        row["vote"] = right([t for t, _ in vote(readings, k)], truth)
+        row["most_confident"] = right([max(readings[i * k:(i + 1) * k], key=lambda r: r[1])[0]
+                                       for i in range(len(truth))], truth)
+        row["time_ratio"] = round(tta_s / once_s, 2)
+        out["sets"][name] = row
+        print(f"{name:18} " + "  ".join(f"{key} {v}" for key, v in row.items()))
+    Path(args.out).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
