@@ -158,7 +158,7 @@ def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray
     Each crop whose least sure character (``weakest_character``, the province included) is read with a
     probability below ``rectify_below`` is read again warped level where ``rectify.plate_quad`` finds the
     plate, and the more confident reading is kept: bounding-box crops of tilted plates gain most (README,
-    "Measured results"). 0 reads every crop once, as given; 1 looks twice at all (all but the certain).
+    "Measured results"). 0 reads every crop once, as given; 1 looks twice at every crop.
     ``tta``: each crop is read in each of ``preprocess.tta_views`` (each with its own second look) and the
     views vote (``vote``): about three times the time. ``model`` may be ``export.OnnxModel`` (ONNX Runtime in
     its place).
@@ -211,16 +211,16 @@ def unsure(weakest: np.ndarray, rectify_below: float) -> np.ndarray:
 
 def second_look(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray, np.ndarray]],
                 input_shape: tuple[int, ...], crop: Callable[[int], np.ndarray], texts: list[str], conf: np.ndarray,
-                unsure: np.ndarray, batch_size: int = 256) -> None:
-    """Read again, warped level (``rectify.rectify``), each plate ``i`` marked ``unsure`` (bool [N]) whose raw
+                again: np.ndarray, batch_size: int = 256) -> None:
+    """Read again, warped level (``rectify.rectify``), each plate ``i`` marked in ``again`` (bool [N]) whose raw
     crop (``crop(i)``, BGR) shows the plate; where that reading is more confident, it replaces ``texts[i]`` and
     ``conf[i]`` in place. ``read_batch``: ``predict_images`` on a batch; ``input_shape``: the model's (H, W, C)."""
     from .rectify import rectify
 
     height, width, channels = input_shape
-    unsure = np.flatnonzero(unsure)
-    for start in range(0, len(unsure), batch_size):
-        warped = [(i, w) for i in unsure[start:start + batch_size] if (w := rectify(crop(int(i)))) is not None]
+    todo = np.flatnonzero(again)
+    for start in range(0, len(todo), batch_size):
+        warped = [(i, w) for i in todo[start:start + batch_size] if (w := rectify(crop(int(i)))) is not None]
         if not warped:
             continue
         texts_w, conf_w, _ = read_batch(np.stack([letterbox(w, height, width, channels == 1) for _, w in warped]))
@@ -240,10 +240,13 @@ def evaluate(model: torch.nn.Module, data: SplitData, provinces: list[str], batc
     cached crops.
     """
     if source is not None and tta:
-        crops = [source.load(Record(n, t)) for n, t in zip(data.names, data.texts, strict=True)]
-        views = [v for im in crops for v in tta_views(im)]
-        read = vote(read_crops(model, provinces, data.images.shape[1:], views, device, rectify_below, batch_size),
-                    len(TTA_VIEWS))
+        read = []
+        for start in range(0, len(data), batch_size):  # a batch of crops at a time: a split may not fit in memory
+            crops = [source.load(Record(n, t)) for n, t in zip(data.names[start:start + batch_size],
+                                                                data.texts[start:start + batch_size], strict=True)]
+            views = [v for im in crops for v in tta_views(im)]
+            read += vote(read_crops(model, provinces, data.images.shape[1:], views, device, rectify_below,
+                                    batch_size), len(TTA_VIEWS))
         preds, conf = [t for t, _ in read], np.array([c for _, c in read], np.float32)
     else:
         preds, conf, weakest = predict_images(model, data.images, provinces, batch_size, device)
