@@ -54,6 +54,44 @@ def load_source(src, splits: tuple[str, ...]) -> tuple[list, list[str], list[str
     return [src.load(r) for r in recs], [r.text for r in recs], [r.name for r in recs]
 
 
+def add_study_args(ap, out: str) -> None:
+    """The options of a study that reads a checkpoint on the real sets and the synthetic val split
+    (``second_look.py``, ``tta.py``)."""
+    ap.add_argument("--checkpoint", default=str(ROOT / "models" / "plate_default.pt"))
+    ap.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val", "test"])
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / out))
+    ap.add_argument("--synthetic", default=str(ROOT / "data" / "synthetic-model.zip"),
+                    help="a synthetic zip whose val split is read too, where it exists")
+    ap.add_argument("--synthetic-n", type=int, default=6000)
+
+
+def study_sets(args) -> dict:
+    """``{name: () -> (crops, texts)}``: ``args.splits`` of each real set present, and where ``args.synthetic``
+    exists the first ``args.synthetic_n`` plates of its val split (``synthetic_val``); exits when none is here."""
+    sets = {name: lambda name=name: load(name, tuple(args.splits))[:2] for name in present()}
+    if Path(args.synthetic).is_file():
+        sets["synthetic_val"] = lambda: synthetic_val(args.synthetic, args.synthetic_n)
+    if not sets:
+        sys.exit(f"none of the real sets is here ({sorted({v[0] for v in REAL_SETS.values()})}) and no "
+                 f"{args.synthetic}; nothing to measure")
+    return sets
+
+
+def synthetic_val(path: str, n: int) -> tuple[list, list[str]]:
+    """The crops and texts of the first ``n`` plates of a synthetic zip's val split."""
+    from plate_lib.sources import open_source
+
+    src = open_source(path)
+    recs = [r for r in src.records("val") if not r.error][:n]
+    return [src.load(r) for r in recs], [r.text for r in recs]
+
+
+def relative(path: str) -> str:
+    """``path`` relative to the project where it lies inside it (for JSON written into benchmarks/)."""
+    full = Path(path).resolve()
+    return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(full)
+
+
 def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True, tta: bool = False) -> dict[str, dict]:
     """``metrics.summarize`` of the checkpoint on each present set (``rectify``: as ``read_plates`` reads by
     default, else each crop once, as given)."""

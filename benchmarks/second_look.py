@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from real_sets import REAL_SETS, load, present  # noqa: E402
+from real_sets import add_study_args, relative, study_sets  # noqa: E402
 
 THRESHOLDS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0)
 
@@ -49,14 +49,6 @@ def both_readings(model, cfg, images: list[np.ndarray]) -> dict[str, np.ndarray 
     return {"t1": t1, "c1": c1, "w1": w1, "t2": t2, "c2": c2, "found": np.array([w is not None for w in warped])}
 
 
-def synthetic_val(path: str, n: int) -> tuple[list[np.ndarray], list[str]]:
-    from plate_lib.sources import open_source
-
-    src = open_source(path)
-    recs = [r for r in src.records("val") if not r.error][:n]
-    return [src.load(r) for r in recs], [r.text for r in recs]
-
-
 def outcome(r: dict, truth: list[str], trigger: str, threshold: float) -> tuple[int, float]:
     """(plates read right, share of crops re-read) with this trigger and threshold (``inference.unsure``'s rule)."""
     from plate_lib.inference import unsure
@@ -69,12 +61,7 @@ def outcome(r: dict, truth: list[str], trigger: str, threshold: float) -> tuple[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default=str(ROOT / "models" / "plate_default.pt"))
-    ap.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val", "test"])
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "second_look.json"))
-    ap.add_argument("--synthetic", default=str(ROOT / "data" / "synthetic-model.zip"),
-                    help="a synthetic zip whose val split is read too, where it exists")
-    ap.add_argument("--synthetic-n", type=int, default=6000)
+    add_study_args(ap, "second_look.json")
     args = ap.parse_args()
 
     import torch
@@ -83,12 +70,7 @@ def main() -> None:
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     model, cfg = load_model(args.checkpoint)
-    sets = {name: lambda name=name: load(name, tuple(args.splits))[:2] for name in present()}
-    if Path(args.synthetic).is_file():
-        sets["synthetic_val"] = lambda: synthetic_val(args.synthetic, args.synthetic_n)
-    if not sets:
-        sys.exit(f"none of the real sets is here ({sorted({v[0] for v in REAL_SETS.values()})}) and no "
-                 f"{args.synthetic}; nothing to measure")
+    sets = study_sets(args)
     readings = {}
     for name, get in sets.items():
         images, truth = get()
@@ -105,9 +87,8 @@ def main() -> None:
             rows.append(row)
             print(f"{trigger:>10} < {threshold:<4}  total {row['right']:>5}  " + "  ".join(
                 f"{n} {s['right']}/{s['n']} ({s['reread']:.2f})" for n, s in row["sets"].items()))
-    ckpt = Path(args.checkpoint).resolve()
-    out = {"checkpoint": str(ckpt.relative_to(ROOT)) if ckpt.is_relative_to(ROOT) else str(ckpt),
-           "splits": args.splits, "synthetic_val": args.synthetic_n if "synthetic_val" in sets else 0, "rows": rows}
+    out = {"checkpoint": relative(args.checkpoint), "splits": args.splits,
+           "synthetic_val": args.synthetic_n if "synthetic_val" in sets else 0, "rows": rows}
     Path(args.out).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
 

@@ -22,8 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from real_sets import REAL_SETS, load, present  # noqa: E402
-from second_look import synthetic_val  # noqa: E402
+from real_sets import add_study_args, relative, study_sets  # noqa: E402
 
 
 def right(plates: list[str], truth: list[str]) -> int:
@@ -32,12 +31,7 @@ def right(plates: list[str], truth: list[str]) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default=str(ROOT / "models" / "plate_default.pt"))
-    ap.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val", "test"])
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "tta.json"))
-    ap.add_argument("--synthetic", default=str(ROOT / "data" / "synthetic-model.zip"),
-                    help="a synthetic zip whose val split is read too, where it exists")
-    ap.add_argument("--synthetic-n", type=int, default=6000)
+    add_study_args(ap, "tta.json")
     args = ap.parse_args()
 
     import torch
@@ -47,18 +41,13 @@ def main() -> None:
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     model, cfg = load_model(args.checkpoint)
-    sets = {name: lambda name=name: load(name, tuple(args.splits))[:2] for name in present()}
-    if Path(args.synthetic).is_file():
-        sets["synthetic_val"] = lambda: synthetic_val(args.synthetic, args.synthetic_n)
-    if not sets:
-        sys.exit(f"none of the real sets is here ({sorted({v[0] for v in REAL_SETS.values()})}) and no "
-                 f"{args.synthetic}; nothing to measure")
-    ckpt = Path(args.checkpoint).resolve()
-    out: dict = {"checkpoint": str(ckpt.relative_to(ROOT)) if ckpt.is_relative_to(ROOT) else str(ckpt), "splits": args.splits, "views": list(TTA_VIEWS), "sets": {}}
+    sets = study_sets(args)
+    out: dict = {"checkpoint": relative(args.checkpoint), "splits": args.splits, "views": list(TTA_VIEWS), "sets": {}}
     print(f"splits {'+'.join(args.splits)}: plates read right of n")
     for name, get in sets.items():
         images, truth = get()
         k = len(TTA_VIEWS)
+        read_plates(model, cfg, images[:16], tta=True)  # warm-up: the first reads of a set run slower
         t0 = time.perf_counter()
         readings = read_plates(model, cfg, [v for im in images for v in tta_views(im)])
         tta_s = time.perf_counter() - t0

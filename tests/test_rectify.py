@@ -115,18 +115,24 @@ def test_a_train_source_says_rectify_in_the_config():
     assert not TrainSource(path="crops").rectify
 
 
-def test_evaluate_takes_the_second_look_when_given_the_source(tmp_path):
+def tilted_crops_source(folder):
+    """A folder source of two tilted box crops of 皖A12345, its split and the shipped model."""
     from plate_lib.dataset import load_split
-    from plate_lib.inference import evaluate, load_model
+    from plate_lib.inference import load_model
     from plate_lib.sources import open_source
 
     model, cfg = load_model(SHIPPED)
-    folder = tmp_path / "crops"
     folder.mkdir()
     for angle in (-14, 12):
         cv2.imwrite(str(folder / f"{angle + 20:02d}-皖A12345.png"), tilted_bbox_crop("blue", angle, seed=angle + 20))
     source = open_source(folder)
-    data = load_split(source, "all", cfg.preprocess)
+    return source, load_split(source, "all", cfg.preprocess), model, cfg
+
+
+def test_evaluate_takes_the_second_look_when_given_the_source(tmp_path):
+    from plate_lib.inference import evaluate
+
+    source, data, model, cfg = tilted_crops_source(tmp_path / "crops")
     _, alone = evaluate(model, data, list(cfg.provinces))
     _, looked = evaluate(model, data, list(cfg.provinces), source=source, rectify_below=1.0)
     assert (looked["confidence"] >= alone["confidence"]).all()
@@ -134,17 +140,9 @@ def test_evaluate_takes_the_second_look_when_given_the_source(tmp_path):
 
 
 def test_evaluate_with_test_time_views_reads_as_read_plates_does(tmp_path):
-    from plate_lib.dataset import load_split
-    from plate_lib.inference import evaluate, load_model, read_plates
-    from plate_lib.sources import open_source
+    from plate_lib.inference import evaluate, read_plates
 
-    model, cfg = load_model(SHIPPED)
-    folder = tmp_path / "crops"
-    folder.mkdir()
-    for angle in (-14, 12):
-        cv2.imwrite(str(folder / f"{angle + 20:02d}-皖A12345.png"), tilted_bbox_crop("blue", angle, seed=angle + 20))
-    source = open_source(folder)
-    data = load_split(source, "all", cfg.preprocess)
+    source, data, model, cfg = tilted_crops_source(tmp_path / "crops")
     _, rows = evaluate(model, data, list(cfg.provinces), source=source, rectify_below=0.98, tta=True)
     crops = [source.load(r) for r in source.records("all")]
     expected = read_plates(model, cfg, crops, rectify_below=0.98, tta=True)
