@@ -89,7 +89,7 @@ class OnnxModel(torch.nn.Module):
         """uint8 [B, H, W, C] (letterboxed) → province and CTC logits, with no torch tensor between: what
         ``inference.predict_images`` calls in place of ``forward`` (on one plate, the conversions to and from
         torch cost a seventh of the read)."""
-        return self.run(np.asarray(images).transpose(0, 3, 1, 2).astype(np.float32) / 255)
+        return self.run(np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2), np.float32) / 255)
 
 
 def check_parity(checkpoint: str | Path, onnx_path: str | Path, images: np.ndarray, atol: float = 1e-4) -> dict:

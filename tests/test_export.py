@@ -31,6 +31,23 @@ def test_onnx_runtime_gives_the_pytorch_logits_at_any_batch_size(shipped):
                 torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_onnx_runtime_fed_uint8_crops_directly_gives_the_pytorch_logits(channels):
+    pytest.importorskip("onnxruntime")
+    from plate_lib.config import PreprocessConfig
+    from plate_lib.inference import prepare_for_inference
+    from plate_lib.models import ModelSpec, build_model
+
+    spec = ModelSpec(in_channels=channels, height=48, width=144, n_provinces=31, n_ctc_classes=37)
+    model = prepare_for_inference(build_model("small_crnn_lite", spec).eval())
+    onnx = OnnxModel(model, PreprocessConfig(height=48, width=144, grayscale=channels == 1))
+    images = np.random.default_rng(0).integers(0, 256, (3, 48, 144, channels), np.uint8)  # letterboxed, [N, H, W, C]
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255))
+    for ours, theirs in zip(onnx.run_images(images), expected, strict=True):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_onnx_runtime_reads_crops_as_pytorch_does_second_look_included(shipped):
     model, onnx, cfg = shipped
     rng = np.random.default_rng(3)
