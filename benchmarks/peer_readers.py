@@ -8,6 +8,8 @@ READER is one of:
   (each crop read as given and, where unsure, rectified; the more confident reading kept);
 - ``plate_lib_onnx``: the same model run by ONNX Runtime (``predict.runtime: onnx``, ``export.OnnxModel``), same
   preprocessing, rectification and decoding;
+- ``plate_lib_tta``: ``plate_lib_onnx`` with its test-time views (``predict.tta``: unsure crops also read padded
+  and cut, the readings voting);
 - ``hyperlpr``: HyperLPR's segmentation-free recogniser alone (``hyperlpr2``: an OpenCV-DNN Caffe model, crop
   resized to 160×40, its own CTC decoding and character table);
 - ``hyperlpr_refine``: the same after HyperLPR's own refinement (``LPR.finetune``: a small network regresses
@@ -169,7 +171,7 @@ def hyperlpr_reader(refine: bool) -> tuple[Callable, str]:
 # --- plate_lib ---------------------------------------------------------------------------------------------
 
 
-def plate_lib_reader(checkpoint: str, onnx: bool) -> tuple[Callable, str]:
+def plate_lib_reader(checkpoint: str, onnx: bool, tta: bool = False) -> tuple[Callable, str]:
     sys.path.insert(0, str(ROOT))
     from plate_lib.export import OnnxModel
     from plate_lib.inference import load_model, read_plates
@@ -179,7 +181,7 @@ def plate_lib_reader(checkpoint: str, onnx: bool) -> tuple[Callable, str]:
     if onnx:  # predict.runtime onnx: ONNX Runtime in the model's place, threads as torch's
         model = OnnxModel(model, cfg.preprocess)
     alphabet = "".join(cfg.provinces) + "".join(SYMBOLS)
-    return (lambda images: [t for t, _ in read_plates(model, cfg, images)]), alphabet
+    return (lambda images: [t for t, _ in read_plates(model, cfg, images, tta=tta)]), alphabet
 
 
 # --- timing ------------------------------------------------------------------------------------------------
@@ -217,7 +219,8 @@ def throughput(read_all: Callable, images: list[np.ndarray], threads: int, min_s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("reader", choices=["plate_lib", "plate_lib_onnx", "hyperlpr", "hyperlpr_refine", "lprnet"])
+    ap.add_argument("reader", choices=["plate_lib", "plate_lib_onnx", "plate_lib_tta", "hyperlpr", "hyperlpr_refine",
+                                       "lprnet"])
     ap.add_argument("--images", required=True, help=".npz of BGR crops (plate_lib.peers.write_images)")
     ap.add_argument("--out", required=True, help="JSON to write")
     ap.add_argument("--timing", action="store_true", help="also time it: throughput, latency at 1 and 2 threads")
@@ -236,7 +239,7 @@ def main() -> None:
     elif args.reader.startswith("hyperlpr"):
         (read_one, alphabet), read_batch = hyperlpr_reader(refine=args.reader == "hyperlpr_refine"), None
     else:
-        read_batch, alphabet = plate_lib_reader(args.checkpoint, args.reader == "plate_lib_onnx")
+        read_batch, alphabet = plate_lib_reader(args.checkpoint, args.reader != "plate_lib", args.reader == "plate_lib_tta")
         read_one = lambda img: read_batch([img])[0]  # noqa: E731
     set_threads(args.threads)
     # readings: batched where the reading does not depend on the batch (plate_lib), else one plate at a time

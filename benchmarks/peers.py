@@ -3,10 +3,10 @@
     make peers            # builds .venv-peers (HyperLPR needs OpenCV 4), then runs this
     python benchmarks/peers.py [--checkpoint models/plate_default.pt] [--readers …] [--sets …]
 
-Every reader (``plate_lib.peers.READERS``: the shipped model in PyTorch and in ONNX Runtime, HyperLPR's
-recogniser alone, HyperLPR after its own refinement step, LPRNet) reads every set, each in a fresh process of
-its own (``benchmarks/peer_readers.py``), run as its own code runs it: its preprocessing, its decoding, its
-character table. Sets, all real, all held out from the shipped model's training and choosing:
+Every reader (``plate_lib.peers.READERS``: the shipped model in PyTorch, in ONNX Runtime, and in ONNX Runtime
+with its test-time views (``predict.tta``); HyperLPR's recogniser alone, HyperLPR after its own refinement step,
+LPRNet) reads every set, each in a fresh process of its own (``benchmarks/peer_readers.py``), run as its own code
+runs it: its preprocessing, its decoding, its character table. Sets, all real, all held out from the shipped model's training and choosing:
 
 - ``sample_corners``: the CCPD sample's test split (92 photos), cut out from the 4 annotated corners;
 - ``sample_bbox``: the same photos cut by their annotated bounding box, as CCPD2019-dl1 made its crops;
@@ -78,7 +78,7 @@ def main() -> None:
     if not sets:
         sys.exit(f"none of the sets' data is here ({sorted({v[0] for v in REAL_SETS.values()})}); nothing to compare on")
 
-    options = {"plate_lib": {"checkpoint": args.checkpoint}, "plate_lib_onnx": {"checkpoint": args.checkpoint},
+    options = {**{r: {"checkpoint": args.checkpoint} for r in ("plate_lib", "plate_lib_onnx", "plate_lib_tta")},
                "lprnet": {"lprnet_weights": args.lprnet_weights}}
     out: dict = {"machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, no GPU",
                  "checkpoint": os.path.relpath(args.checkpoint, ROOT), "sets": {}, "readers": {},

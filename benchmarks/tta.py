@@ -1,13 +1,15 @@
-"""Test-time views (``predict.tta``): each view alone, and the views voting, against the crop read once.
+"""Test-time views (``predict.tta``): each view alone, the views voting, and the setting, against one read.
 
     python benchmarks/tta.py [--checkpoint models/plate_default.pt] [--splits train val] [--out benchmarks/tta.json]
 
 Each crop of the real sets present (``real_sets.REAL_SETS``), and where ``make model``'s synthetic zip is here
 the first ``--synthetic-n`` plates of its val split, is read as ``read_plates`` reads it (second look included)
 in each view of ``preprocess.tta_views`` (as given, padded, cut). Counted against the truth: each view alone,
-the views voting by summed confidence (``inference.vote``, what ``predict.tta`` does), and the single most
-confident view. Also the time of ``read_plates`` on each set with and without ``tta`` (2 threads, the same
-run). Choose on ``--splits train val`` (the default); the test splits are for the report.
+the three voting by summed confidence on every crop (``vote_all``, ``inference.vote``), the single most
+confident view, and ``read_plates(tta=True)`` (``setting``: the views vote only on the crops whose first read
+was unsure, as ``predict.rectify_below`` decides for the second look; ``setting_share``: how many). Also the
+time of ``read_plates`` with ``tta`` against without (``time_ratio``; 2 threads, the same run). Choose on
+``--splits train val`` (the default); the test splits are for the report.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,31 +40,40 @@ def main() -> None:
 
     import torch
 
-    from plate_lib.inference import load_model, read_plates, vote
-    from plate_lib.preprocess import TTA_VIEWS, tta_views
+    from plate_lib.config import PredictConfig
+    from plate_lib.inference import load_model, predict_images, read_plates, unsure, vote
+    from plate_lib.preprocess import TTA_VIEWS, letterbox, tta_views
+
+    cfg_predict = PredictConfig()  # read_plates' defaults
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     model, cfg = load_model(args.checkpoint)
+    pre = cfg.preprocess
     sets = study_sets(args)
     out: dict = {"checkpoint": relative(args.checkpoint), "splits": args.splits, "views": list(TTA_VIEWS), "sets": {}}
     print(f"splits {'+'.join(args.splits)}: plates read right of n")
     for name, get in sets.items():
         images, truth = get()
         k = len(TTA_VIEWS)
+        readings = read_plates(model, cfg, [v for im in images for v in tta_views(im)])
         read_plates(model, cfg, images[:16], tta=True)  # warm-up: the first reads of a set run slower
         t0 = time.perf_counter()
-        readings = read_plates(model, cfg, [v for im in images for v in tta_views(im)])
+        setting = read_plates(model, cfg, images, tta=True)
         tta_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         read_plates(model, cfg, images)
         once_s = time.perf_counter() - t0
+        _, _, weakest = predict_images(model, np.stack([letterbox(im, pre.height, pre.width, pre.grayscale)
+                                                        for im in images]), list(cfg.provinces))
 
         row = {"n": len(truth)}
         for j, view in enumerate(TTA_VIEWS):
             row[view] = right([readings[i * k + j][0] for i in range(len(truth))], truth)
-        row["vote"] = right([t for t, _ in vote(readings, k)], truth)
+        row["vote_all"] = right([t for t, _ in vote(readings, k)], truth)
         row["most_confident"] = right([max(readings[i * k:(i + 1) * k], key=lambda r: r[1])[0]
                                        for i in range(len(truth))], truth)
+        row["setting"] = right([t for t, _ in setting], truth)
+        row["setting_share"] = round(float(unsure(weakest, cfg_predict.rectify_below).mean()), 3)
         row["time_ratio"] = round(tta_s / once_s, 2)
         out["sets"][name] = row
         print(f"{name:18} " + "  ".join(f"{key} {v}" for key, v in row.items()))

@@ -147,10 +147,10 @@ class PredictConfig(_Section):
                                  "character (province included) has a probability below this, and keep the more "
                                  "confident reading; 0 = never, 1 = always (0.98 chosen on the real sets' train "
                                  "and val splits: benchmarks/second_look.py)")
-    tta: bool = Field(False, description="Read each crop three ways (as given, padded by 6 % of its height, cut by "
-                      "4 % of its height and 2 % of its width; each with its own second look) and keep the plate "
-                      "whose readings' confidences sum highest: about 3x the time for a point or two on hard crops "
-                      "(benchmarks/tta.py)")
+    tta: bool = Field(False, description="Test-time views: a crop below rectify_below is also read padded by 6 % "
+                      "of its height and cut by 4 % of its height and 2 % of its width (each with its own second "
+                      "look), and the plate whose three readings' confidences sum highest is kept: a point or two on "
+                      "hard crops for 1.1-2.3x the batched time (benchmarks/tta.py)")
     runtime: Literal["torch", "onnx"] = Field("torch", description="What runs the network when reading: torch, or "
                                               "onnx (ONNX Runtime on the CPU: the same readings, about 3x faster "
                                               "one plate at a time; needs pip install 'plate_lib[export]')")

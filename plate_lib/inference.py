@@ -158,23 +158,19 @@ def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray
     Each crop whose least sure character (``weakest_character``, the province included) is read with a
     probability below ``rectify_below`` is read again warped level where ``rectify.plate_quad`` finds the
     plate, and the more confident reading is kept: bounding-box crops of tilted plates gain most (README,
-    "Measured results"). 0 reads every crop once, as given; 1 looks twice at every crop.
-    ``tta``: each crop is read in each of ``preprocess.tta_views`` (each with its own second look) and the
-    views vote (``vote``): about three times the time. ``model`` may be ``export.OnnxModel`` (ONNX Runtime in
-    its place).
+    "Measured results"). 0 reads every crop once, as given; 1 looks twice at every crop. With ``tta``, such a
+    crop is also read in the other ``preprocess.tta_views`` (padded, cut; each with its own second look) and the
+    three readings vote (``other_views``). ``model`` may be ``export.OnnxModel`` (ONNX Runtime in its place).
     """
     pre = cfg.preprocess
-    shape = (pre.height, pre.width, pre.channels)
-    if tta:
-        views = [v for im in bgr_images for v in tta_views(im)]
-        return vote(read_crops(model, list(cfg.provinces), shape, views, device, rectify_below), len(TTA_VIEWS))
-    return read_crops(model, list(cfg.provinces), shape, bgr_images, device, rectify_below)
+    return read_crops(model, list(cfg.provinces), (pre.height, pre.width, pre.channels), bgr_images, device,
+                      rectify_below, tta=tta)
 
 
 def read_crops(model: torch.nn.Module, provinces: list[str], input_shape: tuple[int, int, int],
                bgr_images: list[np.ndarray], device="cpu", rectify_below: float = RECTIFY_BELOW,
-               batch_size: int = 256) -> list[tuple[str, float]]:
-    """``read_plates`` without test-time views, for a model taking ``input_shape`` (H, W, C)."""
+               batch_size: int = 256, tta: bool = False) -> list[tuple[str, float]]:
+    """``read_plates`` for a model taking ``input_shape`` (H, W, C)."""
     height, width, channels = input_shape
 
     def read_batch(batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -183,9 +179,31 @@ def read_crops(model: torch.nn.Module, provinces: list[str], input_shape: tuple[
     batch = np.stack([letterbox(im, height, width, channels == 1) for im in bgr_images])
     texts, conf, weakest = read_batch(batch)
     conf = np.array(conf, np.float32)
-    second_look(read_batch, input_shape, bgr_images.__getitem__, texts, conf, unsure(weakest, rectify_below),
-                batch_size)
-    return list(zip(texts, conf.tolist(), strict=True))
+    again = unsure(weakest, rectify_below)
+    second_look(read_batch, input_shape, bgr_images.__getitem__, texts, conf, again, batch_size)
+    readings = list(zip(texts, conf.tolist(), strict=True))
+    if tta:
+        def read(views: list[np.ndarray]) -> list[tuple[str, float]]:
+            return read_crops(model, provinces, input_shape, views, device, rectify_below, batch_size)
+
+        other_views(read, bgr_images.__getitem__, readings, again, batch_size)
+    return readings
+
+
+def other_views(read: Callable[[list[np.ndarray]], list[tuple[str, float]]], crop: Callable[[int], np.ndarray],
+                readings: list[tuple[str, float]], again: np.ndarray, batch_size: int = 256) -> None:
+    """Test-time views (``predict.tta``): each crop ``i`` marked in ``again`` (bool [N]) is read in its other
+    ``preprocess.tta_views`` too (``read``: ``read_crops`` without views; ``crop(i)``: its raw BGR crop) and the
+    three readings vote (``vote``); the winner replaces ``readings[i]`` in place. Only the crops the first look
+    was unsure of: on the train and val splits, voting on every crop read the same real plates (README,
+    "Test-time views")."""
+    todo = np.flatnonzero(again)
+    for start in range(0, len(todo), batch_size):  # a batch of crops at a time: a split may not fit in memory
+        chunk = todo[start:start + batch_size]
+        others = read([v for i in chunk for v in tta_views(crop(int(i)))[1:]])
+        k = len(TTA_VIEWS) - 1
+        for j, i in enumerate(chunk):
+            readings[i] = vote([readings[i], *others[j * k:(j + 1) * k]], len(TTA_VIEWS))[0]
 
 
 def vote(readings: list[tuple[str, float]], views: int) -> list[tuple[str, float]]:
@@ -235,28 +253,28 @@ def evaluate(model: torch.nn.Module, data: SplitData, provinces: list[str], batc
     """Headline metrics and one row per plate (name, true, pred, confidence, errors, edit distance, meta).
 
     With the ``source`` the split was loaded from and ``rectify_below`` > 0, plates are read as ``read_plates``
-    reads them (the second, rectified look at unsure crops, ``second_look``); with the source and ``tta``, in
-    its test-time views too, each crop decoded again from the source; by default, the network alone on the
+    reads them (the second, rectified look at unsure crops, ``second_look``, and with ``tta`` their test-time
+    views, ``other_views``; the crops decoded again from the source); by default, the network alone on the
     cached crops.
     """
-    if source is not None and tta:
-        read = []
-        for start in range(0, len(data), batch_size):  # a batch of crops at a time: a split may not fit in memory
-            crops = [source.load(Record(n, t)) for n, t in zip(data.names[start:start + batch_size],
-                                                                data.texts[start:start + batch_size], strict=True)]
-            views = [v for im in crops for v in tta_views(im)]
-            read += vote(read_crops(model, provinces, data.images.shape[1:], views, device, rectify_below,
-                                    batch_size), len(TTA_VIEWS))
-        preds, conf = [t for t, _ in read], np.array([c for _, c in read], np.float32)
-    else:
-        preds, conf, weakest = predict_images(model, data.images, provinces, batch_size, device)
-        conf = np.array(conf, np.float32)
-        if source is not None and rectify_below > 0:
-            def read_batch(batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
-                return predict_images(model, batch, provinces, batch_size, device)
+    preds, conf, weakest = predict_images(model, data.images, provinces, batch_size, device)
+    conf = np.array(conf, np.float32)
+    if source is not None and rectify_below > 0:
+        def read_batch(batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+            return predict_images(model, batch, provinces, batch_size, device)
 
-            second_look(read_batch, data.images.shape[1:], lambda i: source.load(Record(data.names[i], data.texts[i])),
-                        preds, conf, unsure(weakest, rectify_below), batch_size)
+        def crop(i: int) -> np.ndarray:
+            return source.load(Record(data.names[i], data.texts[i]))
+
+        again = unsure(weakest, rectify_below)
+        second_look(read_batch, data.images.shape[1:], crop, preds, conf, again, batch_size)
+        if tta:
+            def read(views: list[np.ndarray]) -> list[tuple[str, float]]:
+                return read_crops(model, provinces, data.images.shape[1:], views, device, rectify_below, batch_size)
+
+            readings = list(zip(preds, conf.tolist(), strict=True))
+            other_views(read, crop, readings, again, batch_size)
+            preds, conf = [t for t, _ in readings], np.array([c for _, c in readings], np.float32)
     summary = metrics.summarize(preds, data.texts)
     rows = pd.DataFrame({"name": data.names, "true": data.texts, "pred": preds, "confidence": conf})
     rows["correct"] = rows["pred"] == rows["true"]

@@ -25,7 +25,7 @@ LPRNET_WEIGHTS = REPO.parent / "shared" / "peers" / "lprnet" / "Final_LPRNet_mod
 
 PEERS = ("hyperlpr", "hyperlpr_refine", "lprnet")
 """The peers' readers: HyperLPR's recogniser alone, HyperLPR after its own refinement step, LPRNet."""
-READERS = ("plate_lib", "plate_lib_onnx", *PEERS)
+READERS = ("plate_lib", "plate_lib_onnx", "plate_lib_tta", *PEERS)
 
 
 class PeerError(RuntimeError):

@@ -37,17 +37,17 @@ def test_crops_of_any_size_travel_to_a_reader_unchanged(tmp_path):
     assert len(back) == 3 and all(np.array_equal(a, b) for a, b in zip(images, back, strict=True))
 
 
-@pytest.mark.parametrize("reader", ["plate_lib", "plate_lib_onnx"])
+@pytest.mark.parametrize("reader", ["plate_lib", "plate_lib_onnx", "plate_lib_tta"])
 def test_plate_lib_in_its_own_process_reads_what_it_reads_in_this_one(reader):
     from plate_lib.inference import load_model, read_plates
 
-    if reader == "plate_lib_onnx":
+    if reader != "plate_lib":
         pytest.importorskip("onnxruntime")
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, (40, 130, 3), dtype=np.uint8) for _ in range(3)]
     got = peers.run_reader(reader, images, checkpoint=SHIPPED)
     model, cfg = load_model(SHIPPED)
-    assert got["texts"] == [t for t, _ in read_plates(model, cfg, images)]
+    assert got["texts"] == [t for t, _ in read_plates(model, cfg, images, tta=reader == "plate_lib_tta")]
     assert set("皖苏A0Z9") <= set(got["alphabet"])
 
 

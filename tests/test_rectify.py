@@ -92,6 +92,8 @@ def test_read_plates_with_test_time_views_gives_one_reading_a_crop():
     once, voted = read_plates(model, cfg, crops), read_plates(model, cfg, crops, tta=True)
     assert len(voted) == len(crops)
     assert [t for t, _ in voted[:2]] == [t for t, _ in once[:2]] == ["皖A12345"] * 2
+    # the views go only to crops the first look is unsure of: with rectify_below 0, to none
+    assert read_plates(model, cfg, crops, rectify_below=0, tta=True) == read_plates(model, cfg, crops, rectify_below=0)
 
 
 def test_a_source_can_give_its_crops_rectified_under_its_own_cache_key(tmp_path):
