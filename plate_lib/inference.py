@@ -106,7 +106,7 @@ def weakest_character(prov_p: float, best: list[int], best_p: list[float]) -> fl
     ``prov_p``, and for each character the path emits (a run of one non-blank class in ``best``, a class per
     step) the highest of its steps' probabilities ``best_p``. Unlike the confidence (a product over all the
     steps, low wherever a step hesitates between a character and the blank beside it), it is high for a crop
-    whose every character is read clearly: what ``second_look`` asks before reading a crop again. (A loop in
+    whose every character is read clearly: what ``unsure`` asks before a crop is read again. (A loop in
     Python: on one plate, cheaper than the dozen numpy calls that would do it for a batch.)"""
     weakest, prev, run_max = prov_p, BLANK, 0.0
     for c, p in zip(best, best_p, strict=True):
@@ -172,38 +172,48 @@ def read_crops(model: torch.nn.Module, provinces: list[str], input_shape: tuple[
                batch_size: int = 256, tta: bool = False) -> list[tuple[str, float]]:
     """``read_plates`` for a model taking ``input_shape`` (H, W, C)."""
     height, width, channels = input_shape
+    batch = np.stack([letterbox(im, height, width, channels == 1) for im in bgr_images])
+    texts, conf, weakest = predict_images(model, batch, provinces, batch_size, device)
+    return look_again(model, provinces, input_shape, bgr_images.__getitem__, texts, conf, weakest, device,
+                      rectify_below, batch_size, tta)
 
+
+def look_again(model: torch.nn.Module, provinces: list[str], input_shape: tuple[int, int, int],
+               crop: Callable[[int], np.ndarray], texts: list[str], conf: np.ndarray, weakest: np.ndarray,
+               device="cpu", rectify_below: float = RECTIFY_BELOW, batch_size: int = 256,
+               tta: bool = False) -> list[tuple[str, float]]:
+    """First readings (``texts``, ``conf``, ``weakest`` of each crop) → (plate, confidence) each: a crop whose
+    weakest character is below ``rectify_below`` (``unsure``) gets the second look (``second_look``) and, with
+    ``tta``, its other views (``other_views``). ``crop(i)``: crop ``i``, raw BGR, loaded once, a batch of unsure
+    crops at a time (a split may not fit in memory)."""
     def read_batch(batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
         return predict_images(model, batch, provinces, batch_size, device)
 
-    batch = np.stack([letterbox(im, height, width, channels == 1) for im in bgr_images])
-    texts, conf, weakest = read_batch(batch)
-    conf = np.array(conf, np.float32)
-    again = unsure(weakest, rectify_below)
-    second_look(read_batch, input_shape, bgr_images.__getitem__, texts, conf, again, batch_size)
-    readings = list(zip(texts, conf.tolist(), strict=True))
-    if tta:
-        def read(views: list[np.ndarray]) -> list[tuple[str, float]]:
-            return read_crops(model, provinces, input_shape, views, device, rectify_below, batch_size)
+    def read_views(views: list[np.ndarray]) -> list[tuple[str, float]]:
+        return read_crops(model, provinces, input_shape, views, device, rectify_below, batch_size)
 
-        other_views(read, bgr_images.__getitem__, readings, again, batch_size)
+    readings = list(zip(texts, np.asarray(conf, np.float32).tolist(), strict=True))
+    todo = np.flatnonzero(unsure(weakest, rectify_below)).tolist()
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start:start + batch_size]
+        crops = [crop(i) for i in chunk]
+        looked = second_look(read_batch, input_shape, crops, [readings[i] for i in chunk])
+        if tta:
+            looked = other_views(read_views, crops, looked)
+        for i, reading in zip(chunk, looked, strict=True):
+            readings[i] = reading
     return readings
 
 
-def other_views(read: Callable[[list[np.ndarray]], list[tuple[str, float]]], crop: Callable[[int], np.ndarray],
-                readings: list[tuple[str, float]], again: np.ndarray, batch_size: int = 256) -> None:
-    """Test-time views (``predict.tta``): each crop ``i`` marked in ``again`` (bool [N]) is read in its other
-    ``preprocess.tta_views`` too (``read``: ``read_crops`` without views; ``crop(i)``: its raw BGR crop) and the
-    three readings vote (``vote``); the winner replaces ``readings[i]`` in place. Only the crops the first look
-    was unsure of: on the train and val splits, voting on every crop read the same real plates (README,
-    "Test-time views")."""
-    todo = np.flatnonzero(again)
-    for start in range(0, len(todo), batch_size):  # a batch of crops at a time: a split may not fit in memory
-        chunk = todo[start:start + batch_size]
-        others = read([v for i in chunk for v in tta_views(crop(int(i)))[1:]])
-        k = len(TTA_VIEWS) - 1
-        for j, i in enumerate(chunk):
-            readings[i] = vote([readings[i], *others[j * k:(j + 1) * k]], len(TTA_VIEWS))[0]
+def other_views(read: Callable[[list[np.ndarray]], list[tuple[str, float]]], crops: list[np.ndarray],
+                readings: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Test-time views (``predict.tta``): each crop (raw BGR) read in its other ``preprocess.tta_views`` too
+    (``read``: ``read_crops`` without views), and its three readings voting (``vote``); the winners. Given only
+    the crops the first look was unsure of: on the train and val splits, voting on every crop read the same real
+    plates (README, "Test-time views")."""
+    others = read([v for im in crops for v in tta_views(im)[1:]])
+    k = len(TTA_VIEWS) - 1
+    return [vote([reading, *others[j * k:(j + 1) * k]], len(TTA_VIEWS))[0] for j, reading in enumerate(readings)]
 
 
 def vote(readings: list[tuple[str, float]], views: int) -> list[tuple[str, float]]:
@@ -228,23 +238,22 @@ def unsure(weakest: np.ndarray, rectify_below: float) -> np.ndarray:
 
 
 def second_look(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray, np.ndarray]],
-                input_shape: tuple[int, ...], crop: Callable[[int], np.ndarray], texts: list[str], conf: np.ndarray,
-                again: np.ndarray, batch_size: int = 256) -> None:
-    """Read again, warped level (``rectify.rectify``), each plate ``i`` marked in ``again`` (bool [N]) whose raw
-    crop (``crop(i)``, BGR) shows the plate; where that reading is more confident, it replaces ``texts[i]`` and
-    ``conf[i]`` in place. ``read_batch``: ``predict_images`` on a batch; ``input_shape``: the model's (H, W, C)."""
+                input_shape: tuple[int, ...], crops: list[np.ndarray],
+                readings: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Each crop (raw BGR) read again warped level (``rectify.rectify``) where it shows the plate; its reading
+    where more confident than the one given, else the one given. ``read_batch``: ``predict_images`` on a
+    batch; ``input_shape``: the model's (H, W, C)."""
     from .rectify import rectify
 
     height, width, channels = input_shape
-    todo = np.flatnonzero(again)
-    for start in range(0, len(todo), batch_size):
-        warped = [(i, w) for i in todo[start:start + batch_size] if (w := rectify(crop(int(i)))) is not None]
-        if not warped:
-            continue
+    out = list(readings)
+    warped = [(j, w) for j, im in enumerate(crops) if (w := rectify(im)) is not None]
+    if warped:
         texts_w, conf_w, _ = read_batch(np.stack([letterbox(w, height, width, channels == 1) for _, w in warped]))
-        for (i, _), t, c in zip(warped, texts_w, np.asarray(conf_w, np.float32), strict=True):
-            if c > conf[i]:
-                texts[i], conf[i] = t, c
+        for (j, _), text, conf in zip(warped, texts_w, np.asarray(conf_w, np.float32).tolist(), strict=True):
+            if conf > out[j][1]:
+                out[j] = (text, conf)
+    return out
 
 
 def evaluate(model: torch.nn.Module, data: SplitData, provinces: list[str], batch_size: int = 256,
@@ -253,28 +262,17 @@ def evaluate(model: torch.nn.Module, data: SplitData, provinces: list[str], batc
     """Headline metrics and one row per plate (name, true, pred, confidence, errors, edit distance, meta).
 
     With the ``source`` the split was loaded from and ``rectify_below`` > 0, plates are read as ``read_plates``
-    reads them (the second, rectified look at unsure crops, ``second_look``, and with ``tta`` their test-time
-    views, ``other_views``; the crops decoded again from the source); by default, the network alone on the
+    reads them (``look_again``: the second, rectified look at unsure crops and, with ``tta``, their test-time
+    views; those crops decoded again from the source); by default, the network alone on the
     cached crops.
     """
     preds, conf, weakest = predict_images(model, data.images, provinces, batch_size, device)
     conf = np.array(conf, np.float32)
     if source is not None and rectify_below > 0:
-        def read_batch(batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
-            return predict_images(model, batch, provinces, batch_size, device)
-
-        def crop(i: int) -> np.ndarray:
-            return source.load(Record(data.names[i], data.texts[i]))
-
-        again = unsure(weakest, rectify_below)
-        second_look(read_batch, data.images.shape[1:], crop, preds, conf, again, batch_size)
-        if tta:
-            def read(views: list[np.ndarray]) -> list[tuple[str, float]]:
-                return read_crops(model, provinces, data.images.shape[1:], views, device, rectify_below, batch_size)
-
-            readings = list(zip(preds, conf.tolist(), strict=True))
-            other_views(read, crop, readings, again, batch_size)
-            preds, conf = [t for t, _ in readings], np.array([c for _, c in readings], np.float32)
+        readings = look_again(model, provinces, data.images.shape[1:],
+                              lambda i: source.load(Record(data.names[i], data.texts[i])), preds, conf, weakest,
+                              device, rectify_below, batch_size, tta)
+        preds, conf = [t for t, _ in readings], np.array([c for _, c in readings], np.float32)
     summary = metrics.summarize(preds, data.texts)
     rows = pd.DataFrame({"name": data.names, "true": data.texts, "pred": preds, "confidence": conf})
     rows["correct"] = rows["pred"] == rows["true"]
