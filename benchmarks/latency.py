@@ -42,7 +42,7 @@ def time_crop(crop, model, onnx, cfg) -> dict[str, float]:
 
     from plate_lib.inference import decode_logits, read_plates
     from plate_lib.preprocess import letterbox
-    from plate_lib.rectify import rectify
+    from plate_lib.rectify import model_input
 
     pre, provinces = cfg.preprocess, list(cfg.provinces)
     x = torch.from_numpy(letterbox(crop, pre.height, pre.width, pre.grayscale)[None]).permute(0, 3, 1, 2)
@@ -54,7 +54,7 @@ def time_crop(crop, model, onnx, cfg) -> dict[str, float]:
             "network_torch": median_ms(lambda: model(x)),
             "network_onnx": median_ms(lambda: onnx(x)),
             "decode": median_ms(lambda: decode_logits(prov, ctc, provinces)),
-            "rectify": median_ms(lambda: rectify(crop)),
+            "rectify": median_ms(lambda: model_input(crop, pre.height, pre.width, pre.grayscale)),
         }
         for runtime, m in (("torch", model), ("onnx", onnx)):
             row[f"read_{runtime}"] = median_ms(lambda m=m: read_plates(m, cfg, [crop], rectify_below=0.0))

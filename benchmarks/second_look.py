@@ -4,7 +4,7 @@
                                      [--out benchmarks/second_look.json]
 
 Each crop of the real sets present (``real_sets.REAL_SETS``) is read once as given and once rectified
-(``rectify.rectify``), both kept. Then, for each trigger and threshold, the reading ``read_plates`` would give
+(``rectify.model_input``), both kept. Then, for each trigger and threshold, the reading ``read_plates`` would give
 (the rectified one where the crop is re-read, rectification finds the plate and it is more confident) is
 counted against the truth, with the share of crops re-read: the second look's cost in time. Triggers:
 ``confidence``, the plate's confidence (province prob × the CTC best path's probability over all steps: what
@@ -37,13 +37,12 @@ def both_readings(model, cfg, images: list[np.ndarray]) -> dict[str, np.ndarray 
     """First and rectified readings of every crop: texts, confidences, weakest characters, rectified or not."""
     from plate_lib.inference import predict_images
     from plate_lib.preprocess import letterbox
-    from plate_lib.rectify import rectify
+    from plate_lib.rectify import model_input
 
     pre, provinces = cfg.preprocess, list(cfg.provinces)
-    warped = [rectify(im) for im in images]
     first = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in images])
-    second = np.stack([letterbox(w if w is not None else im, pre.height, pre.width, pre.grayscale)
-                       for w, im in zip(warped, images, strict=True)])
+    warped = [model_input(im, pre.height, pre.width, pre.grayscale) for im in images]
+    second = np.stack([w if w is not None else f for w, f in zip(warped, first, strict=True)])
     t1, c1, w1 = predict_images(model, first, provinces)
     t2, c2, w2 = predict_images(model, second, provinces)
     return {"t1": t1, "c1": c1, "w1": w1, "t2": t2, "c2": c2, "found": np.array([w is not None for w in warped])}

@@ -131,7 +131,8 @@ class Source:
 
     def variant(self) -> str:
         """How crops are cut and sized, beyond the files themselves ("" by default)."""
-        parts = ([f"resize={self.resize[0]}x{self.resize[1]}"] if self.resize else []) + (["rectified"] if self.rectify else [])
+        # "rectified2": rectify.plate_quad finds the plate by its outline since 2026-11-30 (caches made before are stale)
+        parts = ([f"resize={self.resize[0]}x{self.resize[1]}"] if self.resize else []) + (["rectified2"] if self.rectify else [])
         return ",".join(parts)
 
     def fingerprint(self) -> str:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from conftest import SHIPPED
 
-from plate_lib.rectify import PLATE_SIZE, plate_quad, rectify
+from plate_lib.preprocess import letterbox
+from plate_lib.rectify import PLATE_SIZE, model_input, plate_quad, rectify
 from plate_lib.synth import render_plate
 
 
@@ -46,6 +47,17 @@ def test_warps_to_a_level_plate_at_a_plates_aspect():
     hsv = cv2.cvtColor(out, cv2.COLOR_BGR2HSV)
     blue = (hsv[..., 0] >= 95) & (hsv[..., 0] <= 130) & (hsv[..., 1] > 70)
     assert blue.mean() > 0.6  # the plate fills the warp; the grey car is gone
+
+
+@pytest.mark.parametrize("grayscale", [True, False])
+def test_the_second_look_reads_the_level_plate_as_the_models_input(grayscale):
+    crop = tilted_bbox_crop("blue", 12)
+    x = model_input(crop, 48, 144, grayscale)
+    assert x.shape == (48, 144, 1 if grayscale else 3) and x.dtype == np.uint8
+    # the same picture as letterboxing the 440×140 warp, to within resampling (rows 1-46: a plate's 3.14:1)
+    expected = letterbox(rectify(crop), 48, 144, grayscale)
+    assert np.abs(x.astype(int) - expected.astype(int))[1:47].mean() < 4
+    assert model_input(np.full((40, 120, 3), 128, np.uint8), 48, 144, grayscale) is None
 
 
 def test_no_plate_colour_no_rectification():
