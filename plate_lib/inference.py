@@ -24,7 +24,7 @@ from .checkpoints import (  # noqa: F401 (checkpoint code lived here before chec
 from .config import Config, ConfigError, PredictConfig
 from .dataset import SplitData
 from .models import fuse_batchnorm
-from .plates import BLANK, ctc_beam_search, ctc_greedy_decode, is_plate
+from .plates import BLANK, ctc_beam_search, ctc_greedy_decode, is_issued_format
 from .preprocess import TTA_VIEWS, letterbox, tta_views
 from .sources import Record, Source
 
@@ -65,9 +65,10 @@ def prepare_for_inference(model: torch.nn.Module, device: str | torch.device = "
 def decode_logits(prov_logits: torch.Tensor, ctc_logits: torch.Tensor, provinces: list[str]) -> tuple[list[str], np.ndarray]:
     """Model outputs → plates and confidences (province prob × CTC prob; float32 [B]).
 
-    Best-path decoding first; where that is not a plate (9 characters from a doubled 8, a digit as city
-    letter…), the most probable plate among the CTC beam search's readings (``plates.ctc_beam_search``),
-    with its sequence probability. A plate is never traded for a non-plate, so word accuracy can only rise.
+    Best-path decoding first; where that is not a plate in a format China issues (``plates.is_issued_format``:
+    9 characters from a doubled 8, a digit as city letter, 8 characters that are no new-energy plate…), the
+    most probable such plate among the CTC beam search's readings (``plates.ctc_beam_search``), with its
+    sequence probability. A plate is never traded for a non-plate, so word accuracy can only rise.
     """
     texts, conf, _ = decode_readings(prov_logits, ctc_logits, provinces)
     return texts, conf
@@ -92,10 +93,10 @@ def decode_readings(prov_logits: torch.Tensor | np.ndarray, ctc_logits: torch.Te
     weakest = np.array([weakest_character(p, b, bp) for p, b, bp in zip(prov_p.tolist(), best, best_p, strict=True)])
     texts = [provinces[p] + ctc_greedy_decode(row) for p, row in zip(prov_i.tolist(), best, strict=True)]
     for i, text in enumerate(texts):
-        if not is_plate(text, provinces):
+        if not is_issued_format(text, provinces):
             weakest[i] = 0.0
             readings = ctc_beam_search(shifted[i] - lse[i][:, None])
-            found = next(((t, lp) for t, lp in readings if is_plate(text[0] + t, provinces)), None)
+            found = next(((t, lp) for t, lp in readings if is_issued_format(text[0] + t, provinces)), None)
             if found:
                 texts[i], conf[i] = text[0] + found[0], prov_p[i] * float(np.exp(found[1]))
     return texts, conf.astype(np.float32), weakest.astype(np.float32)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -62,6 +63,22 @@ def is_plate(text: str, provinces: Sequence[str] = PROVINCES) -> bool:
     except PlateError:
         return False
     return True
+
+
+@lru_cache(maxsize=8)
+def _issued_regex(provinces: tuple[str, ...]) -> re.Pattern[str]:
+    # 7 characters; or a new-energy plate: D (electric) or F (hybrid), a letter or digit and four digits (small
+    # cars), or five digits then D or F (large vehicles)
+    return re.compile(f"^[{''.join(provinces)}][A-Z](?:[A-Z0-9]{{5}}|[DF][A-Z0-9][0-9]{{4}}|[0-9]{{5}}[DF])$")
+
+
+def is_issued_format(text: str, provinces: Sequence[str] = PROVINCES) -> bool:
+    """Whether ``text`` is a plate in a format China issues: a province, a city letter and 5 letters or digits;
+    or, in 8 characters, a new-energy plate (``D`` or ``F``, a letter or digit, four digits: ``皖AD1A234`` is
+    not one, ``皖AD12345`` and ``皖A12345D`` are). What decoding accepts from the network (an 8-character
+    reading in no such format is a 7-character plate read with a character too many); labels are checked by
+    the looser ``check_plate``, so a source is never refused for a plate format this list lacks."""
+    return bool(_issued_regex(tuple(provinces)).match(text))
 
 
 def label_from_filename(name: str) -> str:

@@ -15,6 +15,7 @@ from plate_lib.plates import (
     ctc_greedy_decode,
     decode,
     encode,
+    is_issued_format,
     label_from_filename,
     plate_from_ccpd_indices,
     repair_zip_name,
@@ -148,6 +149,29 @@ def test_the_weakest_character_is_the_least_sure_character_not_the_hesitation_be
     prov[0, 1] = 10.0  # two provinces at 0.5 each
     assert float(decode_readings(prov, torch.from_numpy(log_probs(steps))[None].float(), PROVINCES)[2][0]) == \
         pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("text, issued", [
+    ("皖A12345", True), ("苏BD1234", True), ("新ZABCDE", True),  # 7 characters: any letters and digits
+    ("沪AD12345", True), ("皖AFK1234", True), ("粤B12345D", True),  # new-energy: small cars, a large vehicle
+    ("皖AC03583", False), ("皖AD1A234", False), ("皖A123456", False),  # 8 characters in no new-energy format
+    ("皖A1234", False), ("皖1A2345", False), ("X皖12345", False),
+])
+def test_the_formats_china_issues_are_what_decoding_accepts(text, issued):
+    assert is_issued_format(text) is issued
+    if len(text) == 8:
+        assert check_plate(text) == text  # as a label, any 8 letters and digits pass: a source is never refused
+
+
+def test_an_eight_character_reading_in_no_issued_format_is_read_as_the_likeliest_plate():
+    # best path "AC03583" after the province: 8 characters, no new-energy plate; the beam search's likeliest
+    # plate in an issued format drops the doubtful 8 (0.6 against the blank's 0.4)
+    lp = log_probs([{"A": 1}, {"C": 1}, {"0": 1}, {"3": 1}, {"5": 1}, {"-": 1}, {"8": 0.6, "-": 0.4}, {"3": 1}])
+    assert "皖" + ctc_greedy_decode(lp.argmax(1)) == "皖AC03583"
+    prov = torch.zeros(1, len(PROVINCES))
+    prov[0, 0] = 10.0
+    texts, conf, weakest = decode_readings(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
+    assert texts == ["皖AC0353"] and float(conf[0]) == pytest.approx(0.4, abs=0.01) and float(weakest[0]) == 0.0
 
 
 def test_a_reading_the_beam_search_stood_in_for_has_no_sure_character():
