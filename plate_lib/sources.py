@@ -131,7 +131,7 @@ class Source:
 
     def variant(self) -> str:
         """How crops are cut and sized, beyond the files themselves ("" by default)."""
-        # "rectified2": rectify.plate_quad finds the plate by its outline since 2026-11-30 (caches made before are stale)
+        # "rectified2": rectify.plate_quad now traces the plate's outline on a bilinear copy (older caches are stale)
         parts = ([f"resize={self.resize[0]}x{self.resize[1]}"] if self.resize else []) + (["rectified2"] if self.rectify else [])
         return ",".join(parts)
 
