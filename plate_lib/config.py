@@ -150,7 +150,7 @@ class PredictConfig(_Section):
     tta: bool = Field(False, description="Test-time views: a crop below rectify_below is also read padded by 6 % "
                       "of its height and cut by 4 % of its height and 2 % of its width (each with its own second "
                       "look), and the plate whose three readings' confidences sum highest is kept: a point or two on "
-                      "hard crops for 1.1-2.3x the batched time (benchmarks/tta.py)")
+                      "hard crops for 1.1-2.4x the batched time (benchmarks/tta.py)")
     runtime: Literal["torch", "onnx"] = Field("torch", description="What runs the network when reading: torch, or "
                                               "onnx (ONNX Runtime on the CPU: the same readings, about 3x faster "
                                               "one plate at a time; needs pip install 'plate_lib[export]')")
