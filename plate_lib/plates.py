@@ -33,17 +33,21 @@ class PlateError(ValueError):
     """A plate label that does not match the plate format."""
 
 
-def _plate_regex(provinces: Sequence[str]) -> re.Pattern[str]:
-    return re.compile(f"^[{''.join(provinces)}][A-Z][A-Z0-9]{{5,6}}$")
+LABEL_TAIL = "[A-Z0-9]{5,6}"
+"""After the province and the city letter, what a label may hold: 5 or 6 letters or digits (``check_plate``)."""
+ISSUED_TAIL = "(?:[A-Z0-9]{5}|[DF][A-Z0-9][0-9]{4}|[0-9]{5}[DF])"
+"""What decoding accepts there (``is_issued_format``): 5 letters or digits; or a new-energy plate's 6, D (electric)
+or F (hybrid), a letter or digit and four digits (small cars), or five digits then D or F (large vehicles)."""
 
 
-_DEFAULT_RE = _plate_regex(PROVINCES)
+@lru_cache(maxsize=16)
+def _plate_regex(provinces: tuple[str, ...], tail: str) -> re.Pattern[str]:
+    return re.compile(f"^[{''.join(provinces)}][A-Z]{tail}$")
 
 
 def check_plate(text: str, provinces: Sequence[str] = PROVINCES) -> str:
     """Return ``text`` if it is a valid plate, else raise ``PlateError`` saying what is wrong."""
-    regex = _DEFAULT_RE if list(provinces) == PROVINCES else _plate_regex(provinces)
-    if regex.match(text):
+    if _plate_regex(tuple(provinces), LABEL_TAIL).match(text):
         return text
     if len(text) not in PLATE_LENGTHS:
         why = f"has {len(text)} characters, expected 7 (blue) or 8 (green new-energy)"
@@ -57,28 +61,13 @@ def check_plate(text: str, provinces: Sequence[str] = PROVINCES) -> str:
     raise PlateError(f"plate {text!r} {why}")
 
 
-def is_plate(text: str, provinces: Sequence[str] = PROVINCES) -> bool:
-    try:
-        check_plate(text, provinces)
-    except PlateError:
-        return False
-    return True
-
-
-@lru_cache(maxsize=8)
-def _issued_regex(provinces: tuple[str, ...]) -> re.Pattern[str]:
-    # 7 characters; or a new-energy plate: D (electric) or F (hybrid), a letter or digit and four digits (small
-    # cars), or five digits then D or F (large vehicles)
-    return re.compile(f"^[{''.join(provinces)}][A-Z](?:[A-Z0-9]{{5}}|[DF][A-Z0-9][0-9]{{4}}|[0-9]{{5}}[DF])$")
-
-
 def is_issued_format(text: str, provinces: Sequence[str] = PROVINCES) -> bool:
     """Whether ``text`` is a plate in a format China issues: a province, a city letter and 5 letters or digits;
     or, in 8 characters, a new-energy plate (``D`` or ``F``, a letter or digit, four digits: ``皖AD1A234`` is
     not one, ``皖AD12345`` and ``皖A12345D`` are). What decoding accepts from the network (an 8-character
     reading in no such format is a 7-character plate read with a character too many); labels are checked by
     the looser ``check_plate``, so a source is never refused for a plate format this list lacks."""
-    return bool(_issued_regex(tuple(provinces)).match(text))
+    return bool(_plate_regex(tuple(provinces), ISSUED_TAIL).match(text))
 
 
 def label_from_filename(name: str) -> str:
