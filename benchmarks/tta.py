@@ -40,11 +40,8 @@ def main() -> None:
 
     import torch
 
-    from plate_lib.config import PredictConfig
-    from plate_lib.inference import load_model, predict_images, read_plates, unsure, vote
+    from plate_lib.inference import RECTIFY_BELOW, load_model, predict_images, read_plates, unsure, vote
     from plate_lib.preprocess import TTA_VIEWS, letterbox, tta_views
-
-    cfg_predict = PredictConfig()  # read_plates' defaults
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     model, cfg = load_model(args.checkpoint)
@@ -73,7 +70,7 @@ def main() -> None:
         row["most_confident"] = right([max(readings[i * k:(i + 1) * k], key=lambda r: r[1])[0]
                                        for i in range(len(truth))], truth)
         row["setting"] = right([t for t, _ in setting], truth)
-        row["setting_share"] = round(float(unsure(weakest, cfg_predict.rectify_below).mean()), 3)
+        row["setting_share"] = round(float(unsure(weakest, RECTIFY_BELOW).mean()), 3)
         row["time_ratio"] = round(tta_s / once_s, 2)
         out["sets"][name] = row
         print(f"{name:18} " + "  ".join(f"{key} {v}" for key, v in row.items()))
