@@ -12,7 +12,10 @@ readings, about 4× faster through the network one plate at a time on a CPU (REA
 from __future__ import annotations
 
 import io
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +54,15 @@ def onnx_graph(model: torch.nn.Module, pre: PreprocessConfig, opset: int = 17) -
     return buf.getvalue()
 
 
+PART_PLATES = 16  # run_images splits a batch over its threads in parts of at most this many plates (8-64 read
+# level; 0: the whole batch to one session of n threads, as before: benchmarks/onnx_batch.py compares the two)
+
+
 class OnnxModel(torch.nn.Module):
     """``model`` exported (in memory) and run by ONNX Runtime on the CPU, in its place at inference: takes and
     returns what it does (float [B, C, H, W] → province and CTC logits, as torch tensors), so ``read_plates``,
     ``evaluate`` and ``plate predict`` read with it unchanged. ONNX Runtime's threads follow
-    ``torch.get_num_threads()`` (a session per thread count)."""
+    ``torch.get_num_threads()`` (a session per thread count); ``run_images`` spreads a batch over them."""
 
     def __init__(self, model: torch.nn.Module, pre: PreprocessConfig):
         super().__init__()
@@ -67,6 +74,7 @@ class OnnxModel(torch.nn.Module):
         self._ort = onnxruntime
         self.graph = onnx_graph(model.eval(), pre)
         self._sessions: dict[int, object] = {}
+        self._pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (process id, threads) → run_images' workers
 
     def session(self, threads: int):
         if threads not in self._sessions:
@@ -88,8 +96,28 @@ class OnnxModel(torch.nn.Module):
     def run_images(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 [B, H, W, C] (letterboxed) → province and CTC logits, with no torch tensor between: what
         ``inference.predict_images`` calls in place of ``forward`` (on one plate, the conversions to and from
-        torch cost a seventh of the read)."""
-        return self.run(np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2), np.float32) / 255)
+        torch cost a seventh of the read).
+
+        With n threads, a batch of two plates or more goes in parts of at most ``PART_PLATES`` to n workers,
+        each running a one-thread session (ONNX Runtime lets go of the GIL), rather than to one n-thread session
+        that spreads each small layer over the cores: on this project's 2-core CPU whole batched reads are
+        1.1-1.2× faster so (``benchmarks/onnx_batch.py``), with the same readings. One plate still goes to the
+        n-thread session."""
+        images = np.asarray(images)
+        threads = torch.get_num_threads()
+        if threads < 2 or len(images) < 2 or PART_PLATES == 0:
+            return self._run_uint8(images, threads)
+        parts = min(len(images), threads * -(-len(images) // (threads * PART_PLATES)))  # no empty part
+        bounds = np.linspace(0, len(images), parts + 1).round().astype(int).tolist()
+        self.session(1)  # made here, once, not by the workers at the same time
+        key = (os.getpid(), threads)  # a forked child makes its own workers: its parent's threads are not there
+        pool = self._pools.get(key) or self._pools.setdefault(key, ThreadPoolExecutor(threads, "plate_lib-onnx"))
+        outs = list(pool.map(lambda ab: self._run_uint8(images[ab[0]:ab[1]], 1), pairwise(bounds)))
+        return tuple(np.concatenate(parts_k) for parts_k in zip(*outs, strict=True))
+
+    def _run_uint8(self, images: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
+        x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32) / 255
+        return tuple(self.session(threads).run(None, {"images": x}))
 
 
 def check_parity(checkpoint: str | Path, onnx_path: str | Path, images: np.ndarray, atol: float = 1e-4) -> dict:

@@ -71,6 +71,37 @@ def test_onnx_runtime_threads_follow_torch_threads(shipped):
         torch.set_num_threads(before)
 
 
+def test_a_batch_spread_over_threads_in_parts_reads_as_one_session_does_in_order(shipped, monkeypatch):
+    from plate_lib import export
+
+    _, onnx, cfg = shipped
+    pre = cfg.preprocess
+    images = np.random.default_rng(5).integers(0, 256, (40, pre.height, pre.width, pre.channels), np.uint8)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(export, "PART_PLATES", 0)  # the whole batch to one two-thread session
+        whole = onnx.run_images(images)
+        monkeypatch.setattr(export, "PART_PLATES", 16)
+        runs, run = [], onnx._run_uint8
+        monkeypatch.setattr(onnx, "_run_uint8", lambda ims, threads: runs.append((len(ims), threads)) or run(ims, threads))
+        for n in (2, 17, 40):
+            runs.clear()
+            for ours, theirs in zip(onnx.run_images(images[:n]), whole, strict=True):
+                np.testing.assert_allclose(ours, theirs[:n], rtol=1e-5, atol=1e-5)
+            assert sum(size for size, _ in runs) == n and len(runs) % 2 == 0  # parts for both threads
+            assert all(size <= 16 and threads == 1 for size, threads in runs)
+        runs.clear()
+        onnx.run_images(images[:1])
+        assert runs == [(1, 2)]  # one plate: the two-thread session, for its latency
+        torch.set_num_threads(3)
+        runs.clear()
+        onnx.run_images(images[:2])
+        assert runs == [(1, 1), (1, 1)]  # more threads than plates: no empty part
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_without_onnx_runtime_the_error_names_the_setting_and_the_fix(monkeypatch):
     model, cfg = load_model(SHIPPED)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
