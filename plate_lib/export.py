@@ -55,7 +55,7 @@ def onnx_graph(model: torch.nn.Module, pre: PreprocessConfig, opset: int = 17) -
 
 
 PART_PLATES = 16  # run_images splits a batch over its threads in parts of at most this many plates (8-64 read
-# level; 0: the whole batch to one session of n threads, as before: benchmarks/onnx_batch.py compares the two)
+# level; 0: the whole batch to one session of n threads, as before: benchmarks/batch.py compares the two)
 
 
 class OnnxModel(torch.nn.Module):
@@ -101,7 +101,7 @@ class OnnxModel(torch.nn.Module):
         With n threads, a batch of two plates or more goes in parts of at most ``PART_PLATES`` to n workers,
         each running a one-thread session (ONNX Runtime lets go of the GIL), rather than to one n-thread session
         that spreads each small layer over the cores: on this project's 2-core CPU whole batched reads are
-        1.1-1.2× faster so (``benchmarks/onnx_batch.py``), with the same readings. One plate still goes to the
+        1.1-1.2× faster so (``benchmarks/batch.py``), with the same readings. One plate still goes to the
         n-thread session."""
         images = np.asarray(images)
         threads = torch.get_num_threads()

@@ -21,12 +21,14 @@ from .checkpoints import (  # noqa: F401 (checkpoint code lived here before chec
     rebuild,
     save_checkpoint,
 )
-from .config import Config, ConfigError, PredictConfig
+from .config import Config, ConfigError, PredictConfig, TrainingConfig
 from .dataset import SplitData
 from .models import fuse_batchnorm
 from .plates import BLANK, ctc_beam_search, ctc_greedy_decode, is_issued_format
 from .preprocess import TTA_VIEWS, letterbox, tta_views
 from .sources import Record, Source
+
+EVAL_BATCH: int = TrainingConfig.model_fields["eval_batch_size"].default  # training.eval_batch_size's default
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -128,7 +130,7 @@ def predict_tensor(model: torch.nn.Module, x: torch.Tensor,
     return decode_readings(*model(x), provinces)
 
 
-def predict_images(model: torch.nn.Module, images: np.ndarray, provinces: list[str], batch_size: int = 256,
+def predict_images(model: torch.nn.Module, images: np.ndarray, provinces: list[str], batch_size: int = EVAL_BATCH,
                    device: str | torch.device = "cpu") -> tuple[list[str], np.ndarray, np.ndarray]:
     """uint8 [N, H, W, C] (already letterboxed) → plates, confidences and weakest characters
     (``decode_readings``), in batches."""
@@ -170,7 +172,7 @@ def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray
 
 def read_crops(model: torch.nn.Module, provinces: list[str], input_shape: tuple[int, int, int],
                bgr_images: list[np.ndarray], device="cpu", rectify_below: float = RECTIFY_BELOW,
-               batch_size: int = 256, tta: bool = False) -> list[tuple[str, float]]:
+               batch_size: int = EVAL_BATCH, tta: bool = False) -> list[tuple[str, float]]:
     """``read_plates`` for a model taking ``input_shape`` (H, W, C)."""
     height, width, channels = input_shape
     batch = np.stack([letterbox(im, height, width, channels == 1) for im in bgr_images])
@@ -181,7 +183,7 @@ def read_crops(model: torch.nn.Module, provinces: list[str], input_shape: tuple[
 
 def look_again(model: torch.nn.Module, provinces: list[str], input_shape: tuple[int, int, int],
                crop: Callable[[int], np.ndarray], texts: list[str], conf: np.ndarray, weakest: np.ndarray,
-               device="cpu", rectify_below: float = RECTIFY_BELOW, batch_size: int = 256,
+               device="cpu", rectify_below: float = RECTIFY_BELOW, batch_size: int = EVAL_BATCH,
                tta: bool = False) -> list[tuple[str, float]]:
     """First readings (``texts``, ``conf``, ``weakest`` of each crop) → (plate, confidence) each: a crop whose
     weakest character is below ``rectify_below`` (``unsure``) gets the second look (``second_look``) and, with
@@ -257,7 +259,7 @@ def second_look(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray, 
     return out
 
 
-def evaluate(model: torch.nn.Module, data: SplitData, provinces: list[str], batch_size: int = 256,
+def evaluate(model: torch.nn.Module, data: SplitData, provinces: list[str], batch_size: int = EVAL_BATCH,
              device: str | torch.device = "cpu", source: Source | None = None,
              rectify_below: float = 0.0, tta: bool = False) -> tuple[dict[str, float], pd.DataFrame]:
     """Headline metrics and one row per plate (name, true, pred, confidence, errors, edit distance, meta).
