@@ -101,8 +101,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     source = open_cfg_source(cfg, args.data)
     data = load_split(source, args.split, cfg.preprocess, cfg.data.cache_dir, args.skip_bad or cfg.data.skip_bad)
     require_plates(data, source, NO_PLATES_FIX, split_option=True)
-    settings = _cfg(args).predict  # read as plate predict reads: cfg.yaml and --set
-    summary, rows = evaluate(model, data, list(cfg.provinces), cfg.training.eval_batch_size, device, source,
+    here = _cfg(args)  # how to read (predict.*, the batch): cfg.yaml and --set, as plate predict reads
+    settings = here.predict
+    summary, rows = evaluate(model, data, list(cfg.provinces), here.training.eval_batch_size, device, source,
                              settings.rectify_below, settings.tta)
     out = {**_json_safe(summary), "checkpoint": str(ckpt), "data": str(args.data), "split": args.split,
            "skipped": len(data.skipped), "rectify_below": settings.rectify_below, "tta": settings.tta}
@@ -121,12 +122,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """One row per image file; exit status 1 when any file could not be read (its row says why)."""
     from .predict import expand_inputs, read_files, write_rows
 
-    settings = _cfg(args).predict  # how readings are reported: cfg.yaml and --set, not the checkpoint's config
+    here = _cfg(args)  # how to read (predict.*, the batch): cfg.yaml and --set, not the checkpoint's config
+    settings = here.predict
     _, device, model, cfg = _load_checkpoint(args, settings.runtime)
     inputs = expand_inputs(args.images, sys.stdin)
     progress = not args.quiet and len(inputs) > 8 and sys.stderr.isatty()
     try:
-        counts = write_rows(read_files(model, cfg, settings, inputs, device, progress), args.format, sys.stdout)
+        rows = read_files(model, cfg, settings, inputs, device, progress, here.training.eval_batch_size)
+        counts = write_rows(rows, args.format, sys.stdout)
         sys.stdout.flush()
     except BrokenPipeError:  # `plate predict … | head`: the reader has gone; stop without a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -248,6 +248,22 @@ def test_the_threshold_comes_from_cfg_yaml_and_set_not_from_the_checkpoint(image
     assert json.loads(out)[0]["status"] == "low_confidence"
 
 
+def test_the_batch_comes_from_cfg_yaml_and_set_not_from_the_checkpoint(images, capsys, monkeypatch):
+    # the shipped checkpoint was trained with training.eval_batch_size 256; how many plates a batch reads is
+    # the reading machine's matter (its cache), so plate predict takes it from cfg.yaml and --set
+    from plate_lib import inference
+
+    batches, read = [], inference.predict_images
+    monkeypatch.setattr(inference, "predict_images", lambda model, images, *a, **k: batches.append(len(images))
+                        or read(model, images, *a, **k))
+    predict(capsys, "crops", "--set", "predict.rectify_below=0")
+    assert batches == [3]  # one batch: fewer files than the default 128
+    (images / "cfg.yaml").write_text("training:\n  eval_batch_size: 2\npredict:\n  rectify_below: 0\n", encoding="utf-8")
+    batches.clear()
+    predict(capsys, "crops")
+    assert batches == [2, 1]  # the checkpoint's stored config says 256
+
+
 def test_onnx_runtime_reads_the_same_plates_with_the_same_confidence(images, capsys):
     pytest.importorskip("onnxruntime")
     _, torch_out = predict(capsys, "crops", "--format", "json")
