@@ -3,7 +3,7 @@
     python benchmarks/batch.py [--threads 2] [--rounds 5] [--checkpoint models/plate_default.pt]
                                [--out benchmarks/batch.json]
 
-Two comparisons of whole batched reads (``inference.read_crops``: letterbox, network, decoding and the second
+Two comparisons of whole batched reads (``inference.read_plates``: letterbox, network, decoding and the second
 look), each pair alternated for ``--rounds`` rounds of 5 reads so that a drift of the machine's speed falls on
 both, with the median ms a plate and the ratio:
 
@@ -71,19 +71,18 @@ def main() -> None:
     import torch
 
     from plate_lib import export
-    from plate_lib.inference import EVAL_BATCH, load_model, read_crops
+    from plate_lib.inference import EVAL_BATCH, load_model, read_plates
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     model, cfg = load_model(args.checkpoint)
     onnx = export.OnnxModel(model, cfg.preprocess)
-    pre, provinces, part = cfg.preprocess, list(cfg.provinces), export.PART_PLATES
-    shape = (pre.height, pre.width, pre.channels)
+    part = export.PART_PLATES
 
     def read(net, images, batch, parts=part):
         def go():
             export.PART_PLATES = parts
-            return read_crops(net, provinces, shape, images, batch_size=batch)
+            return read_plates(net, cfg, images, batch_size=batch)
         return go
 
     out: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "threads": args.threads,

@@ -97,12 +97,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .dataset import load_split, open_cfg_source, require_plates
     from .inference import evaluate
 
-    ckpt, device, model, cfg = _load_checkpoint(args, _cfg(args).predict.runtime)
+    here = _cfg(args)  # how to read (predict.*, the batch): cfg.yaml and --set, as plate predict reads
+    settings = here.predict
+    ckpt, device, model, cfg = _load_checkpoint(args, settings.runtime)
     source = open_cfg_source(cfg, args.data)
     data = load_split(source, args.split, cfg.preprocess, cfg.data.cache_dir, args.skip_bad or cfg.data.skip_bad)
     require_plates(data, source, NO_PLATES_FIX, split_option=True)
-    here = _cfg(args)  # how to read (predict.*, the batch): cfg.yaml and --set, as plate predict reads
-    settings = here.predict
     summary, rows = evaluate(model, data, list(cfg.provinces), here.training.eval_batch_size, device, source,
                              settings.rectify_below, settings.tta)
     out = {**_json_safe(summary), "checkpoint": str(ckpt), "data": str(args.data), "split": args.split,

@@ -89,9 +89,10 @@ class OnnxModel(torch.nn.Module):
         prov, ctc = self.run(np.ascontiguousarray(x.detach().numpy(), np.float32))
         return torch.from_numpy(prov), torch.from_numpy(ctc)
 
-    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """float32 [B, C, H, W] in 0..1 → province and CTC logits, as numpy arrays."""
-        return tuple(self.session(torch.get_num_threads()).run(None, {"images": images}))
+    def run(self, images: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """float32 [B, C, H, W] in 0..1 → province and CTC logits, as numpy arrays, on the session of ``threads``
+        threads (None: ``torch.get_num_threads()``)."""
+        return tuple(self.session(threads or torch.get_num_threads()).run(None, {"images": images}))
 
     def run_images(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 [B, H, W, C] (letterboxed) → province and CTC logits, with no torch tensor between: what
@@ -116,8 +117,7 @@ class OnnxModel(torch.nn.Module):
         return tuple(np.concatenate(parts_k) for parts_k in zip(*outs, strict=True))
 
     def _run_uint8(self, images: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
-        x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32) / 255
-        return tuple(self.session(threads).run(None, {"images": x}))
+        return self.run(np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32) / 255, threads)
 
 
 def check_parity(checkpoint: str | Path, onnx_path: str | Path, images: np.ndarray, atol: float = 1e-4) -> dict:

@@ -155,7 +155,8 @@ RECTIFY_BELOW: float = PredictConfig.model_fields["rectify_below"].default  # pr
 
 
 def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray], device="cpu",
-                rectify_below: float = RECTIFY_BELOW, tta: bool = False) -> list[tuple[str, float]]:
+                rectify_below: float = RECTIFY_BELOW, tta: bool = False,
+                batch_size: int = EVAL_BATCH) -> list[tuple[str, float]]:
     """Raw BGR crops of any size → (plate, confidence) each.
 
     Each crop whose least sure character (``weakest_character``, the province included) is read with a
@@ -164,10 +165,11 @@ def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray
     "Measured results"). 0 reads every crop once, as given; 1 looks twice at every crop. With ``tta``, such a
     crop is also read in the other ``preprocess.tta_views`` (padded, cut; each with its own second look) and the
     three readings vote (``other_views``). ``model`` may be ``export.OnnxModel`` (ONNX Runtime in its place).
+    The network reads ``batch_size`` crops at a time.
     """
     pre = cfg.preprocess
     return read_crops(model, list(cfg.provinces), (pre.height, pre.width, pre.channels), bgr_images, device,
-                      rectify_below, tta=tta)
+                      rectify_below, batch_size, tta)
 
 
 def read_crops(model: torch.nn.Module, provinces: list[str], input_shape: tuple[int, int, int],

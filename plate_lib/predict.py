@@ -140,10 +140,9 @@ def read_files(model, cfg: Config, settings: PredictConfig, inputs: list[tuple[s
     """One row per input, in order, reading ``batch`` files at a time (None: ``cfg.training.eval_batch_size``)."""
     from tqdm import tqdm
 
-    from .inference import read_crops
+    from .inference import read_plates
 
     batch = batch or cfg.training.eval_batch_size
-    pre = cfg.preprocess
     with tqdm(total=len(inputs), desc="plates", unit="file", disable=not progress, mininterval=0.5) as bar:
         for start in range(0, len(inputs), batch):
             rows, crops, read = [], [], []
@@ -153,8 +152,8 @@ def read_files(model, cfg: Config, settings: PredictConfig, inputs: list[tuple[s
                 if crop is not None:
                     read.append(len(rows) - 1)
                     crops.append(crop)
-            readings = read_crops(model, list(cfg.provinces), (pre.height, pre.width, pre.channels), crops, device,
-                                  settings.rectify_below, batch, settings.tta) if crops else []
+            readings = read_plates(model, cfg, crops, device, settings.rectify_below, settings.tta,
+                                   batch) if crops else []
             for i, crop, (text, conf) in zip(read, crops, readings, strict=True):
                 status = "ok" if conf >= settings.min_confidence else "low_confidence"
                 rows[i] = _row(inputs[start + i][0], status, plate=text, confidence=conf, kind=plate_kind(text, crop))
