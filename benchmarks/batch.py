@@ -9,8 +9,9 @@ both, with the median ms a plate and the ratio:
 
 - PyTorch with batches of 256 plates (``training.eval_batch_size`` before) against the default
   (``inference.EVAL_BATCH``): on a small CPU the activations of 256 plates overflow the cache.
-- ONNX Runtime with the batch sent whole to one session of n threads (``export.PART_PLATES = 0``, as before)
-  against in parts of at most ``PART_PLATES`` plates to n one-thread sessions at once.
+- ONNX Runtime with the batch read whole, by one session of n threads (``export.PART_PLATES = 0``, as before)
+  against in parts of at most ``PART_PLATES`` crops, each read end to end (letterbox, network, decoding, second
+  look) by one of n workers on a one-thread session (``OnnxModel.in_parts``).
 
 Crops: 500 generated ones (``synth.iter_plates``, the generator's mix of corner cut-outs and tilted
 bounding-box crops) and the real sets, all their splits, where their data is beside the repository

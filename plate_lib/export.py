@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from .config import ConfigError, PreprocessConfig
 from .inference import decode_logits, load_model
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> Path:
@@ -54,15 +60,15 @@ def onnx_graph(model: torch.nn.Module, pre: PreprocessConfig, opset: int = 17) -
     return buf.getvalue()
 
 
-PART_PLATES = 16  # run_images splits a batch over its threads in parts of at most this many plates (8-64 read
-# level; 0: the whole batch to one session of n threads, as before: benchmarks/batch.py compares the two)
+PART_PLATES = 16  # with n threads, a batch is read in parts of at most this many plates on n one-thread workers
+# (8-64 read level; 0: whole, by one session of n threads, as before: benchmarks/batch.py compares the two)
 
 
 class OnnxModel(torch.nn.Module):
     """``model`` exported (in memory) and run by ONNX Runtime on the CPU, in its place at inference: takes and
     returns what it does (float [B, C, H, W] → province and CTC logits, as torch tensors), so ``read_plates``,
     ``evaluate`` and ``plate predict`` read with it unchanged. ONNX Runtime's threads follow
-    ``torch.get_num_threads()`` (a session per thread count); ``run_images`` spreads a batch over them."""
+    ``torch.get_num_threads()`` (a session per thread count); ``in_parts`` spreads a batch over them."""
 
     def __init__(self, model: torch.nn.Module, pre: PreprocessConfig):
         super().__init__()
@@ -74,7 +80,8 @@ class OnnxModel(torch.nn.Module):
         self._ort = onnxruntime
         self.graph = onnx_graph(model.eval(), pre)
         self._sessions: dict[int, object] = {}
-        self._pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (process id, threads) → run_images' workers
+        self._pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (process id, threads) → in_parts' workers
+        self._local = threading.local()  # .worker: this thread is one of in_parts' workers
 
     def session(self, threads: int):
         if threads not in self._sessions:
@@ -82,6 +89,10 @@ class OnnxModel(torch.nn.Module):
             opts.intra_op_num_threads = threads
             self._sessions[threads] = self._ort.InferenceSession(self.graph, opts, providers=["CPUExecutionProvider"])
         return self._sessions[threads]
+
+    def threads(self) -> int:
+        """The session's threads here: ``torch.get_num_threads()``, and 1 on one of ``in_parts``' workers."""
+        return 1 if getattr(self._local, "worker", False) else torch.get_num_threads()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.device.type != "cpu":
@@ -91,33 +102,36 @@ class OnnxModel(torch.nn.Module):
 
     def run(self, images: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """float32 [B, C, H, W] in 0..1 → province and CTC logits, as numpy arrays, on the session of ``threads``
-        threads (None: ``torch.get_num_threads()``)."""
-        return tuple(self.session(threads or torch.get_num_threads()).run(None, {"images": images}))
+        threads (None: ``threads()``)."""
+        return tuple(self.session(threads or self.threads()).run(None, {"images": images}))
 
     def run_images(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 [B, H, W, C] (letterboxed) → province and CTC logits, with no torch tensor between: what
         ``inference.predict_images`` calls in place of ``forward`` (on one plate, the conversions to and from
-        torch cost a seventh of the read).
-
-        With n threads, a batch of two plates or more goes in parts of at most ``PART_PLATES`` to n workers,
-        each running a one-thread session (ONNX Runtime lets go of the GIL), rather than to one n-thread session
-        that spreads each small layer over the cores: on this project's 2-core CPU whole batched reads are
-        1.1-1.2× faster so (``benchmarks/batch.py``), with the same readings. One plate still goes to the
-        n-thread session."""
+        torch cost a seventh of the read). A batch goes ``in_parts``."""
         images = np.asarray(images)
-        threads = torch.get_num_threads()
-        if threads < 2 or len(images) < 2 or PART_PLATES == 0:
-            return self._run_uint8(images, threads)
-        parts = min(len(images), threads * -(-len(images) // (threads * PART_PLATES)))  # no empty part
-        bounds = np.linspace(0, len(images), parts + 1).round().astype(int).tolist()
+        outs = self.in_parts(lambda part: self.run(np.ascontiguousarray(part.transpose(0, 3, 1, 2), np.float32) / 255),
+                             images)
+        return outs[0] if len(outs) == 1 else tuple(np.concatenate(parts_k) for parts_k in zip(*outs, strict=True))
+
+    def in_parts(self, read: Callable[[Sequence[T]], R], items: Sequence[T]) -> list[R]:
+        """``read`` of each part of ``items`` (plates), in order. With n threads, two plates or more go in parts of
+        at most ``PART_PLATES`` to n workers, each reading its parts on a one-thread session (ONNX Runtime and
+        OpenCV let go of the GIL), rather than whole to one n-thread session that spreads each small layer over
+        the cores: on this project's 2-core CPU whole batched reads are 1.1-1.3× faster so
+        (``benchmarks/batch.py``), with the same readings. ``inference.read_crops`` reads raw crops so, end to
+        end (letterbox, network, decoding, second look); ``run_images`` letterboxed ones, through the network.
+        One plate, ``PART_PLATES`` 0, one thread or a call from a worker: ``[read(items)]``, here."""
+        threads = self.threads()
+        if threads < 2 or len(items) < 2 or PART_PLATES == 0:
+            return [read(items)]
+        parts = min(len(items), threads * -(-len(items) // (threads * PART_PLATES)))  # no empty part
+        bounds = np.linspace(0, len(items), parts + 1).round().astype(int).tolist()
         self.session(1)  # made here, once, not by the workers at the same time
         key = (os.getpid(), threads)  # a forked child makes its own workers: its parent's threads are not there
-        pool = self._pools.get(key) or self._pools.setdefault(key, ThreadPoolExecutor(threads, "plate_lib-onnx"))
-        outs = list(pool.map(lambda ab: self._run_uint8(images[ab[0]:ab[1]], 1), pairwise(bounds)))
-        return tuple(np.concatenate(parts_k) for parts_k in zip(*outs, strict=True))
-
-    def _run_uint8(self, images: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.run(np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32) / 255, threads)
+        pool = self._pools.get(key) or self._pools.setdefault(
+            key, ThreadPoolExecutor(threads, "plate_lib-onnx", initializer=setattr, initargs=(self._local, "worker", True)))
+        return list(pool.map(lambda ab: read(items[ab[0]:ab[1]]), pairwise(bounds)))
 
 
 def check_parity(checkpoint: str | Path, onnx_path: str | Path, images: np.ndarray, atol: float = 1e-4) -> dict:

@@ -175,12 +175,18 @@ def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray
 def read_crops(model: torch.nn.Module, provinces: list[str], input_shape: tuple[int, int, int],
                bgr_images: list[np.ndarray], device="cpu", rectify_below: float = RECTIFY_BELOW,
                batch_size: int = EVAL_BATCH, tta: bool = False) -> list[tuple[str, float]]:
-    """``read_plates`` for a model taking ``input_shape`` (H, W, C)."""
+    """``read_plates`` for a model taking ``input_shape`` (H, W, C). A model with ``in_parts``
+    (``export.OnnxModel``) reads a batch in parts at once, each end to end on a worker of its own."""
     height, width, channels = input_shape
-    batch = np.stack([letterbox(im, height, width, channels == 1) for im in bgr_images])
-    texts, conf, weakest = predict_images(model, batch, provinces, batch_size, device)
-    return look_again(model, provinces, input_shape, bgr_images.__getitem__, texts, conf, weakest, device,
-                      rectify_below, batch_size, tta)
+
+    def read(crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        batch = np.stack([letterbox(im, height, width, channels == 1) for im in crops])
+        texts, conf, weakest = predict_images(model, batch, provinces, batch_size, device)
+        return look_again(model, provinces, input_shape, crops.__getitem__, texts, conf, weakest, device,
+                          rectify_below, batch_size, tta)
+
+    in_parts = getattr(model, "in_parts", None)
+    return read(bgr_images) if in_parts is None else [r for part in in_parts(read, bgr_images) for r in part]
 
 
 def look_again(model: torch.nn.Module, provinces: list[str], input_shape: tuple[int, int, int],

@@ -83,8 +83,8 @@ def test_a_batch_spread_over_threads_in_parts_reads_as_one_session_does_in_order
         monkeypatch.setattr(export, "PART_PLATES", 0)  # the whole batch to one two-thread session
         whole = onnx.run_images(images)
         monkeypatch.setattr(export, "PART_PLATES", 16)
-        runs, run = [], onnx._run_uint8
-        monkeypatch.setattr(onnx, "_run_uint8", lambda ims, threads: runs.append((len(ims), threads)) or run(ims, threads))
+        runs, run = [], onnx.run
+        monkeypatch.setattr(onnx, "run", lambda ims, threads=None: runs.append((len(ims), onnx.threads())) or run(ims))
         for n in (2, 17, 40):
             runs.clear()
             for ours, theirs in zip(onnx.run_images(images[:n]), whole, strict=True):
@@ -100,6 +100,31 @@ def test_a_batch_spread_over_threads_in_parts_reads_as_one_session_does_in_order
         assert runs == [(1, 1), (1, 1)]  # more threads than plates: no empty part
     finally:
         torch.set_num_threads(before)
+
+
+def test_raw_crops_are_read_in_parts_end_to_end_as_one_session_reads_them(shipped, monkeypatch):
+    """read_plates on ONNX Runtime: each part letterboxed, read and looked at again on one worker, whose network
+    calls are not split again; the readings those of the whole batch, in order."""
+    from plate_lib import export
+    from plate_lib.synth import iter_plates
+
+    _, onnx, cfg = shipped
+    crops = [image for image, _ in iter_plates(24, seed=3, split="test")]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(export, "PART_PLATES", 0)
+        whole = read_plates(onnx, cfg, crops, rectify_below=1.0)  # every crop looked at twice
+        monkeypatch.setattr(export, "PART_PLATES", 8)
+        runs, run = [], onnx.run
+        monkeypatch.setattr(onnx, "run", lambda ims, threads=None: runs.append((len(ims), onnx.threads())) or run(ims))
+        parts = read_plates(onnx, cfg, crops, rectify_below=1.0)
+    finally:
+        torch.set_num_threads(before)
+    assert [t for t, _ in parts] == [t for t, _ in whole]
+    np.testing.assert_allclose([c for _, c in parts], [c for _, c in whole], rtol=1e-4)
+    assert {threads for _, threads in runs} == {1} and all(size <= 8 for size, _ in runs)
+    assert sum(size for size, _ in runs) >= len(crops)  # first looks, then the second looks found
 
 
 def test_without_onnx_runtime_the_error_names_the_setting_and_the_fix(monkeypatch):
