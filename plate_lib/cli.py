@@ -71,11 +71,14 @@ def _checkpoint(args: argparse.Namespace) -> Path:
 
 def _load_checkpoint(args: argparse.Namespace, runtime: str = "torch"):
     """The checkpoint's model on ``--device`` and its stored config with ``--set`` applied (no cfg.yaml needed);
-    ``runtime`` onnx: the model run by ONNX Runtime (``export.OnnxModel``), on the CPU only."""
-    from .inference import load_model, pick_device
+    ``runtime`` (``predict.runtime``) onnx: the model run by ONNX Runtime (``export.OnnxModel``), on the CPU only;
+    auto: onnx on the CPU where ONNX Runtime is installed, else torch (``inference.pick_runtime``)."""
+    from .inference import load_model, pick_device, pick_runtime
 
     ckpt = _checkpoint(args)
     device = pick_device(args.device)
+    runtime = pick_runtime(runtime, device)
+    log.info("runtime: %s on %s (predict.runtime)", runtime, device)
     if runtime == "onnx" and device.type != "cpu":
         raise config_mod.ConfigError(f"predict.runtime onnx runs on the CPU, not on --device {device}: pass "
                                      "--device cpu, or set predict.runtime=torch")
@@ -106,7 +109,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary, rows = evaluate(model, data, list(cfg.provinces), here.training.eval_batch_size, device, source,
                              settings.rectify_below, settings.tta)
     out = {**_json_safe(summary), "checkpoint": str(ckpt), "data": str(args.data), "split": args.split,
-           "skipped": len(data.skipped), "rectify_below": settings.rectify_below, "tta": settings.tta}
+           "skipped": len(data.skipped), "rectify_below": settings.rectify_below, "tta": settings.tta,
+           "runtime": "onnx" if hasattr(model, "in_parts") else "torch"}
     if source.kind == "ccpd_photos":
         out["ccpd_crop"] = cfg.data.ccpd_crop
     if "subset" in rows:

@@ -153,9 +153,10 @@ class PredictConfig(_Section):
                       "of its height and cut by 4 % of its height and 2 % of its width (each with its own second "
                       "look), and the plate whose three readings' confidences sum highest is kept: a point or two on "
                       "hard crops for 1.1-2.4x the batched time (benchmarks/tta.py)")
-    runtime: Literal["torch", "onnx"] = Field("torch", description="What runs the network when reading: torch, or "
-                                              "onnx (ONNX Runtime on the CPU: the same readings, about 3x faster "
-                                              "one plate at a time; needs pip install 'plate_lib[export]')")
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="What runs the network when reading: auto (ONNX Runtime on the CPU where it is "
+        "installed, else PyTorch), torch, or onnx (ONNX Runtime on the CPU: the same readings, about 4x faster one "
+        "plate at a time and 1.2-1.8x batched; pip install 'plate_lib[export]')")
 
     @field_validator("crop_aspect")
     @classmethod

@@ -46,6 +46,20 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def pick_runtime(name: str, device: torch.device) -> str:
+    """``predict.runtime`` → what runs the network: ``auto`` is ``onnx`` (``export.OnnxModel``: the same readings,
+    faster on a CPU) on the CPU where ONNX Runtime is installed, else ``torch``; ``torch`` and ``onnx`` as named."""
+    if name != "auto":
+        return name
+    if device.type != "cpu":
+        return "torch"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "onnx"
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
     """Rebuild the model from the checkpoint alone (no cfg.yaml needed); returns it in eval mode."""
     model, cfg = rebuild(read_checkpoint(path), path)

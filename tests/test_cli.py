@@ -1,6 +1,7 @@
 """End to end through the command line: generate → train → evaluate → predict, in a temporary folder."""
 
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
@@ -51,6 +52,8 @@ def test_evaluate_prints_one_json_object_with_the_headline_metrics(trained):
     assert result["n"] == 24
     for key in ["word_acc", "char_acc", "cer", "province_acc", "province_acc_non_wan"]:
         assert key in result
+    # predict.runtime auto: ONNX Runtime on the CPU where it is installed (make setup installs it)
+    assert result["runtime"] == ("onnx" if importlib.util.find_spec("onnxruntime") else "torch")
 
 
 def test_predict_prints_a_header_then_a_plate_and_confidence_per_image(trained, tmp_path):

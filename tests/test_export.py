@@ -9,7 +9,7 @@ from conftest import SHIPPED
 
 from plate_lib.config import ConfigError
 from plate_lib.export import OnnxModel
-from plate_lib.inference import load_model, read_plates
+from plate_lib.inference import load_model, pick_runtime, read_plates
 from plate_lib.synth import render_plate
 
 
@@ -132,3 +132,14 @@ def test_without_onnx_runtime_the_error_names_the_setting_and_the_fix(monkeypatc
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
     with pytest.raises(ConfigError, match=r"predict.runtime onnx needs ONNX Runtime: pip install 'plate_lib\[export\]'"):
         OnnxModel(model, cfg.preprocess)
+
+
+def test_runtime_auto_is_onnx_runtime_on_the_cpu_where_it_is_installed_else_pytorch(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert pick_runtime("torch", cpu) == "torch" and pick_runtime("onnx", cpu) == "onnx"  # as named
+    assert pick_runtime("auto", cuda) == "torch"  # ONNX Runtime here runs on the CPU only
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+        assert pick_runtime("auto", cpu) == "torch"
+    pytest.importorskip("onnxruntime")
+    assert pick_runtime("auto", cpu) == "onnx"

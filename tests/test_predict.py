@@ -256,9 +256,11 @@ def test_the_batch_comes_from_cfg_yaml_and_set_not_from_the_checkpoint(images, c
     batches, read = [], inference.predict_images
     monkeypatch.setattr(inference, "predict_images", lambda model, images, *a, **k: batches.append(len(images))
                         or read(model, images, *a, **k))
-    predict(capsys, "crops", "--set", "predict.rectify_below=0")
+    # (PyTorch: ONNX Runtime would also split the batch into parts for the CPU's cores, export.OnnxModel.in_parts)
+    predict(capsys, "crops", "--set", "predict.rectify_below=0", "--set", "predict.runtime=torch")
     assert batches == [3]  # one batch: fewer files than the default 128
-    (images / "cfg.yaml").write_text("training:\n  eval_batch_size: 2\npredict:\n  rectify_below: 0\n", encoding="utf-8")
+    (images / "cfg.yaml").write_text("training:\n  eval_batch_size: 2\npredict:\n  rectify_below: 0\n  runtime: torch\n",
+                                     encoding="utf-8")
     batches.clear()
     predict(capsys, "crops")
     assert batches == [2, 1]  # the checkpoint's stored config says 256
@@ -266,7 +268,7 @@ def test_the_batch_comes_from_cfg_yaml_and_set_not_from_the_checkpoint(images, c
 
 def test_onnx_runtime_reads_the_same_plates_with_the_same_confidence(images, capsys):
     pytest.importorskip("onnxruntime")
-    _, torch_out = predict(capsys, "crops", "--format", "json")
+    _, torch_out = predict(capsys, "crops", "--format", "json", "--set", "predict.runtime=torch")
     _, onnx_out = predict(capsys, "crops", "--format", "json", "--set", "predict.runtime=onnx")
     torch_rows, onnx_rows = json.loads(torch_out), json.loads(onnx_out)
     assert [(r["file"], r["plate"], r["status"]) for r in onnx_rows] == [(r["file"], r["plate"], r["status"])
