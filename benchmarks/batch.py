@@ -9,8 +9,8 @@ both, with the median ms a plate and the ratio:
 
 - PyTorch with batches of 256 plates (``training.eval_batch_size`` before) against the default
   (``inference.EVAL_BATCH``): on a small CPU the activations of 256 plates overflow the cache.
-- ONNX Runtime with the batch read whole, by one session of n threads (``export.PART_PLATES = 0``, as before)
-  against in parts of at most ``PART_PLATES`` crops, each read end to end (letterbox, network, decoding, second
+- ONNX Runtime with the batch read whole, by one session of n threads (``OnnxModel(…, part_plates=0)``, as before)
+  against in parts of at most ``export.PART_PLATES`` crops, each read end to end (letterbox, network, decoding, second
   look) by one of n workers on a one-thread session (``OnnxModel.in_parts``).
 
 Crops: 500 generated ones (``synth.iter_plates``, the generator's mix of corner cut-outs and tilted
@@ -77,22 +77,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     model, cfg = load_model(args.checkpoint)
-    onnx = export.OnnxModel(model, cfg.preprocess)
-    part = export.PART_PLATES
+    onnx, onnx_whole = export.OnnxModel(model, cfg.preprocess), export.OnnxModel(model, cfg.preprocess, part_plates=0)
 
-    def read(net, images, batch, parts=part):
-        def go():
-            export.PART_PLATES = parts
-            return read_plates(net, cfg, images, batch_size=batch)
-        return go
+    def read(net, images, batch):
+        return lambda: read_plates(net, cfg, images, batch_size=batch)
 
     out: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "threads": args.threads,
-                 "eval_batch": EVAL_BATCH, "part_plates": part, "checkpoint": os.path.relpath(args.checkpoint, ROOT),
+                 "eval_batch": EVAL_BATCH, "part_plates": onnx.part_plates, "checkpoint": os.path.relpath(args.checkpoint, ROOT),
                  "unit": f"ms a plate, median of {args.rounds} rounds of 5 whole-batch reads", "sets": {}}
     for name, images in crop_sets(args.generated).items():
         row: dict = {"n": len(images)}
         pairs = {"torch": {"batch_256": read(model, images, 256), f"batch_{EVAL_BATCH}": read(model, images, EVAL_BATCH)},
-                 "onnx": {"one_session": read(onnx, images, EVAL_BATCH, 0), "parts": read(onnx, images, EVAL_BATCH)}}
+                 "onnx": {"one_session": read(onnx_whole, images, EVAL_BATCH), "parts": read(onnx, images, EVAL_BATCH)}}
         for runtime, ways in pairs.items():
             ms, readings = timed_pair(ways, args.rounds, len(images))
             (a, ta), (b, tb) = ms.items()
@@ -101,7 +97,6 @@ def main() -> None:
             row[runtime] = {f"{a}_ms": ta, f"{b}_ms": tb, "speed_ratio": round(ta / tb, 3)}
             print(f"{name:18} n {len(images):4} {runtime:5}: {a} {ta:.3f} ms a plate, {b} {tb:.3f}: {ta / tb:.2f}x")
         out["sets"][name] = row
-    export.PART_PLATES = part
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
 

@@ -60,17 +60,18 @@ def onnx_graph(model: torch.nn.Module, pre: PreprocessConfig, opset: int = 17) -
     return buf.getvalue()
 
 
-PART_PLATES = 16  # with n threads, a batch is read in parts of at most this many plates on n one-thread workers
-# (8-64 read level; 0: whole, by one session of n threads, as before: benchmarks/batch.py compares the two)
+PART_PLATES = 16  # OnnxModel's part_plates by default: with n threads, a batch is read in parts of at most this
+# many plates on n one-thread workers (8-64 read level; 0: whole, by one session of n threads: benchmarks/batch.py)
 
 
 class OnnxModel(torch.nn.Module):
     """``model`` exported (in memory) and run by ONNX Runtime on the CPU, in its place at inference: takes and
     returns what it does (float [B, C, H, W] → province and CTC logits, as torch tensors), so ``read_plates``,
     ``evaluate`` and ``plate predict`` read with it unchanged. ONNX Runtime's threads follow
-    ``torch.get_num_threads()`` (a session per thread count); ``in_parts`` spreads a batch over them."""
+    ``torch.get_num_threads()`` (a session per thread count); ``in_parts`` spreads a batch over them, in parts of
+    at most ``part_plates`` (0: a batch whole, on one session of n threads)."""
 
-    def __init__(self, model: torch.nn.Module, pre: PreprocessConfig):
+    def __init__(self, model: torch.nn.Module, pre: PreprocessConfig, part_plates: int = PART_PLATES):
         super().__init__()
         try:
             import onnxruntime
@@ -78,6 +79,7 @@ class OnnxModel(torch.nn.Module):
             raise ConfigError("predict.runtime onnx needs ONNX Runtime: pip install 'plate_lib[export]' "
                               "(or onnxruntime), or set predict.runtime=torch") from None
         self._ort = onnxruntime
+        self.part_plates = part_plates
         self.graph = onnx_graph(model.eval(), pre)
         self._sessions: dict[int, object] = {}
         self._pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (process id, threads) → in_parts' workers
@@ -116,16 +118,16 @@ class OnnxModel(torch.nn.Module):
 
     def in_parts(self, read: Callable[[Sequence[T]], R], items: Sequence[T]) -> list[R]:
         """``read`` of each part of ``items`` (plates), in order. With n threads, two plates or more go in parts of
-        at most ``PART_PLATES`` to n workers, each reading its parts on a one-thread session (ONNX Runtime and
+        at most ``part_plates`` to n workers, each reading its parts on a one-thread session (ONNX Runtime and
         OpenCV let go of the GIL), rather than whole to one n-thread session that spreads each small layer over
         the cores: on this project's 2-core CPU whole batched reads are 1.1-1.3× faster so
         (``benchmarks/batch.py``), with the same readings. ``inference.read_crops`` reads raw crops so, end to
         end (letterbox, network, decoding, second look); ``run_images`` letterboxed ones, through the network.
-        One plate, ``PART_PLATES`` 0, one thread or a call from a worker: ``[read(items)]``, here."""
+        One plate, ``part_plates`` 0, one thread or a call from a worker: ``[read(items)]``, here."""
         threads = self.threads()
-        if threads < 2 or len(items) < 2 or PART_PLATES == 0:
+        if threads < 2 or len(items) < 2 or self.part_plates == 0:
             return [read(items)]
-        parts = min(len(items), threads * -(-len(items) // (threads * PART_PLATES)))  # no empty part
+        parts = min(len(items), threads * -(-len(items) // (threads * self.part_plates)))  # no empty part
         bounds = np.linspace(0, len(items), parts + 1).round().astype(int).tolist()
         self.session(1)  # made here, once, not by the workers at the same time
         key = (os.getpid(), threads)  # a forked child makes its own workers: its parent's threads are not there

@@ -29,6 +29,7 @@ from .preprocess import TTA_VIEWS, letterbox, tta_views
 from .sources import Record, Source
 
 EVAL_BATCH: int = TrainingConfig.model_fields["eval_batch_size"].default  # training.eval_batch_size's default
+RECTIFY_BELOW: float = PredictConfig.model_fields["rectify_below"].default  # predict.rectify_below's default
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -163,9 +164,6 @@ def predict_images(model: torch.nn.Module, images: np.ndarray, provinces: list[s
     if not confs:
         return [], np.zeros(0, np.float32), np.zeros(0, np.float32)
     return texts, np.concatenate(confs), np.concatenate(weakest)
-
-
-RECTIFY_BELOW: float = PredictConfig.model_fields["rectify_below"].default  # predict.rectify_below's default
 
 
 def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray], device="cpu",

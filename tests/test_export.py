@@ -72,17 +72,15 @@ def test_onnx_runtime_threads_follow_torch_threads(shipped):
 
 
 def test_a_batch_spread_over_threads_in_parts_reads_as_one_session_does_in_order(shipped, monkeypatch):
-    from plate_lib import export
-
     _, onnx, cfg = shipped
     pre = cfg.preprocess
     images = np.random.default_rng(5).integers(0, 256, (40, pre.height, pre.width, pre.channels), np.uint8)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        monkeypatch.setattr(export, "PART_PLATES", 0)  # the whole batch to one two-thread session
+        monkeypatch.setattr(onnx, "part_plates", 0)  # the whole batch to one two-thread session
         whole = onnx.run_images(images)
-        monkeypatch.setattr(export, "PART_PLATES", 16)
+        monkeypatch.setattr(onnx, "part_plates", 16)
         runs, run = [], onnx.run
         monkeypatch.setattr(onnx, "run", lambda ims, threads=None: runs.append((len(ims), onnx.threads())) or run(ims))
         for n in (2, 17, 40):
@@ -105,7 +103,6 @@ def test_a_batch_spread_over_threads_in_parts_reads_as_one_session_does_in_order
 def test_raw_crops_are_read_in_parts_end_to_end_as_one_session_reads_them(shipped, monkeypatch):
     """read_plates on ONNX Runtime: each part letterboxed, read and looked at again on one worker, whose network
     calls are not split again; the readings those of the whole batch, in order."""
-    from plate_lib import export
     from plate_lib.synth import iter_plates
 
     _, onnx, cfg = shipped
@@ -113,9 +110,9 @@ def test_raw_crops_are_read_in_parts_end_to_end_as_one_session_reads_them(shippe
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        monkeypatch.setattr(export, "PART_PLATES", 0)
+        monkeypatch.setattr(onnx, "part_plates", 0)
         whole = read_plates(onnx, cfg, crops, rectify_below=1.0)  # every crop looked at twice
-        monkeypatch.setattr(export, "PART_PLATES", 8)
+        monkeypatch.setattr(onnx, "part_plates", 8)
         runs, run = [], onnx.run
         monkeypatch.setattr(onnx, "run", lambda ims, threads=None: runs.append((len(ims), onnx.threads())) or run(ims))
         parts = read_plates(onnx, cfg, crops, rectify_below=1.0)
