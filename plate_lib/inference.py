@@ -192,6 +192,8 @@ def read_crops(model: torch.nn.Module, provinces: list[str], input_shape: tuple[
     height, width, channels = input_shape
 
     def read(crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        if len(crops) == 0:
+            return []
         batch = np.stack([letterbox(im, height, width, channels == 1) for im in crops])
         texts, conf, weakest = predict_images(model, batch, provinces, batch_size, device)
         return look_again(model, provinces, input_shape, crops.__getitem__, texts, conf, weakest, device,

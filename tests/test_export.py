@@ -122,6 +122,7 @@ def test_raw_crops_are_read_in_parts_end_to_end_as_one_session_reads_them(shippe
     np.testing.assert_allclose([c for _, c in parts], [c for _, c in whole], rtol=1e-4)
     assert {threads for _, threads in runs} == {1} and all(size <= 8 for size, _ in runs)
     assert sum(size for size, _ in runs) >= len(crops)  # first looks, then the second looks found
+    assert read_plates(onnx, cfg, []) == []
 
 
 def test_without_onnx_runtime_the_error_names_the_setting_and_the_fix(monkeypatch):

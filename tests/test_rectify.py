@@ -79,6 +79,13 @@ def test_read_plates_keeps_the_more_confident_reading():
     assert both[0][1] >= plain[0][1]
 
 
+def test_no_crops_no_readings():
+    from plate_lib.inference import load_model, read_plates
+
+    model, cfg = load_model(SHIPPED)
+    assert read_plates(model, cfg, []) == []
+
+
 def test_the_second_look_goes_only_to_crops_with_an_unsure_character():
     from plate_lib.inference import unsure
 
