@@ -20,7 +20,7 @@ from . import metrics, peers
 from .augment import augment_batch
 from .config import AugmentConfig, Config, PreprocessConfig
 from .dataset import load_cfg_split, open_cfg_source, require_plates, resolve_source, to_tensor
-from .inference import evaluate, load_model
+from .inference import evaluate, load_reader
 from .preprocess import letterbox
 from .sources import Record, Source
 from .synth import generate_zip, render_plate
@@ -124,8 +124,9 @@ def eval_source(cfg: Config, name: str) -> Source:
 
 
 def evaluate_sets(cfg: Config, checkpoint: str | Path, device: str) -> dict[str, tuple[dict, pd.DataFrame]]:
-    """``{"test": (summary, rows), <eval set>: (summary, rows), …}`` for the checkpoint."""
-    model, _ = load_model(checkpoint, device)
+    """``{"test": (summary, rows), <eval set>: (summary, rows), …}`` for the checkpoint, read as ``plate evaluate``
+    reads it (``cfg.predict``: the runtime, the second look, the test-time views)."""
+    model, _ = load_reader(checkpoint, device, cfg.predict.runtime)
     out = {}
     for name in ["test", *cfg.data.eval_sets]:
         data = load_cfg_split(cfg, "test") if name == "test" else load_cfg_split(cfg, "all", name)

@@ -73,20 +73,12 @@ def _load_checkpoint(args: argparse.Namespace, runtime: str = "torch"):
     """The checkpoint's model on ``--device`` and its stored config with ``--set`` applied (no cfg.yaml needed);
     ``runtime`` (``predict.runtime``) onnx: the model run by ONNX Runtime (``export.OnnxModel``), on the CPU only;
     auto: onnx on the CPU where ONNX Runtime is installed, else torch (``inference.pick_runtime``)."""
-    from .inference import load_model, pick_device, pick_runtime
+    from .inference import load_reader, pick_device, pick_runtime
 
     ckpt = _checkpoint(args)
     device = pick_device(args.device)
-    runtime = pick_runtime(runtime, device)
-    log.info("runtime: %s on %s (predict.runtime)", runtime, device)
-    if runtime == "onnx" and device.type != "cpu":
-        raise config_mod.ConfigError(f"predict.runtime onnx runs on the CPU, not on --device {device}: pass "
-                                     "--device cpu, or set predict.runtime=torch")
-    model, cfg = load_model(ckpt, device)
-    if runtime == "onnx":
-        from .export import OnnxModel
-
-        model = OnnxModel(model, cfg.preprocess)
+    log.info("runtime: %s on %s (predict.runtime)", pick_runtime(runtime, device), device)
+    model, cfg = load_reader(ckpt, device, runtime)
     if args.set:
         overrides = dict(map(config_mod.parse_override, args.set))
         cfg = config_mod.from_dict(config_mod.apply_overrides(cfg.to_dict(), overrides), "--set")

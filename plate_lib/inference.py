@@ -61,6 +61,23 @@ def pick_runtime(name: str, device: torch.device) -> str:
     return "onnx"
 
 
+def load_reader(path: str | Path, device: str | torch.device = "cpu",
+                runtime: str = "auto") -> tuple[torch.nn.Module, Config]:
+    """``load_model``, run by what ``predict.runtime`` ``runtime`` picks on ``device`` (``pick_runtime``): the
+    PyTorch model, or ``export.OnnxModel`` in its place (ONNX Runtime; the CPU only: elsewhere an error)."""
+    device = torch.device(device)
+    runtime = pick_runtime(runtime, device)
+    if runtime == "onnx" and device.type != "cpu":
+        raise ConfigError(f"predict.runtime onnx runs on the CPU, not on device {device}: pass --device cpu, "
+                          "or set predict.runtime=torch")
+    model, cfg = load_model(path, device)
+    if runtime == "onnx":
+        from .export import OnnxModel  # (export imports this module)
+
+        model = OnnxModel(model, cfg.preprocess)
+    return model, cfg
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
     """Rebuild the model from the checkpoint alone (no cfg.yaml needed); returns it in eval mode."""
     model, cfg = rebuild(read_checkpoint(path), path)

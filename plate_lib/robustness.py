@@ -103,11 +103,12 @@ LABELS = {**{k: label for k, (_, _, label) in degrade.ROBUSTNESS.items()},
 
 
 def eval_set_curves(cfg: Config, checkpoint: str | Path, split: str = "test") -> pd.DataFrame:
-    """``curves`` of a checkpoint on ``split`` of every ``data.eval_sets`` entry (the report's section)."""
+    """``curves`` of a checkpoint on ``split`` of every ``data.eval_sets`` entry (the report's section), on the CPU,
+    by what ``predict.runtime`` picks there."""
     from .dataset import open_cfg_source
-    from .inference import load_model
+    from .inference import load_reader
 
-    model, _ = load_model(checkpoint)
+    model, _ = load_reader(checkpoint, "cpu", cfg.predict.runtime)
     sets = {}
     for path in cfg.data.eval_sets:
         source = open_cfg_source(cfg, path)
