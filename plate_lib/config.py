@@ -100,6 +100,15 @@ class AugmentConfig(_Section):
     brightness: float = Field(0.25, ge=0, le=1, description="Max brightness change")
     contrast: float = Field(0.3, ge=0, le=1, description="Max contrast change")
     noise: float = Field(0.03, ge=0, le=0.5, description="Max Gaussian noise sigma (images in 0..1)")
+    adverse: float = Field(0.0, ge=0, le=1, description="Share of plates put under one adverse condition drawn "
+                           "evenly: motion blur, defocus or darkness (real crops lack them; the generator draws its "
+                           "own); 0 = none")
+    motion_blur: float = Field(0.07, ge=0, le=0.3, description="adverse: longest motion-blur streak, a share of the "
+                               "width (drawn from a fifth of it up, within 30° of horizontal)")
+    defocus: float = Field(0.05, ge=0, le=0.3, description="adverse: largest defocus blur sigma, a share of the "
+                           "height (drawn from a third of it up)")
+    darken: float = Field(0.12, gt=0, le=1, description="adverse: lowest exposure gain of a darkened plate (drawn "
+                          "up to 0.6), with sensor noise of sigma 0.02")
 
 
 class ModelConfig(_Section):

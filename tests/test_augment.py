@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from plate_lib.augment import augment_batch
+from plate_lib.augment import CLEAR, DARK, DEFOCUS, MOTION, adverse_draws, augment_batch, blur
 from plate_lib.config import AugmentConfig
 
 ZERO = AugmentConfig(enabled=True, rotate_deg=0, shear=0, scale=0, translate=0, brightness=0, contrast=0, noise=0)
@@ -42,3 +42,56 @@ def test_rotation_is_in_degrees_in_pixel_space_whatever_the_aspect():
         if col.sum() > 0.5:
             centre = (col * rows).sum() / col.sum()
             assert abs(centre - 23.5) <= math.tan(math.radians(10)) * 62 + 1.5
+
+
+def sharpness(img: torch.Tensor) -> float:
+    """Mean squared horizontal and vertical difference: falls as an image is blurred."""
+    return float((img.diff(dim=-1) ** 2).mean() + (img.diff(dim=-2) ** 2).mean())
+
+
+def test_no_adverse_share_draws_nothing_more_so_a_recipe_without_it_trains_as_before():
+    # the sums of this seeded batch as augmented before the adverse conditions existed (the shipped model's
+    # stage 2 trained so): at adverse 0 the same draws, the same plates
+    x = torch.rand(8, 1, 48, 144, generator=torch.Generator().manual_seed(1))
+    y = augment_batch(x, AugmentConfig(enabled=True), torch.Generator().manual_seed(4)).double()
+    assert AugmentConfig().adverse == 0.0
+    assert math.isclose(float(y.sum()), 30782.1162975959, rel_tol=1e-9)
+    assert math.isclose(float((y ** 2).sum()), 20342.286746827776, rel_tol=1e-9)
+
+
+def test_adverse_plates_are_blurred_or_darkened_each_its_own_way():
+    x = (torch.rand(1, 1, 48, 144) > 0.5).float().repeat(60, 1, 1, 1)  # sharp, mid-grey on average
+    y = augment_batch(x, ZERO.model_copy(update={"adverse": 1.0}), torch.Generator().manual_seed(7))
+    dark = [bool(img.mean() < 0.6 * x[0].mean() + 0.05) for img in y]  # exposure gain at most 0.6, a little noise
+    for img, darkened in zip(y, dark, strict=True):
+        if not darkened:
+            assert sharpness(img) < 0.8 * sharpness(x[0])  # blurred
+            assert abs(float(img.mean() - x[0].mean())) < 0.02  # a blur keeps the brightness
+    assert 5 < sum(dark) < 40  # every plate under one condition, about a third darkened
+    blurred = y[[not d for d in dark]]
+    assert not torch.allclose(blurred[0], blurred[1])  # each its own kind, length, angle or sigma
+    kind, strength, angle = adverse_draws(1000, 0.3, torch.Generator().manual_seed(0))
+    shares = [(kind == k).float().mean().item() for k in (CLEAR, MOTION, DEFOCUS, DARK)]
+    assert abs(shares[0] - 0.7) < 0.05 and all(abs(v - 0.1) < 0.03 for v in shares[1:])
+    assert strength.min() >= 0 and strength.max() <= 1 and angle.abs().max() <= math.pi / 6
+
+
+def test_a_motion_streak_blurs_along_its_angle_and_defocus_every_way():
+    x = torch.zeros(2, 1, 49, 49)
+    x[:, :, 24, 24] = 1  # a point: the result is the kernel itself
+    kind = torch.tensor([MOTION, DEFOCUS])
+    cfg = AugmentConfig(motion_blur=0.3, defocus=0.05)  # a streak of 0.3 × 49 ≈ 15 px at full strength
+    y = blur(x, kind, torch.ones(2), torch.zeros(2), cfg)[:, 0]
+    streak, spot = y[0], y[1]
+    assert torch.isclose(streak.sum(), torch.tensor(1.0)) and torch.isclose(spot.sum(), torch.tensor(1.0))
+    assert streak[24].sum() > 0.95 and (streak[24] > 0).sum() >= 14  # horizontal at angle 0: the point's row
+    assert torch.allclose(spot, spot.T, atol=1e-6) and (spot[24] > 0.01).sum() >= 3  # round, a few px wide
+    assert torch.equal(blur(x, torch.tensor([CLEAR, CLEAR]), torch.ones(2), torch.zeros(2), cfg), x)
+
+
+def test_adverse_draws_are_made_for_the_global_batch_so_shards_match_one_process():
+    x = torch.rand(8, 1, 48, 144)
+    cfg = AugmentConfig(enabled=True, adverse=0.5)
+    whole = augment_batch(x, cfg, torch.Generator().manual_seed(2))
+    parts = [augment_batch(x[i:i + 4], cfg, torch.Generator().manual_seed(2), offset=i, total=8) for i in (0, 4)]
+    assert torch.allclose(torch.cat(parts), whole, atol=1e-6)
