@@ -90,7 +90,7 @@ NO_PLATES_FIX = "Point --data at a CCPD2019-dl1 zip, a folder of crops or a CCPD
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .dataset import load_split, open_cfg_source, require_plates
-    from .inference import evaluate
+    from .inference import evaluate, pick_runtime
 
     here = _cfg(args)  # how to read (predict.*, the batch): cfg.yaml and --set, as plate predict reads
     settings = here.predict
@@ -102,7 +102,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                              settings.rectify_below, settings.tta)
     out = {**_json_safe(summary), "checkpoint": str(ckpt), "data": str(args.data), "split": args.split,
            "skipped": len(data.skipped), "rectify_below": settings.rectify_below, "tta": settings.tta,
-           "runtime": "onnx" if hasattr(model, "in_parts") else "torch"}
+           "runtime": pick_runtime(settings.runtime, device)}
     if source.kind == "ccpd_photos":
         out["ccpd_crop"] = cfg.data.ccpd_crop
     if "subset" in rows:
