@@ -56,7 +56,7 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, offse
     x = (x - mean) * contrast + mean + bright
     if cfg.adverse > 0:
         dark = kind == DARK
-        gain = torch.where(dark, cfg.darken + (0.6 - cfg.darken) * strength, torch.ones_like(strength))
+        gain = torch.where(dark, cfg.darken + (DARK_GAIN_MAX - cfg.darken) * strength, torch.ones_like(strength))
         x = x * gain.to(dev).view(b, 1, 1, 1)
         dark_noise = torch.randn((total, *x.shape[1:]), generator=g)[offset:offset + b]
         x = x + (DARK_NOISE * dark.float()).to(dev).view(b, 1, 1, 1) * dark_noise.to(dev)
@@ -67,6 +67,7 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, offse
 
 
 CLEAR, MOTION, DEFOCUS, DARK = 0, 1, 2, 3  # adverse_draws' kinds
+DARK_GAIN_MAX = 0.6  # a darkened plate's exposure gain is drawn from augment.darken up to this
 DARK_NOISE = 0.02  # sensor noise sigma of a darkened plate (images in 0..1)
 
 

@@ -73,11 +73,10 @@ def _load_checkpoint(args: argparse.Namespace, runtime: str = "torch"):
     """The checkpoint's model on ``--device`` and its stored config with ``--set`` applied (no cfg.yaml needed);
     ``runtime`` (``predict.runtime``) onnx: the model run by ONNX Runtime (``export.OnnxModel``), on the CPU only;
     auto: onnx on the CPU where ONNX Runtime is installed, else torch (``inference.pick_runtime``)."""
-    from .inference import load_reader, pick_device, pick_runtime
+    from .inference import load_reader, pick_device
 
     ckpt = _checkpoint(args)
     device = pick_device(args.device)
-    log.info("runtime: %s on %s (predict.runtime)", pick_runtime(runtime, device), device)
     model, cfg = load_reader(ckpt, device, runtime)
     if args.set:
         overrides = dict(map(config_mod.parse_override, args.set))

@@ -102,10 +102,10 @@ class OnnxModel(torch.nn.Module):
         prov, ctc = self.run(np.ascontiguousarray(x.detach().numpy(), np.float32))
         return torch.from_numpy(prov), torch.from_numpy(ctc)
 
-    def run(self, images: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """float32 [B, C, H, W] in 0..1 → province and CTC logits, as numpy arrays, on the session of ``threads``
-        threads (None: ``threads()``)."""
-        return tuple(self.session(threads or self.threads()).run(None, {"images": images}))
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 [B, C, H, W] in 0..1 → province and CTC logits, as numpy arrays, on the session of
+        ``threads()`` threads."""
+        return tuple(self.session(self.threads()).run(None, {"images": images}))
 
     def run_images(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 [B, H, W, C] (letterboxed) → province and CTC logits, with no torch tensor between: what

@@ -4,6 +4,7 @@ importable from here too."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from .models import fuse_batchnorm
 from .plates import BLANK, ctc_beam_search, ctc_greedy_decode, is_issued_format
 from .preprocess import TTA_VIEWS, letterbox, tta_views
 from .sources import Record, Source
+
+log = logging.getLogger(__name__)
 
 EVAL_BATCH: int = TrainingConfig.model_fields["eval_batch_size"].default  # training.eval_batch_size's default
 RECTIFY_BELOW: float = PredictConfig.model_fields["rectify_below"].default  # predict.rectify_below's default
@@ -67,6 +70,7 @@ def load_reader(path: str | Path, device: str | torch.device = "cpu",
     PyTorch model, or ``export.OnnxModel`` in its place (ONNX Runtime; the CPU only: elsewhere an error)."""
     device = torch.device(device)
     runtime = pick_runtime(runtime, device)
+    log.info("runtime: %s on %s (predict.runtime)", runtime, device)
     if runtime == "onnx" and device.type != "cpu":
         raise ConfigError(f"predict.runtime onnx runs on the CPU, not on device {device}: pass --device cpu, "
                           "or set predict.runtime=torch")

@@ -82,7 +82,7 @@ def test_a_batch_spread_over_threads_in_parts_reads_as_one_session_does_in_order
         whole = onnx.run_images(images)
         monkeypatch.setattr(onnx, "part_plates", 16)
         runs, run = [], onnx.run
-        monkeypatch.setattr(onnx, "run", lambda ims, threads=None: runs.append((len(ims), onnx.threads())) or run(ims))
+        monkeypatch.setattr(onnx, "run", lambda ims: runs.append((len(ims), onnx.threads())) or run(ims))
         for n in (2, 17, 40):
             runs.clear()
             for ours, theirs in zip(onnx.run_images(images[:n]), whole, strict=True):
@@ -114,7 +114,7 @@ def test_raw_crops_are_read_in_parts_end_to_end_as_one_session_reads_them(shippe
         whole = read_plates(onnx, cfg, crops, rectify_below=1.0)  # every crop looked at twice
         monkeypatch.setattr(onnx, "part_plates", 8)
         runs, run = [], onnx.run
-        monkeypatch.setattr(onnx, "run", lambda ims, threads=None: runs.append((len(ims), onnx.threads())) or run(ims))
+        monkeypatch.setattr(onnx, "run", lambda ims: runs.append((len(ims), onnx.threads())) or run(ims))
         parts = read_plates(onnx, cfg, crops, rectify_below=1.0)
     finally:
         torch.set_num_threads(before)
