@@ -1,12 +1,15 @@
 """Where a model breaks: word accuracy on real held-out crops under one degradation at a time.
 
     python benchmarks/robustness.py [--checkpoint models/plate_default.pt] [--split test] [--label NAME]
+                                    [--out benchmarks/robustness.json] [--reference shipped]
 
 Reads the CCPD sample's photos (cut from their corners) and ``real-crops-lyl8213`` (136×36 street crops),
 the split given (``test`` for the report, ``val`` to choose the generator's ranges on), clean and under each
 degradation of ``plate_lib.degrade.ROBUSTNESS`` and each crop margin of ``plate_lib.robustness.MARGINS``
 (``robustness.curves``). Writes ``benchmarks/robustness.json`` (one entry per ``--label``, kept across runs so
-models can be compared) and ``benchmarks/robustness.png``, and prints the table.
+models can be compared) and ``benchmarks/robustness.png``, and prints the table; where the file keeps other runs
+on the same split, also each run against ``--reference`` (``robustness.compare``: clean, the mean under degradation,
+degraded plates read more or fewer, settings better and worse).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def main() -> None:
     ap.add_argument("--label", default="shipped", help="the name this model's curves are kept under")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "robustness.json"))
     ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "robustness.png"))
+    ap.add_argument("--reference", default="shipped", help="the kept run the others are compared with")
     args = ap.parse_args()
 
     import torch
@@ -62,6 +66,10 @@ def main() -> None:
     plots.robustness_curves(everything, f"word accuracy under one degradation at a time ({args.split} splits)"
                             ).savefig(args.plot, dpi=90)
     print(table.pivot_table(index=["degradation", "strength"], columns="set", values="word_acc").round(3).to_string())
+    reference = args.reference if args.reference in set(everything.model) else args.label
+    if everything.model.nunique() > 1:
+        print(f"\nthe {args.split} curves kept in {args.out}, against {reference!r}:")
+        print(robustness.compare(everything, reference).round(3).to_string(index=False))
     print(f"wrote {args.out} and {args.plot}")
 
 

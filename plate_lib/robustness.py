@@ -97,6 +97,25 @@ def curves(model: torch.nn.Module, cfg: Config, sets: dict[str, tuple[Source, li
     return pd.DataFrame(rows, columns=["set", "degradation", "strength", "word_acc", "n"])
 
 
+def compare(table: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Models' ``curves`` side by side: ``table`` is their rows stacked with a ``model`` column. One row per
+    model and set: the clean word accuracy, the mean over the degraded settings, and against ``reference``'s
+    curves (the same settings), the degraded plates read more (negative: fewer) and the settings read better
+    and worse. The figures to judge an augmentation by: clean level, degraded up."""
+    key = ["set", "degradation", "strength"]
+    ref = table[table.model == reference].set_index(key)
+    rows = []
+    for (model, name), part in table.groupby(["model", "set"], sort=False):
+        part = part.set_index(key)
+        clean, degraded = part.xs("none", level="degradation"), part.drop("none", level="degradation", errors="ignore")
+        base = ref.reindex(degraded.index)
+        gain = (degraded.word_acc - base.word_acc) * degraded.n
+        rows.append({"model": model, "set": name, "n": int(clean.n.iloc[0]), "clean": float(clean.word_acc.iloc[0]),
+                     "degraded_mean": float(degraded.word_acc.mean()), "plates_vs_reference": int(round(gain.sum())),
+                     "better": int((gain > 0.5).sum()), "worse": int((gain < -0.5).sum())})
+    return pd.DataFrame(rows)
+
+
 LABELS = {**{k: label for k, (_, _, label) in degrade.ROBUSTNESS.items()},
           "margin": "crop margin per side, share of the plate (negative: cut)"}
 """The x-axis label of each degradation."""

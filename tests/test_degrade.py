@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import write_dl1_zip
@@ -112,3 +113,15 @@ def test_a_crop_without_its_photo_is_turned_with_its_edges_repeated(tmp_path):
     src = open_source(write_dl1_zip(tmp_path / "d.zip", {"test": ["皖A12345"]}))
     (rec,) = src.records("test")
     np.testing.assert_array_equal(robustness.rotated_crop(src, rec, 10), degrade.rotate(src.load(rec), 10))
+
+
+def test_compare_counts_the_degraded_plates_and_settings_a_model_reads_better_or_worse_than_the_reference():
+    def curves(model, clean, blur1, blur2):
+        return pd.DataFrame({"set": "s", "degradation": ["none", "blur", "blur"], "strength": [0.0, 1.0, 2.0],
+                             "word_acc": [clean, blur1, blur2], "n": 10, "model": model})
+
+    table = pd.concat([curves("ref", 1.0, 0.5, 0.2), curves("new", 0.9, 0.7, 0.1)])
+    rows = robustness.compare(table, "ref").set_index("model")
+    assert rows.loc["new", "clean"] == 0.9 and rows.loc["new", "degraded_mean"] == pytest.approx(0.4)
+    assert (rows.loc["new", "plates_vs_reference"], rows.loc["new", "better"], rows.loc["new", "worse"]) == (1, 1, 1)
+    assert (rows.loc["ref", "plates_vs_reference"], rows.loc["ref", "better"], rows.loc["ref", "worse"]) == (0, 0, 0)
