@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--label", default="shipped", help="the name this model's curves are kept under")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "robustness.json"))
     ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "robustness.png"))
-    ap.add_argument("--reference", default="shipped", help="the kept run the others are compared with")
+    ap.add_argument("--reference", default="shipped", help="the kept run the others are compared with (where none is kept by that label: this run)")
     args = ap.parse_args()
 
     import torch

@@ -107,7 +107,7 @@ def compare(table: pd.DataFrame, reference: str) -> pd.DataFrame:
     rows = []
     for (model, name), part in table.groupby(["model", "set"], sort=False):
         part = part.set_index(key)
-        clean, degraded = part.xs("none", level="degradation"), part.drop("none", level="degradation", errors="ignore")
+        clean, degraded = part.xs("none", level="degradation"), part.drop("none", level="degradation")
         base = ref.reindex(degraded.index)
         gain = (degraded.word_acc - base.word_acc) * degraded.n
         rows.append({"model": model, "set": name, "n": int(clean.n.iloc[0]), "clean": float(clean.word_acc.iloc[0]),
