@@ -6,7 +6,7 @@ It returns ``province_logits`` [N, P] and ``ctc_logits`` [N, T, S + 1]; decode w
 (argmax province; CTC best path: merge repeats, drop blank 0; symbol i is class i + 1).
 
 ``OnnxModel`` runs such a graph in ONNX Runtime in place of the PyTorch model (``predict.runtime: onnx``): the same
-readings, about 4× faster through the network one plate at a time on a CPU (README, "Speed").
+readings, about 4× faster through the network one plate at a time on a CPU (README, "Export to ONNX").
 """
 
 from __future__ import annotations

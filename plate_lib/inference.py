@@ -195,7 +195,7 @@ def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray
     Each crop whose least sure character (``weakest_character``, the province included) is read with a
     probability below ``rectify_below`` is read again warped level where ``rectify.plate_quad`` finds the
     plate, and the more confident reading is kept: bounding-box crops of tilted plates gain most (README,
-    "Measured results"). 0 reads every crop once, as given; 1 looks twice at every crop. With ``tta``, such a
+    "Measured results"; docs/experiments.md, "The rectified second look"). 0 reads every crop once, as given; 1 looks twice at every crop. With ``tta``, such a
     crop is also read in the other ``preprocess.tta_views`` (padded, cut; each with its own second look) and the
     three readings vote (``other_views``). ``model`` may be ``export.OnnxModel`` (ONNX Runtime in its place).
     The network reads ``batch_size`` crops at a time.
@@ -256,7 +256,7 @@ def other_views(read: Callable[[list[np.ndarray]], list[tuple[str, float]]], cro
     """Test-time views (``predict.tta``): each crop (raw BGR) read in its other ``preprocess.tta_views`` too
     (``read``: ``read_crops`` without views), and its three readings voting (``vote``); the winners. Given only
     the crops the first look was unsure of: on the train and val splits, voting on every crop read the same real
-    plates (README, "Test-time views")."""
+    plates (docs/experiments.md, "Test-time views")."""
     others = read([v for im in crops for v in tta_views(im)[1:]])
     k = len(TTA_VIEWS) - 1
     return [vote([reading, *others[j * k:(j + 1) * k]], len(TTA_VIEWS))[0] for j, reading in enumerate(readings)]

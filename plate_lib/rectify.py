@@ -45,7 +45,7 @@ def plate_quad(bgr: np.ndarray) -> np.ndarray | None:
     if bgr.ndim != 3 or bgr.shape[2] != 3:
         return None  # grey crops carry no colour to find the plate by
     scale = min(1.0, FIND_HEIGHT / bgr.shape[0])
-    if scale < 1:  # bilinear: a third of INTER_AREA's time on large crops, as many train/val plates read (README)
+    if scale < 1:  # bilinear: a third of INTER_AREA's time on large crops, as many train/val plates read (docs/experiments.md)
         small = cv2.resize(bgr, (max(1, round(bgr.shape[1] * scale)), FIND_HEIGHT), interpolation=cv2.INTER_LINEAR)
         quad = plate_quad(small)
         return None if quad is None else quad * np.array([bgr.shape[1] / small.shape[1], bgr.shape[0] / FIND_HEIGHT],
@@ -81,7 +81,7 @@ def model_input(bgr: np.ndarray, height: int, width: int, grayscale: bool) -> np
 
     Warped (grey first, for a grey model) to twice the size the plate fills in the input, then halved by area
     averaging: no aliasing from large crops, and a third to a fifth of the time of warping to ``PLATE_SIZE`` in
-    colour and letterboxing that, reading as many train and val plates (README, "The rectified second look")."""
+    colour and letterboxing that, reading as many train and val plates (docs/experiments.md, "The rectified second look")."""
     quad = plate_quad(bgr)
     if quad is None:
         return None
