@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import real_sets  # noqa: E402  (benchmarks/real_sets.py: the real sets in one place)
 
-COLOURS_CSV = ROOT / "benchmarks" / "lyl8213-colours.csv"
+COLOURS_CSV = real_sets.COLOURS_CSV
 
 
 def _crops(name: str) -> tuple[list[np.ndarray], list]:

@@ -1,6 +1,7 @@
 """The real sets a model is measured on, in one place, and a quick reading of a checkpoint on all of them.
 
     python benchmarks/real_sets.py CHECKPOINT [CHECKPOINT …] [--splits train val] [--json] [--no-rectify] [--tta]
+                                   [--by-colour]
 
 Sets (``REAL_SETS``): the CCPD sample's photos cut from their corners (``sample_corners``), by their annotated
 bounding box (``sample_bbox``), those box crops shrunk to 94×24 (``sample_bbox_94x24``), and the street crops
@@ -10,11 +11,15 @@ checkpoint: word accuracy per set, and province accuracy on plates not from 皖 
 ``peers.py`` reads the same sets (their test splits). Crops are read as ``inference.read_plates`` reads them:
 as given and, below cfg.yaml's ``predict.rectify_below`` confidence, rectified too, the more confident reading kept;
 ``--no-rectify`` reads them as given only (the network alone); ``--tta`` in three views each (``predict.tta``).
+``--by-colour`` also reads each set's blue, yellow and green plates apart (``plate_colours``: 8 characters are a
+green plate; lyl8213's 7-character plates are coloured by ``lyl8213-colours.csv``, labelled by hand; the CCPD
+sample's are blue, as every CCPD2019 plate of 7 characters).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -29,6 +34,7 @@ REAL_SETS = {  # name: (data, CCPD crop mode, resize to (w, h) or None, descript
     "sample_bbox_94x24": (SAMPLE, "bbox", (94, 24), "the same bounding-box crops resized to 94x24"),
     "lyl8213": (DEV, "corners", None, "real-crops-lyl8213 (split by a hash of the plate text), 136x36 street crops"),
 }
+COLOURS_CSV = ROOT / "benchmarks" / "lyl8213-colours.csv"  # file,colour: lyl8213's plate colours, labelled by hand
 
 
 def present() -> list[str]:
@@ -52,6 +58,36 @@ def load_source(src, splits: tuple[str, ...]) -> tuple[list, list[str], list[str
     """The crops (BGR), plate texts and names of ``splits`` of any source (``sources.open_source``)."""
     recs = [r for split in splits for r in src.records(split) if not r.error]
     return [src.load(r) for r in recs], [r.text for r in recs], [r.name for r in recs]
+
+
+def plate_colours(name: str, names: list[str], texts: list[str]) -> list[str]:
+    """The colour of each plate of a real set: ``green`` for 8 characters (new-energy plates); for 7, lyl8213's hand
+    labels (``COLOURS_CSV``, by file name) and ``blue`` for the CCPD sample (CCPD2019 has no yellow plates)."""
+    labels = {}
+    if name == "lyl8213":
+        with COLOURS_CSV.open(encoding="utf-8", newline="") as f:
+            labels = {row["file"]: row["colour"] for row in csv.DictReader(f)}
+    out = []
+    for n, t in zip(names, texts, strict=True):
+        if len(t) == 8:
+            out.append("green")
+        elif name == "lyl8213":
+            if n not in labels:
+                raise SystemExit(f"{COLOURS_CSV}: no colour for {n}; label it (file,colour)")
+            out.append(labels[n])
+        else:
+            out.append("blue")
+    return out
+
+
+def by_group(preds: list[str], texts: list[str], groups: list[str]) -> dict[str, dict]:
+    """``metrics.summarize`` of each group's plates (``analysis.subset_metrics``), groups in sorted order."""
+    import pandas as pd
+
+    from plate_lib.analysis import subset_metrics
+
+    table = subset_metrics(pd.DataFrame({"pred": preds, "true": texts, "group": groups}), "group").drop("all")
+    return {g: {k: (int(v) if k == "n" else float(v)) for k, v in row.items()} for g, row in table.iterrows()}
 
 
 def add_study_args(ap, out: str) -> None:
@@ -92,9 +128,11 @@ def relative(path: str) -> str:
     return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(full)
 
 
-def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True, tta: bool = False) -> dict[str, dict]:
+def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True, tta: bool = False,
+         by_colour: bool = False) -> dict[str, dict]:
     """``metrics.summarize`` of the checkpoint on each present set (``rectify``: as ``read_plates`` reads by
-    default, else each crop once, as given)."""
+    default, else each crop once, as given); with ``by_colour``, each set's also holds ``by_colour``: the same for
+    its blue, yellow and green plates apart (``plate_colours``)."""
     from plate_lib.config import load as load_config
     from plate_lib.inference import load_model, read_plates
     from plate_lib.metrics import summarize
@@ -103,8 +141,11 @@ def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True, 
     below = load_config(ROOT / "cfg.yaml").predict.rectify_below if rectify else 0.0  # as `plate evaluate` reads
     out = {}
     for name in present():
-        images, texts, _ = load(name, splits)
-        out[name] = summarize([p for p, _ in read_plates(model, cfg, images, rectify_below=below, tta=tta)], texts)
+        images, texts, names = load(name, splits)
+        preds = [p for p, _ in read_plates(model, cfg, images, rectify_below=below, tta=tta)]
+        out[name] = summarize(preds, texts)
+        if by_colour:
+            out[name]["by_colour"] = by_group(preds, texts, plate_colours(name, names, texts))
     return out
 
 
@@ -115,11 +156,14 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--no-rectify", dest="rectify", action="store_false", help="read crops as given only")
     ap.add_argument("--tta", action="store_true", help="read each crop in three views, voting (predict.tta)")
+    ap.add_argument("--by-colour", action="store_true", help="also read blue, yellow and green plates apart")
     args = ap.parse_args()
-    results = {c: read(c, tuple(args.splits), args.rectify, args.tta) for c in args.checkpoints}
+    results = {c: read(c, tuple(args.splits), args.rectify, args.tta, args.by_colour) for c in args.checkpoints}
     if args.json:  # NaN (no plate from outside 皖) is not JSON: null
-        clean = {c: {n: {k: (None if v != v else v) for k, v in m.items()} for n, m in r.items()}
-                 for c, r in results.items()}
+        def clean_metrics(m: dict) -> dict:
+            return {k: (clean_metrics(v) if isinstance(v, dict) else None if v != v else v) for k, v in m.items()}
+
+        clean = {c: {n: clean_metrics(m) for n, m in r.items()} for c, r in results.items()}
         print(json.dumps({"splits": args.splits, "rectify": args.rectify, "tta": args.tta, "sets": {n: REAL_SETS[n][3] for n in present()},
                           "checkpoints": clean}, indent=1, ensure_ascii=False))
         return
@@ -130,6 +174,8 @@ def main() -> None:
     for c, r in results.items():
         cells = "".join(f"{r[n]['word_acc']:>13.3f} ({r[n]['province_acc_non_wan']:.3f})" for n in names)
         print(f"{str(c)[-40:]:40}{cells}  n={'/'.join(str(r[n]['n']) for n in names)}")
+        for n in names if args.by_colour else []:
+            print(f"  {n:22}" + "".join(f"  {g} {m['word_acc']:.3f} (n={m['n']})" for g, m in r[n]["by_colour"].items()))
 
 
 if __name__ == "__main__":

@@ -115,6 +115,14 @@ plots.plate_gallery(test_source, analysis.most_confident_wrong(test_rows), "most
 # %%
 analysis.subset_tables(results).round(3)
 
+# %% [markdown]
+# ## By plate colour
+# Blue, yellow and green plates apart, on the test split and every eval set: green by its 8 characters, blue or
+# yellow by the crop's hue, as `plate predict`'s `kind` calls them (`unknown`: no colour to tell, as at night).
+
+# %%
+analysis.colour_tables(cfg, results)[["n", "word_acc", "char_acc", "province_acc"]].round(3)
+
 # %%
 for name in cfg.data.eval_sets:
     display(plots.plate_gallery(analysis.eval_source(cfg, name), analysis.most_confident_wrong(results[name][1]),

@@ -21,6 +21,7 @@ from .augment import augment_batch
 from .config import AugmentConfig, Config, PreprocessConfig
 from .dataset import load_cfg_split, open_cfg_source, require_plates, resolve_source, to_tensor
 from .inference import evaluate, load_reader
+from .predict import plate_kind
 from .preprocess import letterbox
 from .sources import Record, Source
 from .synth import generate_zip, render_plate
@@ -251,6 +252,23 @@ def subset_metrics(rows: pd.DataFrame, column: str = "subset") -> pd.DataFrame:
     groups = {str(k): g for k, g in rows.groupby(column)} | {"all": rows}
     out = pd.DataFrame({k: metrics.summarize(g["pred"].tolist(), g["true"].tolist()) for k, g in groups.items()}).T
     return out.astype({"n": int}).rename_axis(column)
+
+
+def plate_colours(source: Source, rows: pd.DataFrame) -> list[str]:
+    """Each row's plate colour as ``plate predict`` calls it (``predict.plate_kind`` of the true text and the raw
+    crop): ``green`` for 8 characters, else ``blue`` or ``yellow`` by the crop's hue, ``unknown`` where it has no
+    colour to tell (night, infrared, washed out). One crop in memory at a time."""
+    return [plate_kind(text, source.load(Record(name, "")))
+            for name, text in zip(rows["name"], rows["true"], strict=True)]
+
+
+def colour_tables(cfg: Config, results: dict[str, tuple[dict, pd.DataFrame]]) -> pd.DataFrame:
+    """``subset_metrics`` by plate colour (``plate_colours``) of every evaluated set, indexed by (set, colour)."""
+    tables = {}
+    for name, (_, rows) in results.items():
+        coloured = rows.assign(colour=plate_colours(eval_source(cfg, name), rows))
+        tables[Path(name).name] = subset_metrics(coloured, "colour")
+    return pd.concat(tables, names=["eval set"])
 
 
 def subset_tables(results: dict[str, tuple[dict, pd.DataFrame]], column: str = "subset") -> pd.DataFrame:

@@ -107,6 +107,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if "subset" in rows:
         out["subsets"] = {s: _json_safe({"n": int(len(g)), "word_acc": float(g["correct"].mean())})
                           for s, g in rows.groupby("subset")}
+    if args.by_colour:  # each crop loaded again for its hue: the plate's colour as plate predict's kind calls it
+        from .analysis import plate_colours, subset_metrics
+
+        rows["colour"] = plate_colours(source, rows)
+        table = subset_metrics(rows, "colour").drop("all")
+        out["colours"] = {c: _json_safe({k: (int(v) if k == "n" else float(v)) for k, v in m.items()})
+                          for c, m in table.iterrows()}
     if args.out:
         rows.to_csv(args.out, index=False)
     print(json.dumps(out, ensure_ascii=False))
@@ -212,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--skip-bad", action="store_true", help="skip bad images and labels (counted)")
     e.add_argument("--device", default="auto")
     e.add_argument("--out", help="also write one CSV row per plate here")
+    e.add_argument("--by-colour", action="store_true",
+                   help="also measure blue, yellow and green plates apart (colours: green by 8 characters, else "
+                        "the crop's hue, as plate predict's kind; unknown where it has none)")
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("predict", parents=[common], help="read the plate in each image: plate crops, or CCPD2019 "

@@ -251,3 +251,29 @@ def test_peer_wins_is_empty_with_a_note_when_no_peer_is_installed(monkeypatch, t
     assert wins.empty and set(absent) == set(peers.PEERS)
     fig = plots.peer_gallery(source, wins, absent, "won")
     assert "skipped, no peer installed" in fig.axes[0].texts[0].get_text()
+
+
+def test_colour_tables_read_blue_yellow_and_green_plates_apart(tmp_path):
+    # a crops folder of rendered plates: two yellow, one blue, one green (8 characters); the yellow 苏 plate is misread
+    import cv2
+
+    from plate_lib.synth import render_plate
+
+    rng = np.random.default_rng(0)
+    plates = [("苏E12345", "yellow"), ("浙B77777", "yellow"), ("沪A24680", "blue"), ("皖AD12345", "green")]
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i, (text, colour) in enumerate(plates):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), render_plate(text, rng, degrade=0.0, rectified=True, colour=colour))
+    (folder / "labels.csv").write_text("file,label\n" + "".join(f"{i:03d}.png,{t}\n" for i, (t, _) in
+                                                                 enumerate(plates)), encoding="utf-8")
+    rows = rows_of([(t, "苏E12346" if i == 0 else t) for i, (t, _) in enumerate(plates)])
+    rows["name"] = [f"{i:03d}.png" for i in range(len(plates))]
+    source = open_source(folder)
+    assert analysis.plate_colours(source, rows) == [c for _, c in plates]
+
+    cfg = load(None, {"data.source": str(folder)})
+    table = analysis.colour_tables(cfg, {"test": ({}, rows)})
+    assert table.loc[("test", "yellow"), "n"] == 2 and table.loc[("test", "yellow"), "word_acc"] == 0.5
+    assert table.loc[("test", "blue"), "word_acc"] == 1.0 and table.loc[("test", "green"), "n"] == 1
+    assert table.loc[("test", "all"), "n"] == 4
