@@ -50,6 +50,9 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, offse
     if cfg.adverse > 0:  # no draws at 0: a recipe without it trains as before, bit for bit
         kind, strength, angle = (t[offset:offset + b] for t in adverse_draws(total, cfg.adverse, g))
         x = blur(x, kind, strength, angle, cfg)
+    if cfg.colour > 0 and x.shape[1] == 3:  # no draws at 0 or on grey input: recipes without it train as before
+        x = colour_response(x, (1 + uniform_n(total, 3, cfg.colour, g))[offset:offset + b].to(dev),
+                            (1 + uniform_n(total, 1, 2 * cfg.colour, g))[offset:offset + b].to(dev))
     bright = uniform(cfg.brightness).view(b, 1, 1, 1)
     contrast = (1 + uniform(cfg.contrast)).view(b, 1, 1, 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -64,6 +67,19 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, offse
         sigma = (torch.rand(total, generator=g)[offset:offset + b] * cfg.noise).to(dev).view(b, 1, 1, 1)
         x = x + sigma * torch.randn((total, *x.shape[1:]), generator=g)[offset:offset + b].to(dev)
     return x.clamp_(0, 1)
+
+
+def uniform_n(n: int, k: int, lim: float, g: torch.Generator) -> torch.Tensor:
+    """[n, k] draws in [-lim, lim]."""
+    return (torch.rand(n, k, generator=g) * 2 - 1) * lim
+
+
+def colour_response(x: torch.Tensor, gains: torch.Tensor, saturation: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] colour plates as another camera renders them: each plate's saturation scaled about its grey
+    (``saturation``, [B, 1]), then each channel multiplied by its white-balance gain (``gains``, [B, 3])."""
+    grey = x.mean(dim=1, keepdim=True)
+    x = grey + (x - grey) * saturation.view(-1, 1, 1, 1).clamp(min=0)
+    return x * gains.view(-1, 3, 1, 1)
 
 
 CLEAR, MOTION, DEFOCUS, DARK = 0, 1, 2, 3  # adverse_draws' kinds

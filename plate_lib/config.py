@@ -109,6 +109,8 @@ class AugmentConfig(_Section):
                            "height (drawn from a third of it up)")
     darken: float = Field(0.12, gt=0, le=1, description="adverse: lowest exposure gain of a darkened plate (drawn "
                           "up to 0.6), with sensor noise of sigma 0.02")
+    colour: float = Field(0.0, ge=0, le=0.5, description="Colour input only: a camera's colour response per plate, "
+                          "white-balance gains of 1 ± colour per channel and saturation scaled by 1 ± 2·colour; 0 = none")
 
 
 class ModelConfig(_Section):
