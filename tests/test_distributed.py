@@ -47,6 +47,10 @@ def test_two_gloo_processes_match_one_process(tmp_path):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4), key
     w1 = torch.load(one / "last.pt", weights_only=True)["model"]
     w2 = torch.load(two / "last.pt", weights_only=True)["model"]
-    for k in w1:
-        # equal up to float summation order (gradients are summed in another order across processes)
-        assert torch.allclose(w1[k], w2[k], atol=1e-4), f"{k} differs by {(w1[k] - w2[k]).abs().max():.2e}"
+    # equal up to float summation order (gradients are summed in another order across processes). Adam divides
+    # each gradient by its own running scale, so where a weight's gradient is near zero that order can tip its
+    # update either way by up to the learning rate (0.002): on an AMD EPYC (AVX2) 331 of 111,892 weights differed
+    # by 1e-4 to 1.5e-3. A wrong shard or loss normalisation moves nearly every weight.
+    diffs = torch.cat([(w1[k] - w2[k]).abs().flatten() for k in w1 if w1[k].is_floating_point()])
+    assert diffs.max() < 2 * 0.002, f"a weight differs by {diffs.max():.2e}"
+    assert (diffs > 1e-4).float().mean() < 0.01, f"{(diffs > 1e-4).float().mean():.1%} of weights differ by > 1e-4"
