@@ -11,7 +11,7 @@ checkpoint: word accuracy per set, and province accuracy on plates not from 皖 
 ``peers.py`` reads the same sets (their test splits). Crops are read as ``inference.read_plates`` reads them:
 as given and, below cfg.yaml's ``predict.rectify_below`` confidence, rectified too, the more confident reading kept;
 ``--no-rectify`` reads them as given only (the network alone); ``--tta`` in three views each (``predict.tta``).
-``--by-colour`` also reads each set's blue, yellow and green plates apart (``plate_colours``: 8 characters are a
+``--by-colour`` also reads each set's blue, yellow and green plates apart (``true_colours``: 8 characters are a
 green plate; lyl8213's 7-character plates are coloured by ``lyl8213-colours.csv``, labelled by hand; the CCPD
 sample's are blue, as every CCPD2019 plate of 7 characters).
 """
@@ -60,7 +60,7 @@ def load_source(src, splits: tuple[str, ...]) -> tuple[list, list[str], list[str
     return [src.load(r) for r in recs], [r.text for r in recs], [r.name for r in recs]
 
 
-def plate_colours(name: str, names: list[str], texts: list[str]) -> list[str]:
+def true_colours(name: str, names: list[str], texts: list[str]) -> list[str]:
     """The colour of each plate of a real set: ``green`` for 8 characters (new-energy plates); for 7, lyl8213's hand
     labels (``COLOURS_CSV``, by file name) and ``blue`` for the CCPD sample (CCPD2019 has no yellow plates)."""
     labels = {}
@@ -132,7 +132,7 @@ def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True, 
          by_colour: bool = False) -> dict[str, dict]:
     """``metrics.summarize`` of the checkpoint on each present set (``rectify``: as ``read_plates`` reads by
     default, else each crop once, as given); with ``by_colour``, each set's also holds ``by_colour``: the same for
-    its blue, yellow and green plates apart (``plate_colours``)."""
+    its blue, yellow and green plates apart (``true_colours``)."""
     from plate_lib.config import load as load_config
     from plate_lib.inference import load_model, read_plates
     from plate_lib.metrics import summarize
@@ -145,7 +145,7 @@ def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True, 
         preds = [p for p, _ in read_plates(model, cfg, images, rectify_below=below, tta=tta)]
         out[name] = summarize(preds, texts)
         if by_colour:
-            out[name]["by_colour"] = by_group(preds, texts, plate_colours(name, names, texts))
+            out[name]["by_colour"] = by_group(preds, texts, true_colours(name, names, texts))
     return out
 
 
