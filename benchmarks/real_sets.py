@@ -80,16 +80,6 @@ def true_colours(name: str, names: list[str], texts: list[str]) -> list[str]:
     return out
 
 
-def by_group(preds: list[str], texts: list[str], groups: list[str]) -> dict[str, dict]:
-    """``metrics.summarize`` of each group's plates (``analysis.subset_metrics``), groups in sorted order."""
-    import pandas as pd
-
-    from plate_lib.analysis import subset_metrics
-
-    table = subset_metrics(pd.DataFrame({"pred": preds, "true": texts, "group": groups}), "group").drop("all")
-    return {g: {k: (int(v) if k == "n" else float(v)) for k, v in row.items()} for g, row in table.iterrows()}
-
-
 def add_study_args(ap, out: str) -> None:
     """The options of a study that reads a checkpoint on the real sets and the synthetic val split
     (``second_look.py``, ``tta.py``)."""
@@ -133,6 +123,9 @@ def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True, 
     """``metrics.summarize`` of the checkpoint on each present set (``rectify``: as ``read_plates`` reads by
     default, else each crop once, as given); with ``by_colour``, each set's also holds ``by_colour``: the same for
     its blue, yellow and green plates apart (``true_colours``)."""
+    import pandas as pd
+
+    from plate_lib.analysis import group_metrics
     from plate_lib.config import load as load_config
     from plate_lib.inference import load_model, read_plates
     from plate_lib.metrics import summarize
@@ -145,7 +138,8 @@ def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True, 
         preds = [p for p, _ in read_plates(model, cfg, images, rectify_below=below, tta=tta)]
         out[name] = summarize(preds, texts)
         if by_colour:
-            out[name]["by_colour"] = by_group(preds, texts, true_colours(name, names, texts))
+            coloured = pd.DataFrame({"pred": preds, "true": texts, "colour": true_colours(name, names, texts)})
+            out[name]["by_colour"] = group_metrics(coloured, "colour")
     return out
 
 

@@ -254,6 +254,12 @@ def subset_metrics(rows: pd.DataFrame, column: str = "subset") -> pd.DataFrame:
     return out.astype({"n": int}).rename_axis(column)
 
 
+def group_metrics(rows: pd.DataFrame, column: str) -> dict[str, dict[str, float]]:
+    """``subset_metrics`` of each value of ``column`` as plain numbers (``n`` an int), without ``all``."""
+    table = subset_metrics(rows, column).drop("all")
+    return {str(g): {k: (int(v) if k == "n" else float(v)) for k, v in m.items()} for g, m in table.iterrows()}
+
+
 def plate_colours(source: Source, rows: pd.DataFrame) -> list[str]:
     """Each row's plate colour as ``plate predict`` calls it (``predict.plate_kind`` of the true text and the raw
     crop): ``green`` for 8 characters, else ``blue`` or ``yellow`` by the crop's hue, ``unknown`` where it has no

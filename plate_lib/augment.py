@@ -29,8 +29,8 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, offse
     b, dev = x.shape[0], x.device
     total = total or b
 
-    def uniform(lim: float) -> torch.Tensor:  # this shard's rows of a draw in [-lim, lim] for the global batch
-        return (torch.rand(total, generator=g)[offset:offset + b] * 2 - 1).mul_(lim).to(dev)
+    def uniform(lim: float, *shape: int) -> torch.Tensor:  # this shard's rows of a global batch's draw in ±lim
+        return (torch.rand(total, *shape, generator=g)[offset:offset + b] * 2 - 1).mul_(lim).to(dev)
 
     ang = uniform(math.radians(cfg.rotate_deg))
     shear = uniform(cfg.shear)
@@ -51,8 +51,7 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, offse
         kind, strength, angle = (t[offset:offset + b] for t in adverse_draws(total, cfg.adverse, g))
         x = blur(x, kind, strength, angle, cfg)
     if cfg.colour > 0 and x.shape[1] == 3:  # no draws at 0 or on grey input: recipes without it train as before
-        x = colour_response(x, (1 + uniform_n(total, 3, cfg.colour, g))[offset:offset + b].to(dev),
-                            (1 + uniform_n(total, 1, 2 * cfg.colour, g))[offset:offset + b].to(dev))
+        x = colour_response(x, 1 + uniform(cfg.colour, 3), 1 + uniform(2 * cfg.colour, 1))
     bright = uniform(cfg.brightness).view(b, 1, 1, 1)
     contrast = (1 + uniform(cfg.contrast)).view(b, 1, 1, 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -67,11 +66,6 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, offse
         sigma = (torch.rand(total, generator=g)[offset:offset + b] * cfg.noise).to(dev).view(b, 1, 1, 1)
         x = x + sigma * torch.randn((total, *x.shape[1:]), generator=g)[offset:offset + b].to(dev)
     return x.clamp_(0, 1)
-
-
-def uniform_n(n: int, k: int, lim: float, g: torch.Generator) -> torch.Tensor:
-    """[n, k] draws in [-lim, lim]."""
-    return (torch.rand(n, k, generator=g) * 2 - 1) * lim
 
 
 def colour_response(x: torch.Tensor, gains: torch.Tensor, saturation: torch.Tensor) -> torch.Tensor:

@@ -108,12 +108,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         out["subsets"] = {s: _json_safe({"n": int(len(g)), "word_acc": float(g["correct"].mean())})
                           for s, g in rows.groupby("subset")}
     if args.by_colour:  # each crop loaded again for its hue: the plate's colour as plate predict's kind calls it
-        from .analysis import plate_colours, subset_metrics
+        from .analysis import group_metrics, plate_colours
 
         rows["colour"] = plate_colours(source, rows)
-        table = subset_metrics(rows, "colour").drop("all")
-        out["colours"] = {c: _json_safe({k: (int(v) if k == "n" else float(v)) for k, v in m.items()})
-                          for c, m in table.iterrows()}
+        out["colours"] = {c: _json_safe(m) for c, m in group_metrics(rows, "colour").items()}
     if args.out:
         rows.to_csv(args.out, index=False)
     print(json.dumps(out, ensure_ascii=False))

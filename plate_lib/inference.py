@@ -195,9 +195,9 @@ def read_plates(model: torch.nn.Module, cfg: Config, bgr_images: list[np.ndarray
     Each crop whose least sure character (``weakest_character``, the province included) is read with a
     probability below ``rectify_below`` is read again warped level where ``rectify.plate_quad`` finds the
     plate, and the more confident reading is kept: bounding-box crops of tilted plates gain most (README,
-    "Measured results"; docs/experiments.md, "The rectified second look"). 0 reads every crop once, as given; 1 looks twice at every crop. With ``tta``, such a
-    crop is also read in the other ``preprocess.tta_views`` (padded, cut; each with its own second look) and the
-    three readings vote (``other_views``). ``model`` may be ``export.OnnxModel`` (ONNX Runtime in its place).
+    "Measured results"; docs/experiments.md, "The rectified second look"). 0 reads every crop once, as given; 1
+    looks twice at every crop. With ``tta``, such a crop is also read in the other ``preprocess.tta_views``
+    (padded, cut; each with its own second look) and the three readings vote (``other_views``). ``model`` may be ``export.OnnxModel`` (ONNX Runtime in its place).
     The network reads ``batch_size`` crops at a time.
     """
     pre = cfg.preprocess

@@ -56,7 +56,6 @@ def test_evaluate_prints_one_json_object_with_the_headline_metrics(trained):
     assert result["runtime"] == ("onnx" if importlib.util.find_spec("onnxruntime") else "torch")
 
 
-
 def test_evaluate_by_colour_splits_the_plates_by_colour_and_adds_up_to_the_whole(trained):
     out = plate("evaluate", "--checkpoint", "runs/default/best.pt", "--data", "syn.zip", "--by-colour",
                 cwd=trained).stdout
@@ -65,6 +64,8 @@ def test_evaluate_by_colour_splits_the_plates_by_colour_and_adds_up_to_the_whole
     assert colours and set(colours) <= {"blue", "yellow", "green", "unknown"}
     assert sum(c["n"] for c in colours.values()) == result["n"]
     assert sum(c["n"] * c["word_acc"] for c in colours.values()) == pytest.approx(result["n"] * result["word_acc"])
+
+
 def test_predict_prints_a_header_then_a_plate_and_confidence_per_image(trained, tmp_path):
     import zipfile
 
