@@ -20,6 +20,10 @@ the plates only one of the two got wrong, exact McNemar p). A plate holding a ch
 table counts as that reader's error, and the count is written (``cannot_emit``). Writes
 ``benchmarks/peers.json`` and ``benchmarks/peers-plates.csv`` (every reading) and prints a table. Time it
 with nothing else running: two processes on 2 cores slow each other.
+
+Where a set has corrected labels (``real_sets.LABEL_FIXES``: lyl8213), the same readings are scored again against
+them (``fixed_labels`` in the JSON, ``true_fixed`` in the CSV; a plate that the fixes move out of the test split,
+another image of a training plate, is left out there).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from real_sets import REAL_SETS, load  # noqa: E402
+from real_sets import LABEL_FIXES, REAL_SETS, load, source  # noqa: E402
 
 from plate_lib.metrics import paired_comparison, summarize  # noqa: E402
 from plate_lib.peers import LPRNET_WEIGHTS, READERS, missing, run_reader  # noqa: E402
@@ -106,6 +110,10 @@ def main() -> None:
             out["readers"].setdefault(reader, {})[name] = row
             table[reader] = got["texts"]
             print(f"{name}: {reader} read {row['word_acc']:.3f}", file=sys.stderr)
+        if SETS[name] in LABEL_FIXES:
+            fixed = {r.name: r.text for r in source(SETS[name], fixed=True).records("test")}
+            table["true_fixed"] = [fixed.get(n, "") for n in names]
+            out.setdefault("fixed_labels", {})[name] = score_fixed(table, [r for r in args.readers if r not in absent])
         plates.append(table)
     out["notes"] = {
         "latency": "one plate, crop to text (each reader's preprocessing and decoding included), at 1 thread "
@@ -123,7 +131,23 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     pd.concat(plates).to_csv(Path(args.out).with_name("peers-plates.csv"), index=False)
     print(table_text(out))
+    for name, per_reader in out.get("fixed_labels", {}).items():
+        print(f"{name}, labels fixed: " + "; ".join(
+            f"{reader} {r['word_acc']:.3f}" + (f" ({r['vs_plate_lib']['only_this_wrong']} / "
+                                              f"{r['vs_plate_lib']['only_plate_lib_wrong']}, p {r['vs_plate_lib']['p_value']:.2g})"
+                                              if "vs_plate_lib" in r else "")
+            for reader, r in per_reader.items()))
     print(f"wrote {args.out}")
+
+
+def score_fixed(table: pd.DataFrame, readers: list[str]) -> dict[str, dict]:
+    """Each reader's ``score`` against ``table``'s corrected labels (``true_fixed``; "" = not in the split)."""
+    kept = table[table["true_fixed"] != ""]
+    truth = kept["true_fixed"].tolist()
+    base_correct = [a == b for a, b in zip(kept[BASE], truth, strict=True)]
+    every = "".join(sorted(set("".join(truth))))  # cannot_emit is counted on the published labels only
+    return {reader: {k: v for k, v in score(kept[reader].tolist(), truth, every, base_correct if reader != BASE
+                                            else None).items() if k != "cannot_emit"} for reader in readers}
 
 
 def table_text(out: dict) -> str:

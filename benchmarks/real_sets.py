@@ -1,7 +1,7 @@
 """The real sets a model is measured on, in one place, and a quick reading of a checkpoint on all of them.
 
     python benchmarks/real_sets.py CHECKPOINT [CHECKPOINT …] [--splits train val] [--json] [--no-rectify] [--tta]
-                                   [--by-colour]
+                                   [--by-colour] [--fixed-labels]
 
 Sets (``REAL_SETS``): the CCPD sample's photos cut from their corners (``sample_corners``), by their annotated
 bounding box (``sample_bbox``), those box crops shrunk to 94×24 (``sample_bbox_94x24``), and the street crops
@@ -14,6 +14,8 @@ as given and, below cfg.yaml's ``predict.rectify_below`` confidence, rectified t
 ``--by-colour`` also reads each set's blue, yellow and green plates apart (``true_colours``: 8 characters are a
 green plate; lyl8213's 7-character plates are coloured by ``lyl8213-colours.csv``, labelled by hand; the CCPD
 sample's are blue, as every CCPD2019 plate of 7 characters).
+``--fixed-labels`` reads lyl8213 with its wrong labels corrected (``LABEL_FIXES``: 16 of 862, each checked by eye;
+``label_audit.py`` found them); without it, every set is scored against its labels as published.
 """
 
 from __future__ import annotations
@@ -35,23 +37,24 @@ REAL_SETS = {  # name: (data, CCPD crop mode, resize to (w, h) or None, descript
     "lyl8213": (DEV, "corners", None, "real-crops-lyl8213 (split by a hash of the plate text), 136x36 street crops"),
 }
 COLOURS_CSV = ROOT / "benchmarks" / "lyl8213-colours.csv"  # file,colour: lyl8213's plate colours, labelled by hand
+LABEL_FIXES = {"lyl8213": ROOT / "benchmarks" / "lyl8213-label-fixes.csv"}  # file,label,note: labels corrected
 
 
 def present() -> list[str]:
     return [name for name, (data, *_) in REAL_SETS.items() if (ROOT / data).is_dir()]
 
 
-def source(name: str):
-    """The set's source, with its crop mode and size."""
+def source(name: str, fixed: bool = False):
+    """The set's source, with its crop mode and size (``fixed``: its labels corrected by ``LABEL_FIXES``)."""
     from plate_lib.sources import open_source
 
     data, crop, size, _ = REAL_SETS[name]
-    return open_source(ROOT / data, ccpd_crop=crop, resize=size)
+    return open_source(ROOT / data, ccpd_crop=crop, resize=size, label_fixes=LABEL_FIXES.get(name) if fixed else None)
 
 
-def load(name: str, splits: tuple[str, ...] = ("test",)) -> tuple[list, list[str], list[str]]:
-    """The crops (BGR), plate texts and names of ``splits`` of a set."""
-    return load_source(source(name), splits)
+def load(name: str, splits: tuple[str, ...] = ("test",), fixed: bool = False) -> tuple[list, list[str], list[str]]:
+    """The crops (BGR), plate texts and names of ``splits`` of a set (``fixed``: labels corrected)."""
+    return load_source(source(name, fixed), splits)
 
 
 def load_source(src, splits: tuple[str, ...]) -> tuple[list, list[str], list[str]]:
@@ -119,10 +122,10 @@ def relative(path: str) -> str:
 
 
 def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True, tta: bool = False,
-         by_colour: bool = False) -> dict[str, dict]:
+         by_colour: bool = False, fixed: bool = False) -> dict[str, dict]:
     """``metrics.summarize`` of the checkpoint on each present set (``rectify``: as ``read_plates`` reads by
     default, else each crop once, as given); with ``by_colour``, each set's also holds ``by_colour``: the same for
-    its blue, yellow and green plates apart (``true_colours``)."""
+    its blue, yellow and green plates apart (``true_colours``); ``fixed``: against the corrected labels."""
     import pandas as pd
 
     from plate_lib.analysis import group_metrics
@@ -134,7 +137,7 @@ def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True, 
     below = load_config(ROOT / "cfg.yaml").predict.rectify_below if rectify else 0.0  # as `plate evaluate` reads
     out = {}
     for name in present():
-        images, texts, names = load(name, splits)
+        images, texts, names = load(name, splits, fixed)
         preds = [p for p, _ in read_plates(model, cfg, images, rectify_below=below, tta=tta)]
         out[name] = summarize(preds, texts)
         if by_colour:
@@ -151,18 +154,22 @@ def main() -> None:
     ap.add_argument("--no-rectify", dest="rectify", action="store_false", help="read crops as given only")
     ap.add_argument("--tta", action="store_true", help="read each crop in three views, voting (predict.tta)")
     ap.add_argument("--by-colour", action="store_true", help="also read blue, yellow and green plates apart")
+    ap.add_argument("--fixed-labels", action="store_true", help="score lyl8213 against its corrected labels")
     args = ap.parse_args()
-    results = {c: read(c, tuple(args.splits), args.rectify, args.tta, args.by_colour) for c in args.checkpoints}
+    results = {c: read(c, tuple(args.splits), args.rectify, args.tta, args.by_colour, args.fixed_labels)
+               for c in args.checkpoints}
     if args.json:  # NaN (no plate from outside 皖) is not JSON: null
         def clean_metrics(m: dict) -> dict:
             return {k: (clean_metrics(v) if isinstance(v, dict) else None if v != v else v) for k, v in m.items()}
 
         clean = {c: {n: clean_metrics(m) for n, m in r.items()} for c, r in results.items()}
-        print(json.dumps({"splits": args.splits, "rectify": args.rectify, "tta": args.tta, "sets": {n: REAL_SETS[n][3] for n in present()},
+        print(json.dumps({"splits": args.splits, "rectify": args.rectify, "tta": args.tta,
+                          "fixed_labels": args.fixed_labels, "sets": {n: REAL_SETS[n][3] for n in present()},
                           "checkpoints": clean}, indent=1, ensure_ascii=False))
         return
     names = present()
-    print(f"splits {'+'.join(args.splits)}, {'rectified' if args.rectify else 'as given'}{', tta' if args.tta else ''}; "
+    print(f"splits {'+'.join(args.splits)}, {'rectified' if args.rectify else 'as given'}{', tta' if args.tta else ''}"
+          f"{', labels fixed' if args.fixed_labels else ''}; "
           "word accuracy (non-皖 province accuracy)")
     print(f"{'checkpoint':40}" + "".join(f"{n:>22}" for n in names))
     for c, r in results.items():

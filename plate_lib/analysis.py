@@ -9,6 +9,7 @@ character after it; ``char_errors`` stays the seed's position-wise count.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +226,22 @@ def peer_wins(source: Source, rows: pd.DataFrame, readers: tuple[str, ...] = pee
     for reader in readings:
         read_by_one |= (wrong[reader] == wrong["true"]).to_numpy()
     return wrong[read_by_one] if readings else wrong.iloc[:0], absent
+
+
+def label_suspects(names: Sequence[str], labels: Sequence[str], readings: Mapping[str, Sequence[str]],
+                   min_agree: int = 2) -> pd.DataFrame:
+    """The plates whose label at least ``min_agree`` readers agree against, reading the same other plate: ``name,
+    label, reading, agree`` (how many) and ``readers``, most agreed first. A reader that trained on a plate tends
+    to read its label back, right or wrong, so a training split is best audited by readers that never saw it.
+    Where the readers agree against the label, the label is often what is wrong: look before correcting it
+    (``data.label_fixes``)."""
+    rows = []
+    for i, (name, label) in enumerate(zip(names, labels, strict=True)):
+        votes = Counter(texts[i] for texts in readings.values() if texts[i] and texts[i] != label)
+        if votes and (best := votes.most_common(1)[0])[1] >= min_agree:
+            rows.append((name, label, best[0], best[1], " ".join(r for r, t in readings.items() if t[i] == best[0])))
+    table = pd.DataFrame(rows, columns=["name", "label", "reading", "agree", "readers"])
+    return table.sort_values(["agree", "name"], ascending=[False, True], ignore_index=True)
 
 
 def plate_titles(rows: pd.DataFrame, confidence: bool = False) -> list[str]:

@@ -73,6 +73,9 @@ class DataConfig(_Section):
     province_balance: float = Field(0.0, ge=0, le=1, description="Oversample rare provinces: 0 = as drawn, 1 = equally often")
     max_file_mb: float = Field(MAX_FILE_MB, gt=0, description="A file or zip member larger than this (MB, by its "
                                "declared size, before reading) is a bad sample: refused, or skipped with skip_bad")
+    label_fixes: dict[str, str] = Field(
+        default_factory=dict, description="Corrected labels, without touching the data: {source path: CSV of "
+                                          "file,label[,note]}; a corrected plate keeps its split (sources.py)")
     ccpd_crop: Literal["corners", "bbox"] = Field(
         "corners", description="CCPD2019 photos: cut the plate from its 4 annotated corners (upright), or by its "
                                "bounding box as CCPD2019-dl1 crops are (tilted, tight)")

@@ -227,9 +227,16 @@ def resolve_source(cfg: Config, path: str | None = None, crop: str | None = None
 def open_cfg_source(cfg: Config, path: str | os.PathLike, crop: str | None = None, rectify: bool = False) -> Source:
     """``open_source`` with the config's split share (``data.val_fraction``), crop mode (``crop``, default
     ``data.ccpd_crop``), file-size cap (``data.max_file_mb``) and crop size (``data.resize_crops``); ``rectify``
-    warps each crop level (a train source's ``rectify``)."""
+    warps each crop level (a train source's ``rectify``); its ``data.label_fixes`` entry, if it has one."""
     return open_source(path, cfg.data.val_fraction, crop or cfg.data.ccpd_crop, max_file_mb=cfg.data.max_file_mb,
-                       resize=cfg.data.resize_crops, rectify=rectify)
+                       resize=cfg.data.resize_crops, rectify=rectify, label_fixes=label_fixes_of(cfg, path))
+
+
+def label_fixes_of(cfg: Config, path: str | os.PathLike) -> str | None:
+    """The fixes CSV ``data.label_fixes`` gives for the source at ``path`` (keys compared as resolved paths)."""
+    here = Path(path).expanduser().resolve()
+    found = [fixes for key, fixes in cfg.data.label_fixes.items() if Path(key).expanduser().resolve() == here]
+    return found[0] if found else None
 
 
 def load_cfg_split(cfg: Config, split: str, path: str | None = None, crop: str | None = None,

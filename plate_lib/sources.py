@@ -13,6 +13,11 @@ Reading is bounded: a file or zip member over ``max_file_mb`` (``data.max_file_m
 disk or its declared size in the zip, before reading) is a bad sample, and images are decoded within the limits
 of ``images.decode_image``. Names from the data (``labels.csv`` entries) never lead outside the source's folder.
 
+Labels can be corrected without touching the data (``label_fixes``: a CSV of ``file,label[,note]``, the name as
+the source lists it and the plate it really shows; ``data.label_fixes`` names one per source). A corrected plate
+keeps the split its published label gave it (it joins the split of another image of the same plate, if one
+lies elsewhere), so fixing labels does not reshuffle the splits.
+
 Splits are ``train``, ``val``, ``test`` and ``all``. Validation is a deterministic share of ``train`` chosen by
 a hash of the file name (of the plate text in hash-split folders), so it is the same on every run and
 machine and nothing is moved.
@@ -55,6 +60,7 @@ class Record:
     text: str  # the plate, checked against the plate format ("" when the label is bad)
     meta: dict = field(default_factory=dict, compare=False)  # e.g. CCPD sub-dataset, tilt, brightness, blur
     error: str = ""  # why the label is bad, if it is
+    bad_label: bool = field(default=False, compare=False)  # the error is the label's (a fix can mend it), not the file's
 
 
 def in_val(name: str, val_fraction: float) -> bool:
@@ -76,7 +82,7 @@ def _labelled(name: str, label: str, meta: dict | None = None) -> Record:
     try:
         return Record(name, check_plate(label), meta or {})
     except PlateError as e:
-        return Record(name, "", meta or {}, error=str(e))
+        return Record(name, "", meta or {}, error=str(e), bad_label=True)
 
 
 def inside(name: str) -> str | None:
@@ -106,6 +112,59 @@ def warn_case_clashes(names: list[str], where: str) -> list[list[str]]:
     return clashes
 
 
+def read_label_fixes(path: str | os.PathLike) -> dict[str, str]:
+    """A CSV of label corrections (``file,label[,note]``) as ``{file: plate}``; each plate is checked against the
+    plate format. The note says what the crop shows and how it was checked (kept for people, not read here)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"label fixes file {path} not found; expected a CSV with columns file,label[,note]")
+    text = read_file(path, 16 * 2**20).decode("utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
+        raise DataError(f"{path}: expected a header with columns file,label[,note], got {reader.fieldnames}")
+    fixes: dict[str, str] = {}
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        name = inside((row["file"] or "").strip())
+        if name is None:
+            raise DataError(f"{where}: file name {row['file']!r} must name a file inside the source, e.g. 0001.jpg")
+        if name in fixes:
+            raise DataError(f"{where}: {name} is corrected twice; keep one row per file")
+        try:
+            fixes[name] = check_plate((row["label"] or "").strip())
+        except PlateError as e:
+            raise DataError(f"{where}: the corrected label of {name} is not a plate: {e}") from None
+    return fixes
+
+
+def apply_label_fixes(scanned: list[tuple[str, Record]], fixes: dict[str, str], fixes_path: Path | None,
+                      source_path: Path) -> list[tuple[str, Record]]:
+    """``scanned`` with each fixed record's text replaced (its published label kept in ``meta["label_as_published"]``;
+    a bad label mended, a file's own fault kept). A fixed record keeps the split its published label gave it,
+    unless another image of its plate lies in another split: then it joins that one, so that one plate never sits
+    on both sides. A fix naming a file the source does not hold is an error."""
+    if not fixes:
+        return scanned
+    unknown = sorted(set(fixes) - {rec.name for _, rec in scanned})
+    if unknown:
+        raise DataError(f"{fixes_path}: corrects {len(unknown)} file(s) that {source_path} does not hold "
+                        f"({', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}); is it the fixes file of "
+                        "another source?")
+    split_of = {rec.text: split for split, rec in scanned if rec.text and rec.name not in fixes}
+    out, moved = [], []
+    for split, rec in scanned:
+        if rec.name in fixes:
+            error = "" if rec.bad_label else rec.error
+            rec = Record(rec.name, fixes[rec.name], {**rec.meta, "label_as_published": rec.text}, error)
+            if split_of.get(rec.text, split) != split:  # another image of this plate: one plate, one split
+                moved.append(f"{rec.name} ({split} → {split_of[rec.text]})")
+                split = split_of[rec.text]
+        out.append((split, rec))
+    log.info("%s: %d label(s) corrected by %s%s", source_path, len(fixes), fixes_path,
+             f"; joined the split of another image of their plate: {', '.join(moved)}" if moved else "")
+    return out
+
+
 class Source:
     """Base: ``records(split)`` lists, ``load(record)`` decodes; ``fingerprint()`` changes when content does."""
 
@@ -118,6 +177,8 @@ class Source:
         self.rectify = False  # every crop warped level where rectify.plate_quad finds the plate (else as it is)
         self.max_bytes = int(max_file_mb * 2**20)  # a file or zip member above this is a bad sample
         self._all: list[tuple[str, Record]] | None = None  # (split: train, val or test; record)
+        self.label_fixes: dict[str, str] = {}  # name → the plate it shows, where the published label is wrong
+        self.label_fixes_path: Path | None = None  # the CSV they came from (named in errors)
 
     def _scan(self) -> list[tuple[str, Record]]:
         """Every record with its split (``hashed_split``)."""
@@ -133,6 +194,9 @@ class Source:
         """How crops are cut and sized, beyond the files themselves ("" by default)."""
         # "rectified2": rectify.plate_quad now traces the plate's outline on a bilinear copy (older caches are stale)
         parts = ([f"resize={self.resize[0]}x{self.resize[1]}"] if self.resize else []) + (["rectified2"] if self.rectify else [])
+        if self.label_fixes:  # labels are cached with the arrays: corrected ones are another variant
+            fixes = "\n".join(f"{k}\0{v}" for k, v in sorted(self.label_fixes.items()))
+            parts.append("fixes=" + hashlib.sha1(fixes.encode("utf-8")).hexdigest()[:12])
         return ",".join(parts)
 
     def fingerprint(self) -> str:
@@ -142,7 +206,7 @@ class Source:
 
     def scanned(self) -> list[tuple[str, Record]]:
         if self._all is None:
-            self._all = self._scan()
+            self._all = apply_label_fixes(self._scan(), self.label_fixes, self.label_fixes_path, self.path)
             warn_case_clashes([rec.name for _, rec in self._all], str(self.path))
         return self._all
 
@@ -455,12 +519,16 @@ def looks_like_ccpd(folder: Path) -> bool:
 
 
 def open_source(path: str | os.PathLike, val_fraction: float = 0.15, ccpd_crop: str = "corners",
-                max_file_mb: float = MAX_FILE_MB, resize: Sequence[int] | None = None, rectify: bool = False) -> Source:
+                max_file_mb: float = MAX_FILE_MB, resize: Sequence[int] | None = None, rectify: bool = False,
+                label_fixes: str | os.PathLike | None = None) -> Source:
     """A dl1 zip, a CCPD2019 photo folder or a crops folder, by what ``path`` is; ``ccpd_crop`` says how a
     CCPD2019 photo becomes a crop (``cut_ccpd``); a file above ``max_file_mb`` is a bad sample; ``resize``
-    (width, height) is the size every crop is brought to; ``rectify`` warps each crop level (``rectify.py``)."""
+    (width, height) is the size every crop is brought to; ``rectify`` warps each crop level (``rectify.py``);
+    ``label_fixes`` is a CSV of corrected labels (``read_label_fixes``)."""
     source = _open(path, val_fraction, ccpd_crop, max_file_mb)
     source.rectify = rectify
+    if label_fixes is not None:
+        source.label_fixes, source.label_fixes_path = read_label_fixes(label_fixes), Path(label_fixes)
     if resize is not None:
         if len(resize) != 2 or min(resize) < MIN_SIDE:
             raise DataError(f"crop size {list(resize)} (data.resize_crops) must be [width, height], each at least {MIN_SIDE}")

@@ -239,6 +239,20 @@ def test_peer_wins_keeps_the_misses_that_some_peer_reads_right(monkeypatch, dl1_
     assert len(plots.peer_gallery(source, wins, absent, "won").axes) == 2
 
 
+def test_label_suspects_are_the_labels_enough_readers_agree_against():
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    labels = ["苏E12345", "苏B11110", "沪D02288", "苏A12345"]
+    readings = {"plate_lib": ["苏E12345", "苏B11110", "沪DD2288", "苏A12345"],
+                "hyperlpr": ["苏E12345", "苏B1L110", "沪D02288", "苏A1234"],
+                "hyperlpr_refine": ["苏E12345", "苏B1L110", "沪DD2288", "苏A12346"]}
+    table = analysis.label_suspects(names, labels, readings)
+    # b: two readers read an L where the label has a 1; c: two agree on a D, one reads the label (a person checks);
+    # d: two readers disagree with the label but not with each other's reading, so nothing is agreed against it
+    assert table.values.tolist() == [["b.jpg", "苏B11110", "苏B1L110", 2, "hyperlpr hyperlpr_refine"],
+                                     ["c.jpg", "沪D02288", "沪DD2288", 2, "plate_lib hyperlpr_refine"]]
+    assert analysis.label_suspects(names, labels, readings, min_agree=3).empty
+
+
 def test_peer_wins_is_empty_with_a_note_when_no_peer_is_installed(monkeypatch, tmp_path, dl1_zip):
     from plate_lib import peers, plots
 

@@ -164,6 +164,20 @@ def test_validation_joins_the_val_splits_of_sources_marked_for_it(tmp_path):
     assert len(val) == len(Dl1Zip(a).records("val")) + len(Dl1Zip(b).records("val"))
 
 
+def test_data_label_fixes_correct_a_source_wherever_it_is_read(tmp_path, monkeypatch):
+    from plate_lib.dataset import load_cfg_split
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(plate_jpeg("苏E12345"))
+    (folder / "labels.csv").write_text("file,label\na.jpg,苏E1234\n", encoding="utf-8")  # a dropped digit
+    (tmp_path / "fixes.csv").write_text("file,label,note\na.jpg,苏E12345,the last 5 was missing\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # the key names the source as the config does, relative or not
+    plain = load_cfg_split(_cfg(tmp_path, skip_bad=True), "all", "crops")
+    fixed = load_cfg_split(_cfg(tmp_path, label_fixes={str(folder): "fixes.csv"}), "all", "crops")
+    assert plain.texts == [] and fixed.texts == ["苏E12345"]  # the typo was a bad label; the fix mends it
+
+
 def test_resize_crops_brings_every_crop_to_one_size_and_keys_the_cache(tmp_path):
     a = write_dl1_zip(tmp_path / "a.zip", {"test": ["皖A00001"]})
     plain, small = open_source(a), open_source(a, resize=(94, 24))

@@ -17,6 +17,7 @@ from plate_lib.sources import (
     Dl1Zip,
     Record,
     ccpd_bbox,
+    hashed_split,
     in_val,
     load_image_file,
     open_source,
@@ -163,6 +164,75 @@ def test_ccpd_sample_photos_are_read_and_rectified():
     assert crop.shape == (70, 220, 3)
     n = len(src.records("train")) + len(src.records("val")) + len(src.records("test"))
     assert n == 622
+
+
+# --- label fixes: wrong published labels corrected beside the data ---------------------------------------------
+
+
+def _fixes(tmp_path, rows: str):
+    path = tmp_path / "fixes.csv"
+    path.write_text("file,label,note\n" + rows, encoding="utf-8")
+    return path
+
+
+def test_label_fixes_correct_the_text_keep_the_published_label_and_the_split(tmp_path):
+    texts = [f"苏E{i:05d}" for i in range(40)]
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"{i:04d}.jpg").write_bytes(b"")  # never decoded here
+    (folder / "labels.csv").write_text("file,label\n" + "".join(f"{i:04d}.jpg,{t}\n" for i, t in enumerate(texts)),
+                                       encoding="utf-8")
+    fixes = _fixes(tmp_path, "0003.jpg,沪A9Q7V8,the crop shows 沪\n")
+    plain, fixed = open_source(folder), open_source(folder, label_fixes=fixes)
+    split = {r.name: s for s in ("train", "val", "test") for r in plain.records(s)}
+    rec = next(r for r in fixed.records(split["0003.jpg"]) if r.name == "0003.jpg")
+    assert rec.text == "沪A9Q7V8" and rec.meta == {"label_as_published": "苏E00003"}
+    changed = [(a.name, b.text) for a, b in zip(plain.records("all"), fixed.records("all"), strict=True) if a != b]
+    assert changed == [("0003.jpg", "沪A9Q7V8")]
+    assert fixed.fingerprint() != plain.fingerprint()  # cached arrays hold labels: fixes make another variant
+
+
+def test_a_fixed_plate_joins_the_split_of_another_image_of_it(tmp_path):
+    candidates = [f"苏E{i:05d}" for i in range(200)]
+    first = candidates[0]
+    other = next(t for t in candidates if hashed_split(t, 0.15) != hashed_split(first, 0.15))
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"")
+    (folder / "b.jpg").write_bytes(b"")
+    (folder / "labels.csv").write_text(f"file,label\na.jpg,{first}\nb.jpg,{other}\n", encoding="utf-8")
+    fixed = open_source(folder, label_fixes=_fixes(tmp_path, f"a.jpg,{other},another image of b.jpg's plate\n"))
+    assert {r.name for r in fixed.records(hashed_split(other, 0.15))} == {"a.jpg", "b.jpg"}
+
+
+def test_a_fix_mends_a_bad_label_but_not_a_missing_file(tmp_path):
+    src_dir = tmp_path / "c"
+    _labels(src_dir, "file,label\n车牌1.jpg,苏E1234\ngone.jpg,苏E12346\n")
+    src = open_source(src_dir, label_fixes=_fixes(tmp_path, "车牌1.jpg,苏E12345,\ngone.jpg,苏E12347,\n"))
+    got = {r.name: (r.text, r.error) for r in src.records("all")}
+    assert got == {"车牌1.jpg": ("苏E12345", ""), "gone.jpg": ("苏E12347", "listed in labels.csv (line 3) but missing")}
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("nothere.jpg,苏E12345,\n", r"fixes\.csv: corrects 1 file\(s\) that .*c does not hold \(nothere\.jpg\)"),
+    ("车牌1.jpg,苏E1234,\n", r"fixes\.csv:2: the corrected label of 车牌1\.jpg is not a plate"),
+    ("车牌1.jpg,苏E12345,\n车牌1.jpg,苏E12346,\n", r"fixes\.csv:3: 车牌1\.jpg is corrected twice"),
+    ("../x.jpg,苏E12345,\n", r"fixes\.csv:2: file name '\.\./x\.jpg' must name a file inside the source"),
+])
+def test_a_wrong_fix_is_an_error_naming_the_fixes_file_and_line(tmp_path, rows, message):
+    _labels(tmp_path / "c", "file,label\n车牌1.jpg,苏E12345\n")
+    with pytest.raises(DataError, match=message):
+        open_source(tmp_path / "c", label_fixes=_fixes(tmp_path, rows)).records("all")
+
+
+def test_a_fixes_file_must_exist_and_have_file_and_label_columns(tmp_path):
+    _labels(tmp_path / "c", "file,label\n车牌1.jpg,苏E12345\n")
+    with pytest.raises(DataError, match=r"label fixes file .*missing\.csv not found; expected a CSV with columns"):
+        open_source(tmp_path / "c", label_fixes=tmp_path / "missing.csv")
+    (tmp_path / "bad.csv").write_text("name,plate\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.csv: expected a header with columns file,label\[,note\]"):
+        open_source(tmp_path / "c", label_fixes=tmp_path / "bad.csv")
 
 
 # --- labels.csv: encodings and names ------------------------------------------------------------------------------
