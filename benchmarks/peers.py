@@ -126,8 +126,11 @@ def main() -> None:
         "hyperlpr_refine": "HyperLPR's finetune step (corner regression, warp to 136x36) on the crop, then its "
                            "recogniser, as plate_recognition does with each detected plate",
         "cannot_emit": "plates holding a character outside the reader's table; counted as its errors",
+        "fixed_labels": "the same readings scored against the corrected labels of real_sets.LABEL_FIXES (true_fixed "
+                        "in the CSV; a plate the fixes move out of the test split is left out)",
         "absent": absent,
     }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     pd.concat(plates).to_csv(Path(args.out).with_name("peers-plates.csv"), index=False)
     print(table_text(out))
