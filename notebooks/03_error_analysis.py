@@ -26,7 +26,7 @@ drop_missing_eval_sets = True  # smoke runs skip eval sets this machine lacks (a
 # %%
 from IPython.display import display
 
-from plate_lib import analysis, plots, report, robustness
+from plate_lib import analysis, peers, plots, report, robustness
 from plate_lib.inference import pick_device
 
 cfg = report.setup_notebook(config, profile, overrides, drop_missing_eval_sets)
@@ -142,12 +142,18 @@ breaks = robustness.eval_set_curves(cfg, run / "best.pt")
 plots.robustness_curves(breaks) if len(breaks) else print("no eval set: nothing to degrade")
 
 # %% [markdown]
-# ## Read by a peer, missed here
+# ## Read by a peer, missed here; labels to check
 # The eval-set plates this model got wrong that HyperLPR (alone or after its refinement) or LPRNet reads right,
 # each peer run as its own code runs it (`plate_lib.peers`; `make peers` installs them and compares all of them
-# on held-out real sets, see the README). Skipped, with a note, where the peers are not installed.
+# on held-out real sets, see the README). Skipped, with a note, where the peers are not installed. Then the
+# labels to check: misses that this model and a peer, or two peers, read as the same other plate. There the
+# label is often what is wrong; correct it beside the data (`data.label_fixes`) after looking at the crop.
 
 # %%
 for name in cfg.data.eval_sets:
-    wins, absent = analysis.peer_wins(analysis.eval_source(cfg, name), results[name][1])
-    display(plots.peer_gallery(analysis.eval_source(cfg, name), wins, absent, f"{name}: read by a peer, missed here"))
+    source = analysis.eval_source(cfg, name)
+    misses, absent = analysis.peer_misses(source, results[name][1])
+    display(plots.peer_gallery(source, analysis.read_by_a_peer(misses), absent, f"{name}: read by a peer, missed here"))
+    checks = analysis.labels_to_check(misses)
+    display(checks) if len(checks) else print(f"{name}: no label that readers agree against"
+                                              + (" (no peer installed)" if len(absent) == len(peers.PEERS) else ""))

@@ -213,19 +213,39 @@ def most_confident_wrong(rows: pd.DataFrame, n: int = 8) -> pd.DataFrame:
     return rows[~rows["correct"]].sort_values(["confidence", "name"], ascending=[False, True]).head(n)
 
 
-def peer_wins(source: Source, rows: pd.DataFrame, readers: tuple[str, ...] = peers.PEERS
-              ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The plates this model got wrong (evaluation ``rows``) that an installed peer (``peers.PEERS``) reads right:
-    ``name, true, pred`` and one column per peer with its reading; and why the absent peers were left out."""
+def peer_misses(source: Source, rows: pd.DataFrame, readers: tuple[str, ...] = peers.PEERS
+                ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The plates this model got wrong (evaluation ``rows``), ``name, true, pred``, with one column per installed
+    peer (``peers.PEERS``) holding its reading of them; and why the absent peers were left out."""
     wrong = rows.loc[~rows["correct"], ["name", "true", "pred"]].reset_index(drop=True)
     readings, absent = peers.peer_readings(load_crops(source, wrong["name"].tolist()), readers) if len(wrong) \
         else ({}, {r: why for r in readers if (why := peers.missing(r))})
     for reader, texts in readings.items():
         wrong[reader] = texts
-    read_by_one = np.zeros(len(wrong), bool)
-    for reader in readings:
-        read_by_one |= (wrong[reader] == wrong["true"]).to_numpy()
-    return wrong[read_by_one] if readings else wrong.iloc[:0], absent
+    return wrong, absent
+
+
+def read_by_a_peer(misses: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``peer_misses`` that some peer reads right."""
+    read_by_one = np.zeros(len(misses), bool)
+    for reader in [c for c in misses.columns if c in peers.PEERS]:
+        read_by_one |= (misses[reader] == misses["true"]).to_numpy()
+    return misses[read_by_one]
+
+
+def peer_wins(source: Source, rows: pd.DataFrame, readers: tuple[str, ...] = peers.PEERS
+              ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The plates this model got wrong that an installed peer reads right (``peer_misses``, ``read_by_a_peer``)."""
+    misses, absent = peer_misses(source, rows, readers)
+    return read_by_a_peer(misses), absent
+
+
+def labels_to_check(misses: pd.DataFrame) -> pd.DataFrame:
+    """The misses of ``peer_misses`` that this model and a peer, or two peers, read as the same other plate
+    (``label_suspects``): where readers agree against the label, the label may be what is wrong."""
+    readings = {"this model": misses["pred"].tolist(),
+                **{c: misses[c].tolist() for c in misses.columns if c in peers.PEERS}}
+    return label_suspects(misses["name"].tolist(), misses["true"].tolist(), readings)
 
 
 def label_suspects(names: Sequence[str], labels: Sequence[str], readings: Mapping[str, Sequence[str]],

@@ -237,6 +237,10 @@ def test_peer_wins_keeps_the_misses_that_some_peer_reads_right(monkeypatch, dl1_
     assert wins[["true", "pred", "hyperlpr", "lprnet"]].values.tolist() == [
         ["鲁Q99999", "皖Q99999", "鲁Q99999", "鲁Q9999"], ["皖AF12345", "皖AF1245", "皖AF1245", "皖AF12345"]]
     assert len(plots.peer_gallery(source, wins, absent, "won").axes) == 2
+    # the miss that this model and HyperLPR read alike is a label to check; the other is not
+    misses, _ = analysis.peer_misses(source, rows)
+    assert analysis.labels_to_check(misses).values.tolist() == [
+        [names[2], "皖AF12345", "皖AF1245", 2, "this model hyperlpr"]]
 
 
 def test_label_suspects_are_the_labels_enough_readers_agree_against():
