@@ -15,9 +15,10 @@ from conftest import write_dl1_zip
 
 pytestmark = pytest.mark.slow
 
+LR = 0.002
 SETTINGS = ["--quiet", "--set", "data.source=d.zip", "--set", "training.batch_size=8", "--set", "training.epochs=2",
             "--set", "model.hidden=16", "--set", "model.norm=group", "--set", "model.dropout=0",
-            "--set", "augment.enabled=true", "--set", "training.lr=0.002", "--set", "training.threads=1",
+            "--set", "augment.enabled=true", "--set", f"training.lr={LR}", "--set", "training.threads=1",
             "--set", "run.device=cpu"]
 
 
@@ -49,8 +50,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     w2 = torch.load(two / "last.pt", weights_only=True)["model"]
     # equal up to float summation order (gradients are summed in another order across processes). Adam divides
     # each gradient by its own running scale, so where a weight's gradient is near zero that order can tip its
-    # update either way by up to the learning rate (0.002): on an AMD EPYC (AVX2) 331 of 111,892 weights differed
+    # update either way by up to the learning rate: on an AMD EPYC (AVX2) 331 of 111,892 weights differed
     # by 1e-4 to 1.5e-3. A wrong shard or loss normalisation moves nearly every weight.
     diffs = torch.cat([(w1[k] - w2[k]).abs().flatten() for k in w1 if w1[k].is_floating_point()])
-    assert diffs.max() < 2 * 0.002, f"a weight differs by {diffs.max():.2e}"
+    assert diffs.max() < 2 * LR, f"a weight differs by {diffs.max():.2e}"
     assert (diffs > 1e-4).float().mean() < 0.01, f"{(diffs > 1e-4).float().mean():.1%} of weights differ by > 1e-4"
