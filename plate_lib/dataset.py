@@ -232,6 +232,14 @@ def open_cfg_source(cfg: Config, path: str | os.PathLike, crop: str | None = Non
                        resize=cfg.data.resize_crops, rectify=rectify, label_fixes=label_fixes_of(cfg, path))
 
 
+def unused_label_fixes(cfg: Config) -> list[str]:
+    """The ``data.label_fixes`` keys that name none of the config's sources (``data.source``, ``data.train_sources``,
+    ``data.eval_sets``): a mistyped path, whose fixes would not be used."""
+    used = {Path(p).expanduser().resolve() for p in [cfg.data.source, *(s.path for s in cfg.data.train_sources),
+                                                     *cfg.data.eval_sets]}
+    return [key for key in cfg.data.label_fixes if Path(key).expanduser().resolve() not in used]
+
+
 def label_fixes_of(cfg: Config, path: str | os.PathLike) -> str | None:
     """The fixes CSV ``data.label_fixes`` gives for the source at ``path`` (keys compared as resolved paths)."""
     here = Path(path).expanduser().resolve()

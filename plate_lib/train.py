@@ -44,6 +44,7 @@ from .dataset import (
     load_validation_set,
     require_plates,
     resolve_source,
+    unused_label_fixes,
 )
 from .inference import decode_logits, pick_device
 from .models import build_model, count_params
@@ -257,6 +258,9 @@ def train_epoch(net, opt, scaler, batches: Iterable[dict], n_batches: int, cfg: 
 
 def _training_data(cfg: Config) -> tuple[SplitData, torch.Tensor | None, SplitData]:
     """The training set (and its draw weights) and the validation split; an empty one is a ``DataError``."""
+    for key in unused_label_fixes(cfg):
+        log.warning("data.label_fixes: %s names none of this run's sources (data.source, data.train_sources, "
+                    "data.eval_sets); its fixes are not used. Name the source as those keys do", key)
     (train, draw_weights), val = load_training_set(cfg), load_validation_set(cfg)
     require_plates(train, resolve_source(cfg), f"{len(val)} plate(s) are held out for validation. Put plate crops "
                    "under train/ (named <id>-<plate>.jpg, or listed in labels.csv), or point data.source at another source")

@@ -178,6 +178,15 @@ def test_data_label_fixes_correct_a_source_wherever_it_is_read(tmp_path, monkeyp
     assert plain.texts == [] and fixed.texts == ["苏E12345"]  # the typo was a bad label; the fix mends it
 
 
+def test_label_fixes_naming_none_of_the_configured_sources_are_found(tmp_path, monkeypatch):
+    from plate_lib.dataset import unused_label_fixes
+
+    monkeypatch.chdir(tmp_path)
+    cfg = _cfg(tmp_path, source="crops", eval_sets=["more"], label_fixes={"./crops": "a.csv", "more/": "b.csv",
+                                                                            "crop": "c.csv"})
+    assert unused_label_fixes(cfg) == ["crop"]  # a mistyped path: train warns that its fixes are not used
+
+
 def test_resize_crops_brings_every_crop_to_one_size_and_keys_the_cache(tmp_path):
     a = write_dl1_zip(tmp_path / "a.zip", {"test": ["皖A00001"]})
     plain, small = open_source(a), open_source(a, resize=(94, 24))
