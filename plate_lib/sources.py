@@ -112,28 +112,43 @@ def warn_case_clashes(names: list[str], where: str) -> list[list[str]]:
     return clashes
 
 
+def labels_text(csv_path: Path, max_bytes: int) -> str:
+    """A label CSV's text, in UTF-8 (with or without a BOM) or GB18030/GBK, as Chinese Windows tools write it."""
+    raw = read_file(csv_path, max_bytes)
+    for encoding in LABEL_ENCODINGS:
+        try:
+            return raw.decode(encoding).removeprefix("\ufeff")
+        except UnicodeDecodeError:
+            continue
+    hint = " (it starts with a UTF-16 byte-order mark)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+    raise DataError(f"{csv_path}: cannot be read as UTF-8, UTF-8 with BOM, or GB18030/GBK{hint}; "
+                    "save it in one of those (UTF-8 is best)")
+
+
 def read_label_fixes(path: str | os.PathLike) -> dict[str, str]:
     """A CSV of label corrections (``file,label[,note]``) as ``{file: plate}``; each plate is checked against the
     plate format. The note says what the crop shows and how it was checked (kept for people, not read here)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"label fixes file {path} not found; expected a CSV with columns file,label[,note]")
-    text = read_file(path, 16 * 2**20).decode("utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(labels_text(path, int(MAX_FILE_MB * 2**20)), newline=""))
     if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
         raise DataError(f"{path}: expected a header with columns file,label[,note], got {reader.fieldnames}")
     fixes: dict[str, str] = {}
-    for row in reader:
-        where = f"{path}:{reader.line_num}"
-        name = inside((row["file"] or "").strip())
-        if name is None:
-            raise DataError(f"{where}: file name {row['file']!r} must name a file inside the source, e.g. 0001.jpg")
-        if name in fixes:
-            raise DataError(f"{where}: {name} is corrected twice; keep one row per file")
-        try:
-            fixes[name] = check_plate((row["label"] or "").strip())
-        except PlateError as e:
-            raise DataError(f"{where}: the corrected label of {name} is not a plate: {e}") from None
+    try:
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            name = inside((row["file"] or "").strip())
+            if name is None:
+                raise DataError(f"{where}: file name {row['file']!r} must name a file inside the source, e.g. 0001.jpg")
+            if name in fixes:
+                raise DataError(f"{where}: {name} is corrected twice; keep one row per file")
+            try:
+                fixes[name] = check_plate((row["label"] or "").strip())
+            except PlateError as e:
+                raise DataError(f"{where}: the corrected label of {name} is not a plate: {e}") from None
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: not a readable CSV row ({e})") from None
     return fixes
 
 
@@ -334,17 +349,6 @@ class CropFolder(Source):
                 out.append(self._placed(rel, _labelled(rel, label_from_filename(rel))))
         return out
 
-    def _labels_text(self, csv_path: Path) -> str:
-        raw = read_file(csv_path, self.max_bytes)
-        for encoding in LABEL_ENCODINGS:
-            try:
-                return raw.decode(encoding).removeprefix("\ufeff")
-            except UnicodeDecodeError:
-                continue
-        hint = " (it starts with a UTF-16 byte-order mark)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
-        raise DataError(f"{csv_path}: cannot be read as UTF-8, UTF-8 with BOM, or GB18030/GBK{hint}; "
-                        "save it in one of those (UTF-8 is best)")
-
     def _row(self, csv_path: Path, line: int, row: dict, lines: dict[str, int]) -> Record:
         """One labels.csv row as a record; a file that is missing or listed twice is a bad sample, a name that
         leads outside the folder an error."""
@@ -366,7 +370,7 @@ class CropFolder(Source):
         out: list[tuple[str, Record]] = []
         bad: list[Record] = []  # a file of mostly bad rows is refused as it is read, before it can fill memory
         lines: dict[str, int] = {}  # file → the line that lists it
-        reader = csv.DictReader(io.StringIO(self._labels_text(csv_path), newline=""))
+        reader = csv.DictReader(io.StringIO(labels_text(csv_path, self.max_bytes), newline=""))
         try:
             if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
                 raise DataError(f"{csv_path}: expected a header with columns file,label, got {reader.fieldnames}")

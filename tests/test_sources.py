@@ -226,6 +226,13 @@ def test_a_wrong_fix_is_an_error_naming_the_fixes_file_and_line(tmp_path, rows, 
         open_source(tmp_path / "c", label_fixes=_fixes(tmp_path, rows)).records("all")
 
 
+def test_a_fixes_file_is_read_in_the_encodings_of_labels_csv(tmp_path):
+    _labels(tmp_path / "c", "file,label\n车牌1.jpg,苏E12345\n")
+    (tmp_path / "fixes.csv").write_bytes("file,label,note\n车牌1.jpg,湘E12345,省份是湘\n".encode("gbk"))
+    src = open_source(tmp_path / "c", label_fixes=tmp_path / "fixes.csv")
+    assert [r.text for r in src.records("all")] == ["湘E12345"]
+
+
 def test_a_fixes_file_must_exist_and_have_file_and_label_columns(tmp_path):
     _labels(tmp_path / "c", "file,label\n车牌1.jpg,苏E12345\n")
     with pytest.raises(DataError, match=r"label fixes file .*missing\.csv not found; expected a CSV with columns"):
