@@ -50,7 +50,8 @@ def main() -> None:
     suspects = label_suspects(names, labels, readings, args.min_agree)
     out = Path(args.out or ROOT / "benchmarks" / f"label-audit-{args.set}.csv")
     suspects.to_csv(out, index=False)
-    print(suspects.to_string(index=False))
+    if len(suspects):
+        print(suspects.to_string(index=False))
     print(f"{len(suspects)} of {len(labels)} labels to check ({'+'.join(args.splits)}); wrote {out}")
     if args.sheet and len(suspects):
         from plate_lib.plots import image_grid, use_cjk_font
