@@ -50,11 +50,14 @@ SETS = {("lyl8213_test" if name == "lyl8213" else name): name for name in REAL_S
 BASE = "plate_lib"
 
 
-def score(texts: list[str], truth: list[str], alphabet: str, base_correct: list[bool] | None) -> dict:
+def score(texts: list[str], truth: list[str], alphabet: str | None, base_correct: list[bool] | None) -> dict:
+    """Accuracy, and with ``base_correct`` the paired split against plate_lib; ``cannot_emit`` where the reader's
+    ``alphabet`` is given."""
     s = summarize(texts, truth)
     out = {k: round(s[k], 4) for k in ("word_acc", "char_acc", "province_acc")}
     out["n"] = s["n"]
-    out["cannot_emit"] = sum(1 for t in truth if set(t) - set(alphabet))
+    if alphabet is not None:
+        out["cannot_emit"] = sum(1 for t in truth if set(t) - set(alphabet))
     if base_correct is not None:
         p = paired_comparison([a == b for a, b in zip(texts, truth, strict=True)], base_correct)
         out["vs_plate_lib"] = {"only_this_wrong": p["only_a_wrong"], "only_plate_lib_wrong": p["only_b_wrong"],
@@ -148,9 +151,8 @@ def score_fixed(table: pd.DataFrame, readers: list[str]) -> dict[str, dict]:
     kept = table[table["true_fixed"] != ""]
     truth = kept["true_fixed"].tolist()
     base_correct = [a == b for a, b in zip(kept[BASE], truth, strict=True)]
-    every = "".join(sorted(set("".join(truth))))  # cannot_emit is counted on the published labels only
-    return {reader: {k: v for k, v in score(kept[reader].tolist(), truth, every, base_correct if reader != BASE
-                                            else None).items() if k != "cannot_emit"} for reader in readers}
+    return {reader: score(kept[reader].tolist(), truth, None, base_correct if reader != BASE else None)
+            for reader in readers}  # cannot_emit is counted on the published labels only
 
 
 def table_text(out: dict) -> str:

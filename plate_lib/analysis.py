@@ -225,10 +225,15 @@ def peer_misses(source: Source, rows: pd.DataFrame, readers: tuple[str, ...] = p
     return wrong, absent
 
 
+def peer_columns(table: pd.DataFrame) -> list[str]:
+    """The columns of ``table`` (``peer_misses``) that hold a peer's readings."""
+    return [c for c in table.columns if c in peers.PEERS]
+
+
 def read_by_a_peer(misses: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``peer_misses`` that some peer reads right."""
     read_by_one = np.zeros(len(misses), bool)
-    for reader in [c for c in misses.columns if c in peers.PEERS]:
+    for reader in peer_columns(misses):
         read_by_one |= (misses[reader] == misses["true"]).to_numpy()
     return misses[read_by_one]
 
@@ -244,7 +249,7 @@ def labels_to_check(misses: pd.DataFrame) -> pd.DataFrame:
     """The misses of ``peer_misses`` that this model and a peer, or two peers, read as the same other plate
     (``label_suspects``): where readers agree against the label, the label may be what is wrong."""
     readings = {"this model": misses["pred"].tolist(),
-                **{c: misses[c].tolist() for c in misses.columns if c in peers.PEERS}}
+                **{c: misses[c].tolist() for c in peer_columns(misses)}}
     return label_suspects(misses["name"].tolist(), misses["true"].tolist(), readings)
 
 

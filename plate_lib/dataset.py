@@ -235,16 +235,19 @@ def open_cfg_source(cfg: Config, path: str | os.PathLike, crop: str | None = Non
 def unused_label_fixes(cfg: Config) -> list[str]:
     """The ``data.label_fixes`` keys that name none of the config's sources (``data.source``, ``data.train_sources``,
     ``data.eval_sets``): a mistyped path, whose fixes would not be used."""
-    used = {Path(p).expanduser().resolve() for p in [cfg.data.source, *(s.path for s in cfg.data.train_sources),
-                                                     *cfg.data.eval_sets]}
-    return [key for key in cfg.data.label_fixes if Path(key).expanduser().resolve() not in used]
+    used = {_resolved(p) for p in [cfg.data.source, *(s.path for s in cfg.data.train_sources), *cfg.data.eval_sets]}
+    return [key for key in cfg.data.label_fixes if _resolved(key) not in used]
 
 
 def label_fixes_of(cfg: Config, path: str | os.PathLike) -> str | None:
     """The fixes CSV ``data.label_fixes`` gives for the source at ``path`` (keys compared as resolved paths)."""
-    here = Path(path).expanduser().resolve()
-    found = [fixes for key, fixes in cfg.data.label_fixes.items() if Path(key).expanduser().resolve() == here]
-    return found[0] if found else None
+    here = _resolved(path)
+    return next((fixes for key, fixes in cfg.data.label_fixes.items() if _resolved(key) == here), None)
+
+
+def _resolved(path: str | os.PathLike) -> Path:
+    """A config path as the file system names it: how ``data.label_fixes`` keys are matched to sources."""
+    return Path(path).expanduser().resolve()
 
 
 def load_cfg_split(cfg: Config, split: str, path: str | None = None, crop: str | None = None,

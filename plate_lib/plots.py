@@ -17,7 +17,7 @@ from matplotlib import font_manager, rcParams
 from matplotlib.figure import Figure
 
 from . import peers
-from .analysis import load_crops, plate_titles
+from .analysis import load_crops, peer_columns, plate_titles
 from .sources import Source
 
 CJK_FONT_FILE = "NotoSansCJKsc-Regular.otf"
@@ -108,7 +108,7 @@ def peer_gallery(source: Source, wins: pd.DataFrame, absent: dict[str, str], tit
         return note(f"{title}: skipped, no peer installed ({'; '.join(sorted(set(absent.values())))})")
     if len(wins) == 0:
         return note(f"{title}: none" + (f" (not installed: {', '.join(absent)})" if absent else ""))
-    readers = [c for c in wins.columns if c in peers.PEERS]
+    readers = peer_columns(wins)
     shown = wins.head(limit)
     titles = [f"true {r.true}  here {r.pred}\n" + "  ".join(f"{p} {getattr(r, p)}" for p in readers)
               for r in shown.itertuples()]
