@@ -199,22 +199,37 @@ def timed(fn: Callable, *args) -> float:
     return time.perf_counter() - t0
 
 
-def latency_ms(read_one: Callable, images: list[np.ndarray], threads: int, n: int = 200) -> dict[str, float]:
+ROUNDS = 3  # timings are the best of this many rounds (as timeit's): a round another process disturbs reads slower
+
+
+def latency_ms(read_one: Callable, images: list[np.ndarray], threads: int, n: int = 200,
+               rounds: int = ROUNDS) -> dict[str, float]:
+    """p50 and p95 of one plate's reading over ``n`` readings, in the round (of ``rounds``) of the lowest p50."""
     set_threads(threads)
     for img in images[:10]:  # warm-up
         read_one(img)
-    times = sorted(timed(read_one, img) * 1000 for img in (images * (1 + n // max(1, len(images))))[:n])
-    return {"p50": round(statistics.median(times), 3), "p95": round(times[int(0.95 * (len(times) - 1))], 3)}
+    best = None
+    for _ in range(rounds):
+        times = sorted(timed(read_one, img) * 1000 for img in (images * (1 + n // max(1, len(images))))[:n])
+        if best is None or statistics.median(times) < statistics.median(best):
+            best = times
+    return {"p50": round(statistics.median(best), 3), "p95": round(best[int(0.95 * (len(best) - 1))], 3)}
 
 
-def throughput(read_all: Callable, images: list[np.ndarray], threads: int, min_s: float = 2.0) -> float:
+def throughput(read_all: Callable, images: list[np.ndarray], threads: int, min_s: float = 0.7,
+               rounds: int = ROUNDS) -> float:
+    """Plates a second reading the set whole (``read_all``), in the fastest of ``rounds`` rounds of at least
+    ``min_s`` seconds and one pass each."""
     set_threads(threads)
     read_all(images)  # warm-up
-    done, spent = 0, 0.0
-    while spent < min_s or done < 3 * len(images):
-        spent += timed(read_all, images)
-        done += len(images)
-    return round(done / spent, 1)
+    rates = []
+    for _ in range(rounds):
+        done, spent = 0, 0.0
+        while spent < min_s:
+            spent += timed(read_all, images)
+            done += len(images)
+        rates.append(done / spent)
+    return round(max(rates), 1)
 
 
 def main() -> None:

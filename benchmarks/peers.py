@@ -14,7 +14,8 @@ runs it: its preprocessing, its decoding, its character table. Sets, all real, a
 - ``lyl8213_test``: the test split of ``real-crops-lyl8213`` (by a hash of the plate text).
 
 Per reader and set: word, character and province accuracy; plates/s (batched where the reader batches, else
-one plate after another, at 2 threads); one plate's latency p50/p95 at 1 thread and at 2 (crop to text);
+one plate after another, at 2 threads); one plate's latency p50/p95 at 1 thread and at 2 (crop to text); each
+timing the best of 3 rounds (``peer_readers.ROUNDS``: a round another process disturbs reads slower);
 the process's peak RSS. Every reader is paired plate by plate with ``plate_lib`` (``metrics.paired_comparison``:
 the plates only one of the two got wrong, exact McNemar p). A plate holding a character outside a reader's
 table counts as that reader's error, and the count is written (``cannot_emit``). Writes
@@ -120,8 +121,9 @@ def main() -> None:
         plates.append(table)
     out["notes"] = {
         "latency": "one plate, crop to text (each reader's preprocessing and decoding included), at 1 thread "
-                   "(latency_ms_p50/p95) and 2 threads (*_2_threads); 200 readings after 10 warm-up ones",
-        "plates_per_s": "at 2 threads; batched: the whole set in one batch (plate_lib, ONNX Runtime, LPRNet); "
+                   "(latency_ms_p50/p95) and 2 threads (*_2_threads); 200 readings after 10 warm-up ones, in the round of "
+                   "the lowest p50 of 3 (timeit's best of: a round another process disturbs reads slower)",
+        "plates_per_s": "at 2 threads, the fastest of 3 rounds; batched: the whole set in one batch (plate_lib, ONNX Runtime, LPRNet); "
                         "not batched: one plate after another (HyperLPR reads one plate per call)",
         "lprnet": "reads one plate at a time: its forward pass normalises by a mean over the whole batch, so a "
                   "batched reading depends on the batch-mates; flush_denormal says whether denormal floats were "

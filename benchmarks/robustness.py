@@ -1,7 +1,7 @@
 """Where a model breaks: word accuracy on real held-out crops under one degradation at a time.
 
     python benchmarks/robustness.py [--checkpoint models/plate_default.pt] [--split test] [--label NAME]
-                                    [--out benchmarks/robustness.json] [--reference shipped]
+                                    [--out benchmarks/robustness.json] [--reference shipped] [--fixed-labels]
 
 Reads the CCPD sample's photos (cut from their corners) and ``real-crops-lyl8213`` (136×36 street crops),
 the split given (``test`` for the report, ``val`` to choose the generator's ranges on), clean and under each
@@ -9,7 +9,8 @@ degradation of ``plate_lib.degrade.ROBUSTNESS`` and each crop margin of ``plate_
 (``robustness.curves``). Writes ``benchmarks/robustness.json`` (one entry per ``--label``, kept across runs so
 models can be compared) and ``benchmarks/robustness.png``, and prints the table; where the file keeps other runs
 on the same split, also each run against ``--reference`` (``robustness.compare``: clean, the mean under degradation,
-degraded plates read more or fewer, settings better and worse).
+degraded plates read more or fewer, settings better and worse). ``--fixed-labels`` scores lyl8213 against its
+corrected labels (``real_sets.LABEL_FIXES``); the JSON says which labels each run was scored against.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-SETS = {"sample": ("../shared/data/ccpd2019-sample", "corners"), "lyl8213": ("../shared/data/real-crops-lyl8213", None)}
+from real_sets import REAL_SETS, source  # noqa: E402
+
+SETS = {"sample": "sample_corners", "lyl8213": "lyl8213"}  # curve name: real_sets' set (data, crop mode)
 
 
 def main() -> None:
@@ -36,39 +40,41 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "robustness.json"))
     ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "robustness.png"))
     ap.add_argument("--reference", default="shipped", help="the kept run the others are compared with (where none is kept by that label: this run)")
+    ap.add_argument("--fixed-labels", action="store_true", help="score lyl8213 against its corrected labels")
     args = ap.parse_args()
 
     import torch
 
     from plate_lib import plots, robustness
     from plate_lib.inference import load_model
-    from plate_lib.sources import open_source
 
     torch.manual_seed(0)
     model, cfg = load_model(args.checkpoint)
     sets = {}
-    for name, (path, crop) in SETS.items():
-        if (ROOT / path).is_dir():
-            src = open_source(ROOT / path, ccpd_crop=crop or "corners")
+    for name, real_set in SETS.items():
+        if (ROOT / REAL_SETS[real_set][0]).is_dir():
+            src = source(real_set, fixed=args.fixed_labels)
             sets[name] = (src, [r for r in src.records(args.split) if not r.error])
         else:
-            print(f"{path} is not here: left out", file=sys.stderr)
+            print(f"{REAL_SETS[real_set][0]} is not here: left out", file=sys.stderr)
     if not sets:
         sys.exit("none of the sets is here; nothing to measure")
     table = robustness.curves(model, cfg, sets)
     out = json.loads(Path(args.out).read_text(encoding="utf-8")) if Path(args.out).is_file() else {"runs": {}}
     out["runs"][args.label] = {"checkpoint": os.path.relpath(args.checkpoint, ROOT), "split": args.split,
-                               "sets": {k: v[0] for k, v in SETS.items() if k in sets},
+                               "sets": {k: REAL_SETS[v][0] for k, v in SETS.items() if k in sets},
+                               "labels": "corrected" if args.fixed_labels else "as published",
                                "rows": table.round(4).to_dict("records")}
     Path(args.out).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    labels = out["runs"][args.label]["labels"]  # runs are compared on the same split, scored the same way
     everything = pd.concat([pd.DataFrame(r["rows"]).assign(model=label) for label, r in out["runs"].items()
-                            if r["split"] == args.split])
-    plots.robustness_curves(everything, f"word accuracy under one degradation at a time ({args.split} splits)"
+                            if r["split"] == args.split and r.get("labels", "as published") == labels])
+    plots.robustness_curves(everything, f"word accuracy under one degradation at a time ({args.split} splits, labels {labels})"
                             ).savefig(args.plot, dpi=90)
     print(table.pivot_table(index=["degradation", "strength"], columns="set", values="word_acc").round(3).to_string())
     reference = args.reference if args.reference in set(everything.model) else args.label
     if everything.model.nunique() > 1:
-        print(f"\nthe {args.split} curves kept in {args.out}, against {reference!r}:")
+        print(f"\nthe {args.split} curves kept in {args.out} (labels {labels}), against {reference!r}:")
         print(robustness.compare(everything, reference).round(3).to_string(index=False))
     print(f"wrote {args.out} and {args.plot}")
 

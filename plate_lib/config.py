@@ -152,7 +152,7 @@ class PredictConfig(_Section):
     """How ``plate predict`` reports a reading; read from cfg.yaml (or --config, --profile, --set), not from the
     checkpoint, and never part of what a training run is compared by."""
 
-    min_confidence: float = Field(0.03, ge=0, le=1, description="A reading below this confidence is "
+    min_confidence: float = Field(0.12, ge=0, le=1, description="A reading below this confidence is "
                                   "low_confidence (benchmarks/confidence.py measures where to put it for a model)")
     crop_aspect: tuple[float, float] = Field((0.9, 8.0), description="[min, max] width/height of an image read as "
                                              "a plate crop; outside it, not_a_crop (not read)")
