@@ -10,6 +10,7 @@ from plate_lib import peers
 from plate_lib.sources import open_source
 
 sys.path.insert(0, str(REPO / "benchmarks"))
+import peer_readers  # noqa: E402
 from peer_readers import read_images  # noqa: E402
 
 KNOWN = "皖A931Y9"  # the first photo of the CCPD sample's test split: every reader reads it from its corners
@@ -35,6 +36,19 @@ def test_crops_of_any_size_travel_to_a_reader_unchanged(tmp_path):
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((36, 136), (24, 94), (70, 220))]
     back = read_images(peers.write_images(tmp_path / "x.npz", images))
     assert len(back) == 3 and all(np.array_equal(a, b) for a, b in zip(images, back, strict=True))
+
+
+def test_a_timing_round_another_process_disturbed_does_not_count(monkeypatch):
+    """Each timing is the best of ``ROUNDS`` rounds (as timeit's): the latency of the round with the lowest p50,
+    the plates/s of the fastest round. Fake clocks here: the middle round runs twice as slow."""
+    monkeypatch.setattr(peer_readers, "set_threads", lambda n: None)  # this process's threads stay as they are
+    rounds = iter([1.0] * 200 + [2.0] * 200 + [1.1] * 200)  # ms a plate, round by round (warm-up reads aside)
+    monkeypatch.setattr(peer_readers, "timed", lambda fn, *args: next(rounds) / 1000)
+    got = peer_readers.latency_ms(lambda img: None, [None] * 7, threads=1)
+    assert got == {"p50": 1.0, "p95": 1.0}
+    passes = iter([0.5, 0.5, 1.0, 0.4, 0.4])  # seconds a pass over 10 plates: rounds of 1.0, 1.0 and 0.8 s
+    monkeypatch.setattr(peer_readers, "timed", lambda fn, *args: next(passes))
+    assert peer_readers.throughput(lambda ims: None, [None] * 10, threads=1) == 25.0  # 20 plates in 0.8 s
 
 
 @pytest.mark.parametrize("reader", ["plate_lib", "plate_lib_onnx", "plate_lib_tta"])
