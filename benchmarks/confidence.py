@@ -94,7 +94,7 @@ def main() -> None:
     noise_conf = [c for _, c in read_plates(model, cfg, noise)]
     threshold = propose(pooled, args.max_wrong, max(noise_conf))
     result = {"checkpoint": str(args.checkpoint), "splits": args.splits, "max_wrong": args.max_wrong,
-              "labels": "corrected" if args.fixed_labels else "as published",
+              "labels": real_sets.LABELS[args.fixed_labels],
               "rule": f"the lowest threshold (steps of 0.01) at which at most {args.max_wrong:.0%} of the pooled ok "
                       "rows are wrong readings, above every reading of noise",
               "proposed_min_confidence": threshold, "n": int(sum(s["n"] for s in sets.values())),

@@ -208,11 +208,8 @@ def latency_ms(read_one: Callable, images: list[np.ndarray], threads: int, n: in
     set_threads(threads)
     for img in images[:10]:  # warm-up
         read_one(img)
-    best = None
-    for _ in range(rounds):
-        times = sorted(timed(read_one, img) * 1000 for img in (images * (1 + n // max(1, len(images))))[:n])
-        if best is None or statistics.median(times) < statistics.median(best):
-            best = times
+    plates = (images * (1 + n // max(1, len(images))))[:n]
+    best = min((sorted(timed(read_one, img) * 1000 for img in plates) for _ in range(rounds)), key=statistics.median)
     return {"p50": round(statistics.median(best), 3), "p95": round(best[int(0.95 * (len(best) - 1))], 3)}
 
 

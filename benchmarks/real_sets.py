@@ -38,6 +38,7 @@ REAL_SETS = {  # name: (data, CCPD crop mode, resize to (w, h) or None, descript
 }
 COLOURS_CSV = ROOT / "benchmarks" / "lyl8213-colours.csv"  # file,colour: lyl8213's plate colours, labelled by hand
 LABEL_FIXES = {"lyl8213": ROOT / "benchmarks" / "lyl8213-label-fixes.csv"}  # file,label,note: labels corrected
+LABELS = {False: "as published", True: "corrected"}  # how a benchmark's JSON names the labels it scored against
 
 
 def present() -> list[str]:

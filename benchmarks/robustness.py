@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from real_sets import REAL_SETS, source  # noqa: E402
+from real_sets import LABELS, REAL_SETS, present, source  # noqa: E402
 
 SETS = {"sample": "sample_corners", "lyl8213": "lyl8213"}  # curve name: real_sets' set (data, crop mode)
 
@@ -50,9 +50,9 @@ def main() -> None:
 
     torch.manual_seed(0)
     model, cfg = load_model(args.checkpoint)
-    sets = {}
+    sets, here, labels = {}, present(), LABELS[args.fixed_labels]
     for name, real_set in SETS.items():
-        if (ROOT / REAL_SETS[real_set][0]).is_dir():
+        if real_set in here:
             src = source(real_set, fixed=args.fixed_labels)
             sets[name] = (src, [r for r in src.records(args.split) if not r.error])
         else:
@@ -63,12 +63,11 @@ def main() -> None:
     out = json.loads(Path(args.out).read_text(encoding="utf-8")) if Path(args.out).is_file() else {"runs": {}}
     out["runs"][args.label] = {"checkpoint": os.path.relpath(args.checkpoint, ROOT), "split": args.split,
                                "sets": {k: REAL_SETS[v][0] for k, v in SETS.items() if k in sets},
-                               "labels": "corrected" if args.fixed_labels else "as published",
+                               "labels": labels,
                                "rows": table.round(4).to_dict("records")}
     Path(args.out).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    labels = out["runs"][args.label]["labels"]  # runs are compared on the same split, scored the same way
     everything = pd.concat([pd.DataFrame(r["rows"]).assign(model=label) for label, r in out["runs"].items()
-                            if r["split"] == args.split and r.get("labels", "as published") == labels])
+                            if r["split"] == args.split and r.get("labels", LABELS[False]) == labels])  # scored alike
     plots.robustness_curves(everything, f"word accuracy under one degradation at a time ({args.split} splits, labels {labels})"
                             ).savefig(args.plot, dpi=90)
     print(table.pivot_table(index=["degradation", "strength"], columns="set", values="word_acc").round(3).to_string())
