@@ -237,6 +237,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="JSON to write")
     ap.add_argument("--timing", action="store_true", help="also time it: throughput, latency at 1 and 2 threads")
     ap.add_argument("--threads", type=int, default=2, help="threads for reading and for the throughput")
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help="timing rounds; each timing is the best of them")
     ap.add_argument("--checkpoint", default=str(ROOT / "models" / "plate_default.pt"))
     ap.add_argument("--lprnet-weights", default=str(ROOT.parent / "shared" / "peers" / "lprnet" / "Final_LPRNet_model.pth"))
     args = ap.parse_args()
@@ -260,12 +261,13 @@ def main() -> None:
                  "flush_denormal": flush}
     if args.timing:
         if read_batch:
-            out["plates_per_s"], out["batched"] = throughput(read_batch, images, args.threads), True
+            out["plates_per_s"], out["batched"] = throughput(read_batch, images, args.threads, rounds=args.rounds), True
         else:
-            out["plates_per_s"] = throughput(lambda ims: [read_one(im) for im in ims], images, args.threads)
+            out["plates_per_s"] = throughput(lambda ims: [read_one(im) for im in ims], images, args.threads,
+                                             rounds=args.rounds)
             out["batched"] = False
         for threads in (1, 2):
-            out[f"latency_ms_{threads}_thread"] = latency_ms(read_one, images, threads)
+            out[f"latency_ms_{threads}_thread"] = latency_ms(read_one, images, threads, rounds=args.rounds)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     Path(args.out).write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
 

@@ -1,7 +1,7 @@
 """plate_lib beside the recognisers people already use (HyperLPR, LPRNet): the same real plates, one run.
 
     make peers            # builds .venv-peers (HyperLPR needs OpenCV 4), then runs this
-    python benchmarks/peers.py [--checkpoint models/plate_default.pt] [--readers …] [--sets …]
+    python benchmarks/peers.py [--checkpoint models/plate_default.pt] [--readers …] [--sets …] [--passes 3]
 
 Every reader (``plate_lib.peers.READERS``: the shipped model in PyTorch, in ONNX Runtime, and in ONNX Runtime
 with its test-time views (``predict.tta``); HyperLPR's recogniser alone, HyperLPR after its own refinement step,
@@ -15,7 +15,9 @@ runs it: its preprocessing, its decoding, its character table. Sets, all real, a
 
 Per reader and set: word, character and province accuracy; plates/s (batched where the reader batches, else
 one plate after another, at 2 threads); one plate's latency p50/p95 at 1 thread and at 2 (crop to text); each
-timing the best of 3 rounds (``peer_readers.ROUNDS``: a round another process disturbs reads slower);
+timing the best of ``--passes`` (3) rounds, one in each of as many passes over the readers in turn
+(``peers.best_timings``): a round a slow spell of the machine or another process disturbs reads slower, and in
+turns such a spell slows one round of every reader rather than every round of one;
 the process's peak RSS. Every reader is paired plate by plate with ``plate_lib`` (``metrics.paired_comparison``:
 the plates only one of the two got wrong, exact McNemar p). A plate holding a character outside a reader's
 table counts as that reader's error, and the count is written (``cannot_emit``). Writes
@@ -44,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from real_sets import LABEL_FIXES, REAL_SETS, load, source  # noqa: E402
 
 from plate_lib.metrics import paired_comparison, summarize  # noqa: E402
-from plate_lib.peers import LPRNET_WEIGHTS, READERS, missing, run_reader  # noqa: E402
+from plate_lib.peers import LPRNET_WEIGHTS, READERS, best_timings, missing, run_reader  # noqa: E402
 
 # the test split of each real set (the name keeps the split: these are the held-out plates)
 SETS = {("lyl8213_test" if name == "lyl8213" else name): name for name in REAL_SETS}
@@ -73,6 +75,7 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--lprnet-weights", default=str(LPRNET_WEIGHTS))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "peers.json"))
+    ap.add_argument("--passes", type=int, default=3, help="timing passes over the readers in turn; best of them")
     args = ap.parse_args()
     if BASE not in args.readers:
         args.readers.insert(0, BASE)  # everything is paired with it
@@ -100,8 +103,16 @@ def main() -> None:
                              "non_wan_plates": sum(t[0] != "皖" for t in truth)}
         base_correct = None
         table = pd.DataFrame({"set": name, "name": names, "true": truth})
-        for reader in [r for r in args.readers if r not in absent]:
-            got = run_reader(reader, images, timing=True, **options.get(reader, {}))
+        here = [r for r in args.readers if r not in absent]
+        runs = {r: [] for r in here}
+        for _ in range(args.passes):  # the readers in turn, a timing round each, so that a slow spell hits them alike
+            for reader in here:
+                runs[reader].append(run_reader(reader, images, timing=True, rounds=1, **options.get(reader, {})))
+        for reader in here:
+            got = best_timings(runs[reader])
+            if got["readings_differ"]:
+                print(f"{name}: {reader} read {got['readings_differ']} crops otherwise in another pass; the first "
+                      "pass's readings are scored", file=sys.stderr)
             row = score(got["texts"], truth, got["alphabet"], base_correct if reader != BASE else None)
             if reader == BASE:
                 base_correct = [a == b for a, b in zip(got["texts"], truth, strict=True)]
@@ -110,7 +121,8 @@ def main() -> None:
                     "latency_ms_p95": got["latency_ms_1_thread"]["p95"],
                     "latency_ms_p50_2_threads": got["latency_ms_2_thread"]["p50"],
                     "latency_ms_p95_2_threads": got["latency_ms_2_thread"]["p95"],
-                    "peak_rss_mb": got["peak_rss_mb"], "flush_denormal": got["flush_denormal"]}
+                    "peak_rss_mb": got["peak_rss_mb"], "flush_denormal": got["flush_denormal"],
+                    "readings_differ": got["readings_differ"]}
             out["readers"].setdefault(reader, {})[name] = row
             table[reader] = got["texts"]
             print(f"{name}: {reader} read {row['word_acc']:.3f}", file=sys.stderr)
@@ -122,8 +134,10 @@ def main() -> None:
     out["notes"] = {
         "latency": "one plate, crop to text (each reader's preprocessing and decoding included), at 1 thread "
                    "(latency_ms_p50/p95) and 2 threads (*_2_threads); 200 readings after 10 warm-up ones, in the round of "
-                   "the lowest p50 of 3 (timeit's best of: a round another process disturbs reads slower)",
-        "plates_per_s": "at 2 threads, the fastest of 3 rounds; batched: the whole set in one batch (plate_lib, ONNX Runtime, LPRNet); "
+                   f"the lowest p50 of {args.passes}, one round in each of {args.passes} passes over the readers in turn "
+                   "(timeit's best of: a round a slow spell of the machine disturbs reads slower, and taken in turns "
+                   "it slows one round of every reader, not every round of one)",
+        "plates_per_s": f"at 2 threads, the fastest of {args.passes} rounds taken so; batched: the whole set in one batch (plate_lib, ONNX Runtime, LPRNet); "
                         "not batched: one plate after another (HyperLPR reads one plate per call)",
         "lprnet": "reads one plate at a time: its forward pass normalises by a mean over the whole batch, so a "
                   "batched reading depends on the batch-mates; flush_denormal says whether denormal floats were "

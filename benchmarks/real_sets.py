@@ -93,12 +93,14 @@ def add_study_args(ap, out: str) -> None:
     ap.add_argument("--synthetic", default=str(ROOT / "data" / "synthetic-model.zip"),
                     help="a synthetic zip whose val split is read too, where it exists")
     ap.add_argument("--synthetic-n", type=int, default=6000)
+    ap.add_argument("--fixed-labels", action="store_true", help="score lyl8213 against its corrected labels")
 
 
 def study_sets(args) -> dict:
     """``{name: () -> (crops, texts)}``: ``args.splits`` of each real set present, and where ``args.synthetic``
-    exists the first ``args.synthetic_n`` plates of its val split (``synthetic_val``); exits when none is here."""
-    sets = {name: lambda name=name: load(name, tuple(args.splits))[:2] for name in present()}
+    exists the first ``args.synthetic_n`` plates of its val split (``synthetic_val``); exits when none is here.
+    ``args.fixed_labels``: lyl8213's texts corrected (``LABEL_FIXES``)."""
+    sets = {name: lambda name=name: load(name, tuple(args.splits), args.fixed_labels)[:2] for name in present()}
     if Path(args.synthetic).is_file():
         sets["synthetic_val"] = lambda: synthetic_val(args.synthetic, args.synthetic_n)
     if not sets:

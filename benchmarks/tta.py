@@ -1,6 +1,7 @@
 """Test-time views (``predict.tta``): each view alone, the views voting, and the setting, against one read.
 
     python benchmarks/tta.py [--checkpoint models/plate_default.pt] [--splits train val] [--out benchmarks/tta.json]
+                             [--fixed-labels]
 
 Each crop of the real sets present (``real_sets.REAL_SETS``), and where ``make model``'s synthetic zip is here
 the first ``--synthetic-n`` plates of its val split, is read as ``read_plates`` reads it (second look included)
@@ -9,7 +10,8 @@ the three voting by summed confidence on every crop (``vote_all``, ``inference.v
 confident view, and ``read_plates(tta=True)`` (``setting``: the views vote only on the crops whose first read
 was unsure, as ``predict.rectify_below`` decides for the second look; ``setting_share``: how many). Also the
 time of ``read_plates`` with ``tta`` against without (``time_ratio``; 2 threads, the same run). Choose on
-``--splits train val`` (the default); the test splits are for the report.
+``--splits train val`` (the default); the test splits are for the report. ``--fixed-labels`` scores lyl8213
+against its corrected labels.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from real_sets import add_study_args, relative, study_sets  # noqa: E402
+from real_sets import LABELS, add_study_args, relative, study_sets  # noqa: E402
 
 
 def right(plates: list[str], truth: list[str]) -> int:
@@ -47,7 +49,7 @@ def main() -> None:
     model, cfg = load_model(args.checkpoint)
     pre = cfg.preprocess
     sets = study_sets(args)
-    out: dict = {"checkpoint": relative(args.checkpoint), "splits": args.splits, "views": list(TTA_VIEWS), "sets": {}}
+    out: dict = {"checkpoint": relative(args.checkpoint), "splits": args.splits, "labels": LABELS[args.fixed_labels], "views": list(TTA_VIEWS), "sets": {}}
     print(f"splits {'+'.join(args.splits)}: plates read right of n")
     for name, get in sets.items():
         images, truth = get()
