@@ -200,20 +200,33 @@ def timed(fn: Callable, *args) -> float:
 
 
 ROUNDS = 3  # timings are the best of this many rounds (as timeit's): a round another process disturbs reads slower
+ROUND_S = 1.5  # every round of every reader lasts at least this long: this VM's speed flips between two levels
+# within a second or so, and a fast reader's short round could fall wholly in the fast one where a slow reader's
+# long round cannot; rounds of one length sample the machine alike
 
 
 def latency_ms(read_one: Callable, images: list[np.ndarray], threads: int, n: int = 200,
-               rounds: int = ROUNDS) -> dict[str, float]:
-    """p50 and p95 of one plate's reading over ``n`` readings, in the round (of ``rounds``) of the lowest p50."""
+               rounds: int = ROUNDS, min_s: float = ROUND_S) -> dict[str, float]:
+    """p50 and p95 of one plate's reading, in the round (of ``rounds``) of the lowest p50; a round reads the plates
+    in turn, at least ``n`` readings and at least ``min_s`` seconds of them."""
     set_threads(threads)
     for img in images[:10]:  # warm-up
         read_one(img)
-    plates = (images * (1 + n // max(1, len(images))))[:n]
-    best = min((sorted(timed(read_one, img) * 1000 for img in plates) for _ in range(rounds)), key=statistics.median)
+
+    def one_round() -> list[float]:
+        times: list[float] = []
+        spent = 0.0
+        while len(times) < n or spent < min_s:
+            t = timed(read_one, images[len(times) % len(images)])
+            times.append(t * 1000)
+            spent += t
+        return sorted(times)
+
+    best = min((one_round() for _ in range(rounds)), key=statistics.median)
     return {"p50": round(statistics.median(best), 3), "p95": round(best[int(0.95 * (len(best) - 1))], 3)}
 
 
-def throughput(read_all: Callable, images: list[np.ndarray], threads: int, min_s: float = 0.7,
+def throughput(read_all: Callable, images: list[np.ndarray], threads: int, min_s: float = ROUND_S,
                rounds: int = ROUNDS) -> float:
     """Plates a second reading the set whole (``read_all``), in the fastest of ``rounds`` rounds of at least
     ``min_s`` seconds and one pass each."""

@@ -17,7 +17,8 @@ Per reader and set: word, character and province accuracy; plates/s (batched whe
 one plate after another, at 2 threads); one plate's latency p50/p95 at 1 thread and at 2 (crop to text); each
 timing the best of ``--passes`` (3) rounds, one in each of as many passes over the readers in turn
 (``peers.best_timings``): a round a slow spell of the machine or another process disturbs reads slower, and in
-turns such a spell slows one round of every reader rather than every round of one;
+turns such a spell slows one round of every reader rather than every round of one; every round lasts at least
+1.5 s (``peer_readers.ROUND_S``), so a fast reader's rounds sample the machine as long as a slow one's;
 the process's peak RSS. Every reader is paired plate by plate with ``plate_lib`` (``metrics.paired_comparison``:
 the plates only one of the two got wrong, exact McNemar p). A plate holding a character outside a reader's
 table counts as that reader's error, and the count is written (``cannot_emit``). Writes
@@ -133,11 +134,11 @@ def main() -> None:
         plates.append(table)
     out["notes"] = {
         "latency": "one plate, crop to text (each reader's preprocessing and decoding included), at 1 thread "
-                   "(latency_ms_p50/p95) and 2 threads (*_2_threads); 200 readings after 10 warm-up ones, in the round of "
+                   "(latency_ms_p50/p95) and 2 threads (*_2_threads); after 10 warm-up readings, rounds of at least 200 readings and 1.5 s (peer_readers.ROUND_S), in the round of "
                    f"the lowest p50 of {args.passes}, one round in each of {args.passes} passes over the readers in turn "
                    "(timeit's best of: a round a slow spell of the machine disturbs reads slower, and taken in turns "
                    "it slows one round of every reader, not every round of one)",
-        "plates_per_s": f"at 2 threads, the fastest of {args.passes} rounds taken so; batched: the whole set in one batch (plate_lib, ONNX Runtime, LPRNet); "
+        "plates_per_s": f"at 2 threads, the fastest of {args.passes} rounds of at least 1.5 s taken so; batched: the whole set in one batch (plate_lib, ONNX Runtime, LPRNet); "
                         "not batched: one plate after another (HyperLPR reads one plate per call)",
         "lprnet": "reads one plate at a time: its forward pass normalises by a mean over the whole batch, so a "
                   "batched reading depends on the batch-mates; flush_denormal says whether denormal floats were "

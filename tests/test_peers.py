@@ -44,11 +44,25 @@ def test_a_timing_round_another_process_disturbed_does_not_count(monkeypatch):
     monkeypatch.setattr(peer_readers, "set_threads", lambda n: None)  # this process's threads stay as they are
     rounds = iter([1.0] * 200 + [2.0] * 200 + [1.1] * 200)  # ms a plate, round by round (warm-up reads aside)
     monkeypatch.setattr(peer_readers, "timed", lambda fn, *args: next(rounds) / 1000)
-    got = peer_readers.latency_ms(lambda img: None, [None] * 7, threads=1)
+    got = peer_readers.latency_ms(lambda img: None, [None] * 7, threads=1, min_s=0)
     assert got == {"p50": 1.0, "p95": 1.0}
     passes = iter([0.5, 0.5, 1.0, 0.4, 0.4])  # seconds a pass over 10 plates: rounds of 1.0, 1.0 and 0.8 s
     monkeypatch.setattr(peer_readers, "timed", lambda fn, *args: next(passes))
-    assert peer_readers.throughput(lambda ims: None, [None] * 10, threads=1) == 25.0  # 20 plates in 0.8 s
+    assert peer_readers.throughput(lambda ims: None, [None] * 10, threads=1, min_s=0.7) == 25.0  # 20 plates in 0.8 s
+
+
+def test_a_fast_readers_timing_round_lasts_as_long_as_a_slow_ones(monkeypatch):
+    """A round of one-plate readings goes on past its 200 readings until ``ROUND_S`` seconds have passed, so that a
+    fast reader's round samples a machine whose speed flips as long as a slow reader's does."""
+    monkeypatch.setattr(peer_readers, "set_threads", lambda n: None)
+    calls = []
+    monkeypatch.setattr(peer_readers, "timed", lambda fn, img: calls.append(img) or 2 ** -10)  # about 1 ms a reading
+    peer_readers.latency_ms(lambda img: None, list(range(7)), threads=1, rounds=1, min_s=1.0)
+    assert len(calls) == 1024 and calls[:9] == [0, 1, 2, 3, 4, 5, 6, 0, 1]  # the plates in turn
+    calls.clear()
+    monkeypatch.setattr(peer_readers, "timed", lambda fn, img: calls.append(img) or 2 ** -6)  # about 16 ms a reading
+    peer_readers.latency_ms(lambda img: None, list(range(7)), threads=1, rounds=1, min_s=1.0)
+    assert len(calls) == 200  # at least n readings, however long they take
 
 
 def test_timings_are_the_best_of_passes_taken_in_turn_and_readings_the_first_pass():
