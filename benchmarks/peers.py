@@ -44,6 +44,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from peer_readers import ROUND_S  # noqa: E402  (no torch: peak RSS stays each reader's own)
 from real_sets import LABEL_FIXES, REAL_SETS, load, source  # noqa: E402
 
 from plate_lib.metrics import paired_comparison, summarize  # noqa: E402
@@ -134,11 +135,12 @@ def main() -> None:
         plates.append(table)
     out["notes"] = {
         "latency": "one plate, crop to text (each reader's preprocessing and decoding included), at 1 thread "
-                   "(latency_ms_p50/p95) and 2 threads (*_2_threads); after 10 warm-up readings, rounds of at least 200 readings and 1.5 s (peer_readers.ROUND_S), in the round of "
+                   "(latency_ms_p50/p95) and 2 threads (*_2_threads); after 10 warm-up readings, rounds of at least 200 readings and "
+                   f"{ROUND_S} s (peer_readers.ROUND_S), in the round of "
                    f"the lowest p50 of {args.passes}, one round in each of {args.passes} passes over the readers in turn "
                    "(timeit's best of: a round a slow spell of the machine disturbs reads slower, and taken in turns "
                    "it slows one round of every reader, not every round of one)",
-        "plates_per_s": f"at 2 threads, the fastest of {args.passes} rounds of at least 1.5 s taken so; batched: the whole set in one batch (plate_lib, ONNX Runtime, LPRNet); "
+        "plates_per_s": f"at 2 threads, the fastest of {args.passes} rounds of at least {ROUND_S} s taken so; batched: the whole set in one batch (plate_lib, ONNX Runtime, LPRNet); "
                         "not batched: one plate after another (HyperLPR reads one plate per call)",
         "lprnet": "reads one plate at a time: its forward pass normalises by a mean over the whole batch, so a "
                   "batched reading depends on the batch-mates; flush_denormal says whether denormal floats were "
