@@ -26,16 +26,13 @@ import torch
 
 from .config import Config, from_dict
 from .dataset import atomic_write
+from .errors import CheckpointError
 from .models import ModelError, ModelSpec, build_model
 from .plates import BLANK, SYMBOLS
 
 FORMAT = "plate_lib/1"
 REQUIRED_KEYS = {"model_name": str, "spec": dict, "config": dict, "alphabet": dict, "model": dict}
 PLAIN = (str, int, float, bool, type(None))
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, truncated, unsafe to load or does not fit."""
 
 
 def model_spec(cfg: Config) -> ModelSpec:

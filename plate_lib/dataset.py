@@ -10,7 +10,6 @@ slice memory instead of decoding JPEGs. Bad images and labels raise a ``DataErro
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from .config import Config, PreprocessConfig
+from .errors import DISK_FULL, DiskFullError
 from .plates import SYMBOL_CLASS
 from .preprocess import decode_all
 from .sources import IMAGE_EXTS, DataError, Source, open_source
@@ -55,13 +55,6 @@ def _cache_key(source: Source, split: str, pre: PreprocessConfig, limit: int | N
     desc = json.dumps([CACHE_VERSION, source.kind, source.fingerprint(), source.val_fraction, split,
                        pre.model_dump(), limit, skip_bad, source.max_bytes])
     return hashlib.sha1(desc.encode()).hexdigest()[:16]
-
-
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left on the device; disk quota exceeded
-
-
-class DiskFullError(RuntimeError):
-    """A file that could not be written because the disk (or the user's quota) is full; the old file is intact."""
 
 
 def size_text(n: float) -> str:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .errors import ModelError
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -45,10 +47,6 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
 
 def list_models() -> list[str]:
     return sorted(_REGISTRY)
-
-
-class ModelError(ValueError):
-    """An unknown model name or a size the model cannot take."""
 
 
 def build_model(name: str, spec: ModelSpec) -> nn.Module:

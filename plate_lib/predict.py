@@ -140,7 +140,7 @@ def read_files(model, cfg: Config, settings: PredictConfig, inputs: list[tuple[s
     """One row per input, in order, reading ``batch`` files at a time (None: ``cfg.training.eval_batch_size``)."""
     from tqdm import tqdm
 
-    from .inference import read_plates
+    from .reading import read_plates
 
     batch = batch or cfg.training.eval_batch_size
     with tqdm(total=len(inputs), desc="plates", unit="file", disable=not progress, mininterval=0.5) as bar:

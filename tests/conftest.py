@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -18,6 +19,15 @@ SHIPPED = REPO / "models" / "plate_default.pt"  # the shipped model (make model)
 needs_sample = pytest.mark.skipif(
     not CCPD_SAMPLE.is_dir(), reason=f"real CCPD2019 sample not found at {CCPD_SAMPLE} (../shared is absent)"
 )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def graph_cache(tmp_path_factory) -> Path:
+    """The graphs plate predict and plate evaluate export (graph.py) go to this session's folder, never the user's
+    cache; subprocesses inherit it."""
+    folder = tmp_path_factory.mktemp("graphs")
+    os.environ["PLATE_LIB_CACHE"] = str(folder)
+    return folder
 
 
 class LegacyZipInfo(zipfile.ZipInfo):

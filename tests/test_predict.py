@@ -251,10 +251,10 @@ def test_the_threshold_comes_from_cfg_yaml_and_set_not_from_the_checkpoint(image
 def test_the_batch_comes_from_cfg_yaml_and_set_not_from_the_checkpoint(images, capsys, monkeypatch):
     # the shipped checkpoint was trained with training.eval_batch_size 256; how many plates a batch reads is
     # the reading machine's matter (its cache), so plate predict takes it from cfg.yaml and --set
-    from plate_lib import inference
+    from plate_lib import reading
 
-    batches, read = [], inference.predict_images
-    monkeypatch.setattr(inference, "predict_images", lambda model, images, *a, **k: batches.append(len(images))
+    batches, read = [], reading.predict_images
+    monkeypatch.setattr(reading, "predict_images", lambda model, images, *a, **k: batches.append(len(images))
                         or read(model, images, *a, **k))
     # (PyTorch: ONNX Runtime would also split the batch into parts for the CPU's cores, export.OnnxModel.in_parts)
     predict(capsys, "crops", "--set", "predict.rectify_below=0", "--set", "predict.runtime=torch")

@@ -1,0 +1,220 @@
+"""Reading plates: the network's outputs decoded to plates, confidences and each plate's weakest character,
+the second look at the crops it was unsure of, and test-time views; raw crops in, (plate, confidence) out.
+
+No torch here: a model is anything ``predict_images`` can run, a ``torch.nn.Module`` (``inference``; torch is
+imported only to run one) or an ONNX Runtime reader with ``run_images`` (``graph.OnnxReader``, ``export.OnnxModel``),
+so that ``plate predict`` on a cached graph starts without importing torch (README, "Models")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .config import Config, PredictConfig, TrainingConfig
+from .plates import BLANK, ctc_beam_search, ctc_greedy_decode, is_issued_format
+from .preprocess import TTA_VIEWS, letterbox, tta_views
+
+EVAL_BATCH: int = TrainingConfig.model_fields["eval_batch_size"].default  # training.eval_batch_size's default
+RECTIFY_BELOW: float = PredictConfig.model_fields["rectify_below"].default  # predict.rectify_below's default
+
+
+def decode_logits(prov_logits, ctc_logits, provinces: list[str]) -> tuple[list[str], np.ndarray]:
+    """Model outputs → plates and confidences (province prob × CTC prob; float32 [B]).
+
+    Best-path decoding first; where that is not a plate in a format China issues (``plates.is_issued_format``:
+    9 characters from a doubled 8, a digit as city letter, 8 characters that are no new-energy plate…), the
+    most probable such plate among the CTC beam search's readings (``plates.ctc_beam_search``), with its
+    sequence probability. A plate is never traded for a non-plate, so word accuracy can only rise.
+    """
+    texts, conf, _ = decode_readings(prov_logits, ctc_logits, provinces)
+    return texts, conf
+
+
+def decode_readings(prov_logits, ctc_logits,
+                    provinces: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``decode_logits``'s plates and confidences, and each plate's ``weakest_character`` (0 where the best
+    path was not a plate and the beam search's reading stands in: the network's own reading was no plate).
+
+    In numpy: on one plate, a dozen small torch operations cost more than the network's last layers."""
+    prov, ctc = (np.asarray(t.detach().cpu() if hasattr(t, "detach") else t, np.float64)  # torch or numpy
+                 for t in (prov_logits, ctc_logits))
+    prov_i = prov.argmax(-1)
+    prov_p = 1.0 / np.exp(prov - prov.max(-1, keepdims=True)).sum(-1)  # softmax at the argmax
+    ctc_i = ctc.argmax(-1)  # [B, T]
+    shifted = ctc - ctc.max(-1, keepdims=True)
+    lse = np.log(np.exp(shifted).sum(-1))  # log-softmax of class c: shifted[c] - lse
+    best_lp = -lse  # the best class's log-probability at each step
+    conf = prov_p * np.exp(best_lp.sum(-1))
+    best, best_p = ctc_i.tolist(), np.exp(best_lp).tolist()
+    weakest = np.array([weakest_character(p, b, bp) for p, b, bp in zip(prov_p.tolist(), best, best_p, strict=True)])
+    texts = [provinces[p] + ctc_greedy_decode(row) for p, row in zip(prov_i.tolist(), best, strict=True)]
+    for i, text in enumerate(texts):
+        if not is_issued_format(text, provinces):
+            weakest[i] = 0.0
+            readings = ctc_beam_search(shifted[i] - lse[i][:, None])
+            found = next(((t, lp) for t, lp in readings if is_issued_format(text[0] + t, provinces)), None)
+            if found:
+                texts[i], conf[i] = text[0] + found[0], prov_p[i] * float(np.exp(found[1]))
+    return texts, conf.astype(np.float32), weakest.astype(np.float32)
+
+
+def weakest_character(prov_p: float, best: list[int], best_p: list[float]) -> float:
+    """The probability of a plate's least sure character on the CTC best path: the province's probability
+    ``prov_p``, and for each character the path emits (a run of one non-blank class in ``best``, a class per
+    step) the highest of its steps' probabilities ``best_p``. Unlike the confidence (a product over all the
+    steps, low wherever a step hesitates between a character and the blank beside it), it is high for a crop
+    whose every character is read clearly: what ``unsure`` asks before a crop is read again. (A loop in
+    Python: on one plate, cheaper than the dozen numpy calls that would do it for a batch.)"""
+    weakest, prev, run_max = prov_p, BLANK, 0.0
+    for c, p in zip(best, best_p, strict=True):
+        if c != prev:
+            if prev != BLANK:
+                weakest = min(weakest, run_max)
+            run_max = p
+        elif p > run_max:
+            run_max = p
+        prev = c
+    return min(weakest, run_max) if prev != BLANK else weakest
+
+
+def predict_images(model, images: np.ndarray, provinces: list[str], batch_size: int = EVAL_BATCH,
+                   device="cpu") -> tuple[list[str], np.ndarray, np.ndarray]:
+    """uint8 [N, H, W, C] (already letterboxed) → plates, confidences and weakest characters
+    (``decode_readings``), in batches. ``model``: a ``torch.nn.Module`` (run on ``device``) or a reader with
+    ``run_images`` (ONNX Runtime)."""
+    direct = getattr(model, "run_images", None)  # ONNX Runtime: uint8 arrays in, numpy logits out, no torch
+    if direct is None:  # a torch.nn.Module
+        import torch
+
+        from .inference import predict_tensor
+
+        model.eval()
+    texts, confs, weakest = [], [], []
+    for i in range(0, len(images), batch_size):
+        if direct is not None:
+            t, c, w = decode_readings(*direct(images[i:i + batch_size]), provinces)
+        else:
+            chunk = torch.from_numpy(np.array(images[i:i + batch_size])).to(device)  # a copy: memmaps are read-only
+            t, c, w = predict_tensor(model, chunk.permute(0, 3, 1, 2).float().div_(255), provinces)
+        texts += t
+        confs.append(c)
+        weakest.append(w)
+    if not confs:
+        return [], np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return texts, np.concatenate(confs), np.concatenate(weakest)
+
+
+def read_plates(model, cfg: Config, bgr_images: list[np.ndarray], device="cpu",
+                rectify_below: float = RECTIFY_BELOW, tta: bool = False,
+                batch_size: int = EVAL_BATCH) -> list[tuple[str, float]]:
+    """Raw BGR crops of any size → (plate, confidence) each.
+
+    Each crop whose least sure character (``weakest_character``, the province included) is read with a
+    probability below ``rectify_below`` is read again warped level where ``rectify.plate_quad`` finds the
+    plate, and the more confident reading is kept: bounding-box crops of tilted plates gain most (README,
+    "Measured results"; docs/experiments.md, "The rectified second look"). 0 reads every crop once, as given; 1
+    looks twice at every crop. With ``tta``, such a crop is also read in the other ``preprocess.tta_views``
+    (padded, cut; each with its own second look) and the three readings vote (``other_views``). ``model`` may be ``export.OnnxModel`` (ONNX Runtime in its place).
+    The network reads ``batch_size`` crops at a time.
+    """
+    pre = cfg.preprocess
+    return read_crops(model, list(cfg.provinces), (pre.height, pre.width, pre.channels), bgr_images, device,
+                      rectify_below, batch_size, tta)
+
+
+def read_crops(model, provinces: list[str], input_shape: tuple[int, int, int],
+               bgr_images: list[np.ndarray], device="cpu", rectify_below: float = RECTIFY_BELOW,
+               batch_size: int = EVAL_BATCH, tta: bool = False) -> list[tuple[str, float]]:
+    """``read_plates`` for a model taking ``input_shape`` (H, W, C). A model with ``in_parts``
+    (``export.OnnxModel``) reads a batch in parts at once, each end to end on a worker of its own."""
+    height, width, channels = input_shape
+
+    def read(crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        if len(crops) == 0:
+            return []
+        batch = np.stack([letterbox(im, height, width, channels == 1) for im in crops])
+        texts, conf, weakest = predict_images(model, batch, provinces, batch_size, device)
+        return look_again(model, provinces, input_shape, crops.__getitem__, texts, conf, weakest, device,
+                          rectify_below, batch_size, tta)
+
+    in_parts = getattr(model, "in_parts", None)
+    return read(bgr_images) if in_parts is None else [r for part in in_parts(read, bgr_images) for r in part]
+
+
+def look_again(model, provinces: list[str], input_shape: tuple[int, int, int],
+               crop: Callable[[int], np.ndarray], texts: list[str], conf: np.ndarray, weakest: np.ndarray,
+               device="cpu", rectify_below: float = RECTIFY_BELOW, batch_size: int = EVAL_BATCH,
+               tta: bool = False) -> list[tuple[str, float]]:
+    """First readings (``texts``, ``conf``, ``weakest`` of each crop) → (plate, confidence) each: a crop whose
+    weakest character is below ``rectify_below`` (``unsure``) gets the second look (``second_look``) and, with
+    ``tta``, its other views (``other_views``). ``crop(i)``: crop ``i``, raw BGR, loaded once, a batch of unsure
+    crops at a time (a split may not fit in memory)."""
+    def read_batch(batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+        return predict_images(model, batch, provinces, batch_size, device)
+
+    def read_views(views: list[np.ndarray]) -> list[tuple[str, float]]:
+        return read_crops(model, provinces, input_shape, views, device, rectify_below, batch_size)
+
+    readings = list(zip(texts, np.asarray(conf, np.float32).tolist(), strict=True))
+    todo = np.flatnonzero(unsure(weakest, rectify_below)).tolist()
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start:start + batch_size]
+        crops = [crop(i) for i in chunk]
+        looked = second_look(read_batch, input_shape, crops, [readings[i] for i in chunk])
+        if tta:
+            looked = other_views(read_views, crops, looked)
+        for i, reading in zip(chunk, looked, strict=True):
+            readings[i] = reading
+    return readings
+
+
+def other_views(read: Callable[[list[np.ndarray]], list[tuple[str, float]]], crops: list[np.ndarray],
+                readings: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Test-time views (``predict.tta``): each crop (raw BGR) read in its other ``preprocess.tta_views`` too
+    (``read``: ``read_crops`` without views), and its three readings voting (``vote``); the winners. Given only
+    the crops the first look was unsure of: on the train and val splits, voting on every crop read the same real
+    plates (docs/experiments.md, "Test-time views")."""
+    others = read([v for im in crops for v in tta_views(im)[1:]])
+    k = len(TTA_VIEWS) - 1
+    return [vote([reading, *others[j * k:(j + 1) * k]], len(TTA_VIEWS))[0] for j, reading in enumerate(readings)]
+
+
+def vote(readings: list[tuple[str, float]], views: int) -> list[tuple[str, float]]:
+    """Readings of ``views`` consecutive views of each crop → one (plate, confidence) per crop: the plate whose
+    views' confidences sum highest (two views agreeing outvote one surer view), with the highest confidence a
+    view gave it (so ``predict.min_confidence`` keeps its meaning)."""
+    out = []
+    for start in range(0, len(readings), views):
+        total: dict[str, float] = {}
+        best: dict[str, float] = {}
+        for text, conf in readings[start:start + views]:
+            total[text] = total.get(text, 0.0) + conf
+            best[text] = max(best.get(text, 0.0), conf)
+        text = max(total, key=total.__getitem__)
+        out.append((text, best[text]))
+    return out
+
+
+def unsure(weakest: np.ndarray, rectify_below: float) -> np.ndarray:
+    """Which readings get a second look: weakest character below ``rectify_below``; every one at 1."""
+    return weakest < rectify_below if rectify_below < 1 else np.ones(len(weakest), bool)
+
+
+def second_look(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray, np.ndarray]],
+                input_shape: tuple[int, ...], crops: list[np.ndarray],
+                readings: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Each crop (raw BGR) read again warped level (``rectify.model_input``) where it shows the plate; its
+    reading where more confident than the one given, else the one given. ``read_batch``: ``predict_images`` on a
+    batch; ``input_shape``: the model's (H, W, C)."""
+    from .rectify import model_input
+
+    height, width, channels = input_shape
+    out = list(readings)
+    warped = [(j, w) for j, im in enumerate(crops) if (w := model_input(im, height, width, channels == 1)) is not None]
+    if warped:
+        texts_w, conf_w, _ = read_batch(np.stack([w for _, w in warped]))
+        for (j, _), text, conf in zip(warped, texts_w, np.asarray(conf_w, np.float32).tolist(), strict=True):
+            if conf > out[j][1]:
+                out[j] = (text, conf)
+    return out
