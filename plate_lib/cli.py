@@ -103,6 +103,8 @@ def _cached_reader(args: argparse.Namespace, ckpt: Path, runtime: str):
 
     if runtime == "torch" or not (args.device == "cpu" or (args.device == "auto" and not graph.gpu_visible())):
         return None
+    if not ckpt.is_file():  # missing, a folder: the checkpoint loader says what is wrong
+        return None
     if importlib.util.find_spec("onnxruntime") is None:
         return None
     found = graph.cached_reader(ckpt)

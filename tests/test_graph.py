@@ -158,3 +158,12 @@ def test_reading_imports_no_torch():
             "plate_lib.errors; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("where", ["missing.pt", "."], ids=["missing", "a-folder"])
+def test_a_checkpoint_that_is_no_file_is_named_by_the_loader_not_the_cache(where, crops, cache, capsys):
+    from plate_lib.cli import main
+
+    code = main(["predict", str(crops), "--checkpoint", where, "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"checkpoint {where} not found" in err and "pass --checkpoint" in err
