@@ -73,46 +73,16 @@ def _load_checkpoint(args: argparse.Namespace, runtime: str = "torch"):
     """The checkpoint's model on ``--device`` and its stored config with ``--set`` applied (no cfg.yaml needed);
     ``runtime`` (``predict.runtime``) onnx: the model run by ONNX Runtime (``export.OnnxModel``), on the CPU only;
     auto: onnx on the CPU where ONNX Runtime is installed, else torch (``inference.pick_runtime``). ONNX Runtime
-    on the CPU reads with the graph exported from the same checkpoint before where one is cached
-    (``graph.cached_reader``: torch is not imported) and caches the one it exports."""
-    ckpt = _checkpoint(args)
-    cached = _cached_reader(args, ckpt, runtime)
-    if cached is not None:
-        device, (model, cfg) = "cpu", cached
-    else:
-        from .graph import store
-        from .inference import load_reader, pick_device
+    on the CPU reads with the graph exported from the same checkpoint before where one is cached, torch not
+    imported, and caches the one it exports (``graph.open_reader``)."""
+    from .graph import open_reader
 
-        device = pick_device(args.device)
-        model, cfg = load_reader(ckpt, device, runtime)
-        if getattr(model, "graph", None) is not None:  # export.OnnxModel: keep its graph for the next start
-            store(ckpt, model.graph, cfg)
+    ckpt = _checkpoint(args)
+    model, cfg, device = open_reader(ckpt, args.device, runtime)
     if args.set:
         overrides = dict(map(config_mod.parse_override, args.set))
         cfg = config_mod.from_dict(config_mod.apply_overrides(cfg.to_dict(), overrides), "--set")
     return ckpt, device, model, cfg
-
-
-def _cached_reader(args: argparse.Namespace, ckpt: Path, runtime: str):
-    """(``graph.OnnxReader``, the checkpoint's config) from the graph cache, where ONNX Runtime on the CPU is
-    what would read (``runtime`` onnx or auto, ``--device`` cpu, or auto on a machine with no GPU driver) and
-    ``ckpt`` was exported before; else None (the caller loads it with torch)."""
-    import importlib.util
-
-    from . import graph
-
-    if runtime == "torch" or not (args.device == "cpu" or (args.device == "auto" and not graph.gpu_visible())):
-        return None
-    if not ckpt.is_file():  # missing, a folder: the checkpoint loader says what is wrong
-        return None
-    if importlib.util.find_spec("onnxruntime") is None:
-        return None
-    found = graph.cached_reader(ckpt)
-    if found is None:
-        return None
-    reader, cfg, path = found
-    log.info("runtime: onnx on cpu (predict.runtime; the graph exported from this checkpoint before: %s)", path)
-    return reader, cfg
 
 
 NO_PLATES_FIX = "Point --data at a CCPD2019-dl1 zip, a folder of crops or a CCPD2019 folder that holds plates"

@@ -202,6 +202,37 @@ def cached_reader(checkpoint: str | Path, part_plates: int = PART_PLATES) -> tup
     return reader, cfg, onnx_path
 
 
+def open_reader(checkpoint: str | Path, device: str = "auto", runtime: str = "auto"):
+    """A checkpoint ready to read with: (model, its config, the device), for ``reading.read_plates``. Where
+    ONNX Runtime on the CPU is what reads (``runtime`` onnx or auto, and ``device`` cpu, or auto on a machine
+    with no GPU driver: ``gpu_visible``) and the graph exported from the same checkpoint is cached
+    (``cached_reader``), its ``OnnxReader``, torch never imported; else ``inference.load_reader`` (PyTorch, or
+    ``export.OnnxModel``, whose graph is then cached for the next time: ``store``). What ``plate predict`` and
+    ``plate evaluate`` read with::
+
+        model, cfg, _ = open_reader("models/plate_default.pt")
+        read_plates(model, cfg, [cv2.imread("crop.jpg")])  # [(plate, confidence)]
+    """
+    import importlib.util
+
+    checkpoint = Path(checkpoint)
+    if (runtime != "torch" and (device == "cpu" or (device == "auto" and not gpu_visible()))
+            and checkpoint.is_file()  # missing, a folder: the checkpoint loader below says what is wrong
+            and importlib.util.find_spec("onnxruntime") is not None):
+        found = cached_reader(checkpoint)
+        if found is not None:
+            reader, cfg, path = found
+            log.info("runtime: onnx on cpu (predict.runtime; the graph exported from this checkpoint before: %s)", path)
+            return reader, cfg, "cpu"
+    from .inference import load_reader, pick_device
+
+    torch_device = pick_device(device)
+    model, cfg = load_reader(checkpoint, torch_device, runtime)
+    if getattr(model, "graph", None) is not None:  # export.OnnxModel: keep its graph for the next start
+        store(checkpoint, model.graph, cfg)
+    return model, cfg, torch_device
+
+
 def gpu_visible() -> bool:
     """Whether this machine may have a GPU torch would pick (``--device auto``): an NVIDIA, WSL2 or ROCm driver's
     files, or macOS (Apple's GPU). Only torch can say for sure; where this says no, reading stays on the CPU

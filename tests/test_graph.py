@@ -167,3 +167,18 @@ def test_a_checkpoint_that_is_no_file_is_named_by_the_loader_not_the_cache(where
     code = main(["predict", str(crops), "--checkpoint", where, "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and f"checkpoint {where} not found" in err and "pass --checkpoint" in err
+
+
+def test_open_reader_exports_once_then_reads_with_the_cached_graph_and_torch_never_uses_it(crops, cache):
+    from plate_lib.export import OnnxModel
+    from plate_lib.reading import read_plates
+    from plate_lib.sources import load_image_file
+
+    images = [load_image_file(str(p)) for p in sorted(crops.glob("*.png"))]
+    first, cfg, device = graph.open_reader(SHIPPED, "cpu")
+    assert isinstance(first, OnnxModel) and str(device) == "cpu" and len(list(cache.glob("*.onnx"))) == 1
+    again, cfg_again, device = graph.open_reader(SHIPPED, "cpu")
+    assert type(again) is graph.OnnxReader and device == "cpu" and cfg_again == cfg
+    assert read_plates(again, cfg, images) == read_plates(first, cfg, images)
+    model, _, _ = graph.open_reader(SHIPPED, "cpu", runtime="torch")
+    assert not hasattr(model, "run_images")  # the PyTorch module itself
