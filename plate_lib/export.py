@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .config import PreprocessConfig
-from .graph import PART_PLATES, OnnxReader  # noqa: F401 (PART_PLATES lived here: kept importable)
+from .graph import PART_PLATES, OnnxReader
 from .inference import decode_logits, load_model
 
 
@@ -56,7 +56,7 @@ def onnx_graph(model: torch.nn.Module, pre: PreprocessConfig, opset: int = 17) -
 class OnnxModel(torch.nn.Module, OnnxReader):
     """``model`` exported (in memory) and run by ONNX Runtime on the CPU, in its place at inference: takes and
     returns what it does (float [B, C, H, W] → province and CTC logits, as torch tensors), so ``read_plates``,
-    ``evaluate`` and ``plate predict`` read with it unchanged. An ``graph.OnnxReader`` whose threads follow
+    ``evaluate`` and ``plate predict`` read with it unchanged. A ``graph.OnnxReader`` whose threads follow
     ``torch.get_num_threads()`` (a session per thread count); ``in_parts`` spreads a batch over them, in parts of
     at most ``part_plates`` (0: a batch whole, on one session of n threads)."""
 
