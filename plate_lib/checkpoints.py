@@ -229,6 +229,41 @@ def rebuild(ckpt: dict[str, Any], path: str | Path) -> tuple[torch.nn.Module, Co
 # --- converting an older checkpoint ---------------------------------------------------------------------------
 
 
+def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
+    """The checkpoints ``paths`` of one model (the same ``model_name``, ``spec`` and alphabet, every tensor the
+    same shape), written to ``out`` with each float tensor the mean of theirs, batch-norm statistics included
+    (integer tensors, such as batch norm's step counts, from the last): checkpoint averaging, as of the epochs of
+    one fine-tuning run (``training.keep_epochs``; docs/experiments.md, "Weight averaging"). Its config, alphabet
+    and ``epoch`` are the last checkpoint's; ``averaged_from`` names the files. No training state is kept."""
+    if len(paths) < 2:
+        raise CheckpointError(f"averaging takes two checkpoints or more, got {len(paths)}")
+    ckpts = [read_checkpoint(p) for p in paths]
+    first, last = ckpts[0], ckpts[-1]
+    for path, ck in zip(paths[1:], ckpts[1:], strict=True):
+        for key in ("model_name", "spec", "alphabet"):
+            if ck[key] != first[key]:
+                raise CheckpointError(f"{path} is not the same model as {paths[0]}: its {key} differs "
+                                      f"({ck[key]} against {first[key]}); average checkpoints of one run")
+        if ck["model"].keys() != first["model"].keys() or any(
+                v.shape != first["model"][k].shape for k, v in ck["model"].items()):
+            raise CheckpointError(f"{path} holds other tensors than {paths[0]}; average checkpoints of one run")
+    weights = {}
+    for k, v in last["model"].items():
+        if v.is_floating_point():
+            total = ckpts[0]["model"][k].clone()
+            for ck in ckpts[1:]:
+                total += ck["model"][k]
+            weights[k] = total / len(ckpts)
+        else:
+            weights[k] = v
+    state = {key: last[key] for key in ("format", "model_name", "spec", "config", "alphabet")}
+    state.update(model=weights, epoch=last.get("epoch"), averaged_from=[Path(p).name for p in paths])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write(out, as_data(state))
+    return out
+
+
 def convert_checkpoint(old: str | Path, new: str | Path) -> Path:
     """Rewrite a plate_lib checkpoint that ``read_checkpoint`` refuses as data only (``as_data``), so that it loads
     with ``weights_only=True``; the result is read back to prove it.

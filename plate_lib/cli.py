@@ -1,4 +1,4 @@
-"""The command line: ``plate generate | train | evaluate | predict | export | models | report | convert-checkpoint``
+"""The command line: ``plate generate | train | evaluate | predict | export | models | report | convert-checkpoint | average``
 (or ``python -m plate_lib``).
 
 Errors that a user can fix (config, data, checkpoint, a full disk) print one paragraph and exit with status 2;
@@ -182,6 +182,14 @@ def cmd_convert_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_average(args: argparse.Namespace) -> int:
+    from .checkpoints import average_checkpoints
+
+    out = average_checkpoints(args.checkpoints, args.out)
+    print(f"wrote {out}: the mean of {len(args.checkpoints)} checkpoints' weights")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import run_report
 
@@ -254,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("old", help="the checkpoint that plate_lib refuses to load")
     c.add_argument("new", help="where to write the converted checkpoint")
     c.set_defaults(func=cmd_convert_checkpoint)
+
+    a = sub.add_parser("average", parents=[common],
+                       help="a checkpoint whose weights are the mean of those of one run's checkpoints (e.g. the "
+                            "epochs training.keep_epochs keeps)")
+    a.add_argument("checkpoints", nargs="+", help="two or more checkpoints of the same model")
+    a.add_argument("--out", required=True, help="where to write the averaged checkpoint")
+    a.set_defaults(func=cmd_average)
     return p
 
 

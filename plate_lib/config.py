@@ -136,6 +136,8 @@ class TrainingConfig(_Section):
     optimizer: Literal["adam", "adamw"] = Field("adamw", description="adam (the seed's) or adamw")
     warmup_steps: int = Field(100, ge=0, description="Linear warm-up before the cosine decay")
     grad_clip: float = Field(5.0, gt=0, description="Gradient-norm clip (the seed used 0.05)")
+    keep_epochs: bool = Field(False, description="Also keep each epoch's weights as epoch<N>.pt in the run folder "
+                              "(for `plate average`)")
     province_weights: bool = Field(False, description="Class-weight the province loss by inverse training frequency (** 0.5)")
     amp: bool = Field(True, description="Mixed precision on CUDA (ignored on the CPU)")
     channels_last: bool = Field(True, description="channels_last memory format (faster convolutions on CUDA and CPU)")

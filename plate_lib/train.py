@@ -1,7 +1,7 @@
 """Train: the fit loop. Schedule, step, evaluate, checkpoint, log; AMP and channels-last are switches.
 
 ``fit`` writes a run folder (see ``runs``): ``best.pt`` by validation word accuracy (ties: lower loss), ``last.pt`` at each epoch's
-end, ``resume.pt`` mid-epoch (every ``CHECKPOINT_SECONDS``; removed at each epoch's end), one ``metrics.csv`` row
+end (and ``epoch<N>.pt``, its weights alone, with ``training.keep_epochs``), ``resume.pt`` mid-epoch (every ``CHECKPOINT_SECONDS``; removed at each epoch's end), one ``metrics.csv`` row
 per epoch. ``resume=True`` continues from the later of ``last.pt`` and ``resume.pt``, skipping the batches already
 done, and reaches the weights an uninterrupted run would. ``reuse=True`` returns a finished run of the same
 config, code and data instead of training again. Under ``torchrun`` it trains with DistributedDataParallel.
@@ -408,6 +408,8 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
             if (row["val_word_acc"], -row["val_loss"]) > best:
                 best = (row["val_word_acc"], -row["val_loss"])
                 save_checkpoint(run_dir / "best.pt", model, cfg, epoch=epoch, step=step, val=row)
+            if cfg.training.keep_epochs:
+                save_checkpoint(run_dir / f"epoch{epoch + 1}.pt", model, cfg, epoch=epoch, step=step, val=row)
             save_checkpoint(run_dir / "last.pt", model, cfg, epoch=epoch, step=step, best=best,
                             optimizer=opt.state_dict(), scaler=scaler.state_dict(), aug_rng=aug_gen.get_state(),
                             **rng_states(device), val=row)

@@ -200,3 +200,27 @@ def test_a_full_disk_during_training_exits_2_and_keeps_last_pt(tmp_path, monkeyp
     assert "no space left on the device" in err and "is untouched" in err and "Traceback" not in err
     assert (tmp_path / "runs/default/last.pt").read_bytes() == before
     assert read_checkpoint(tmp_path / "runs/default/best.pt")["epoch"] == 0
+
+
+def test_averaging_refuses_checkpoints_of_different_models_naming_what_differs(tmp_path):
+    from plate_lib.checkpoints import average_checkpoints
+
+    a = small(tmp_path / "a.pt")
+    cfg = load(None, ["model.hidden=32"])
+    save_checkpoint(tmp_path / "b.pt", build_model(cfg.model.name, model_spec(cfg)), cfg)
+    with pytest.raises(CheckpointError, match=r"b\.pt is not the same model as .*a\.pt: its spec differs"):
+        average_checkpoints([a, tmp_path / "b.pt"], tmp_path / "mean.pt")
+    with pytest.raises(CheckpointError, match="two checkpoints or more, got 1"):
+        average_checkpoints([a], tmp_path / "mean.pt")
+    assert not (tmp_path / "mean.pt").exists()
+
+
+def test_an_average_of_one_checkpoint_twice_is_that_checkpoint_and_loads_as_data(tmp_path):
+    from plate_lib.checkpoints import average_checkpoints
+
+    out = average_checkpoints([SHIPPED, SHIPPED], tmp_path / "mean.pt")
+    mean, shipped = data_only(out), torch.load(SHIPPED, weights_only=True)
+    assert all(torch.equal(v, shipped["model"][k]) for k, v in mean["model"].items())
+    assert mean["averaged_from"] == ["plate_default.pt", "plate_default.pt"] and "optimizer" not in mean
+    model, cfg = rebuild(read_checkpoint(out), out)  # loads as any checkpoint does
+    assert len(cfg.provinces) == 31 and cfg.model.name == shipped["model_name"]

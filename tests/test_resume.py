@@ -228,3 +228,24 @@ def test_a_mid_epoch_checkpoint_is_refused_when_the_epochs_batches_would_differ(
 def test_a_mid_epoch_checkpoint_of_the_same_layout_or_from_before_layouts_were_stored_resumes():
     check_layout(LAYOUT, dict(LAYOUT), Path("resume.pt"))
     check_layout({"n_train": 96}, LAYOUT | {"batch_size": 32}, Path("resume.pt"))  # an older resume.pt: n_train only
+
+
+def test_keep_epochs_keeps_each_epochs_weights_and_plate_average_takes_their_mean(tmp_path, tiny_zip, keep_threads,
+                                                                                   capsys):
+    from plate_lib.cli import main
+
+    run = fit(small_cfg(tmp_path, tiny_zip, **{"training.keep_epochs": True}), progress=False)
+    epochs = [run / "epoch1.pt", run / "epoch2.pt"]
+    assert all(p.is_file() for p in epochs)
+    last, first = (torch.load(p, weights_only=True) for p in (run / "last.pt", epochs[0]))
+    assert all(torch.equal(v, torch.load(epochs[1], weights_only=True)["model"][k]) for k, v in last["model"].items())
+    assert "optimizer" not in first  # weights to average, not a state to resume
+    assert main(["average", *map(str, epochs), "--out", str(tmp_path / "mean.pt")]) == 0
+    assert "the mean of 2 checkpoints' weights" in capsys.readouterr().out
+    mean = torch.load(tmp_path / "mean.pt", weights_only=True)
+    for k, v in mean["model"].items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (first["model"][k] + last["model"][k]) / 2)
+    assert mean["averaged_from"] == ["epoch1.pt", "epoch2.pt"] and mean["config"] == last["config"]
+    fit(small_cfg(tmp_path, tiny_zip, **{"run.name": "plain", "training.epochs": 1}), progress=False)
+    assert not list((tmp_path / "runs" / "plain").glob("epoch*.pt"))  # off by default
