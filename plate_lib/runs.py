@@ -182,6 +182,9 @@ def start(run_dir: Path, cfg: Config, resume: bool, main: bool) -> tuple[Path, d
     if main:
         for name in RUN_FILES if ck is None else ("summary.json",):
             (run_dir / name).unlink(missing_ok=True)
+        if ck is None:  # each epoch's weights (training.keep_epochs): plate average must not take an older run's
+            for kept in run_dir.glob("epoch[0-9]*.pt"):
+                kept.unlink()
         if ck is not None:  # rows an interrupted run wrote after its checkpoint are written again
             for name, fields in (("metrics.csv", METRIC_FIELDS), ("timings.csv", TIMING_FIELDS)):
                 keep_rows(run_dir / name, position(ck)[0], fields)

@@ -249,3 +249,5 @@ def test_keep_epochs_keeps_each_epochs_weights_and_plate_average_takes_their_mea
     assert mean["averaged_from"] == ["epoch1.pt", "epoch2.pt"] and mean["config"] == last["config"]
     fit(small_cfg(tmp_path, tiny_zip, **{"run.name": "plain", "training.epochs": 1}), progress=False)
     assert not list((tmp_path / "runs" / "plain").glob("epoch*.pt"))  # off by default
+    fit(small_cfg(tmp_path, tiny_zip, **{"training.keep_epochs": True, "training.epochs": 1}), progress=False)
+    assert sorted(p.name for p in run.glob("epoch*.pt")) == ["epoch1.pt"]  # a fresh run keeps no older epochs
