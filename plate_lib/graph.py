@@ -186,19 +186,20 @@ def cached_reader(checkpoint: str | Path, part_plates: int = PART_PLATES) -> tup
         if meta.get("format") != GRAPH_FORMAT:
             return None
         cfg = from_dict(meta["config"], str(meta_path))
-        reader = OnnxReader(onnx_path.read_bytes(), part_plates)
-        reader.session(reader.threads())  # an unreadable graph fails here, not on the first plate
-        with contextlib.suppress(OSError):  # a cache it may read but not write is still read
-            os.utime(onnx_path)  # read now: the last the cache lets go (store)
-    except ConfigError as e:
-        if "needs ONNX Runtime" in str(e):
-            raise
-        log.warning("graph cache: %s not used (%s); exporting the checkpoint again", meta_path, e)
+        graph = onnx_path.read_bytes()
+    except (OSError, ValueError, KeyError, TypeError) as e:  # ConfigError and JSON's errors are ValueErrors
+        log.warning("graph cache: %s not used (%s: %s); exporting the checkpoint again", meta_path,
+                    type(e).__name__, e)
         return None
+    reader = OnnxReader(graph, part_plates)  # without ONNX Runtime: the error that says to install it
+    try:
+        reader.session(reader.threads())  # an unreadable graph fails here, not on the first plate
     except Exception as e:  # noqa: BLE001 (ONNX Runtime raises its own kinds for a bad graph)
         log.warning("graph cache: %s not used (%s: %s); exporting the checkpoint again", onnx_path,
                     type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         return None
+    with contextlib.suppress(OSError):  # a cache it may read but not write is still read
+        os.utime(onnx_path)  # read now: the last the cache lets go (store)
     return reader, cfg, onnx_path
 
 

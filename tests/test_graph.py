@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from conftest import REPO, SHIPPED
@@ -31,8 +32,6 @@ def crops(tmp_path: Path) -> Path:
     folder = tmp_path / "crops"
     folder.mkdir()
     for i, (text, colour) in enumerate([("苏E1W8MQ", "blue"), ("沪B96757", "yellow"), ("粤BD12345", "green")]):
-        import cv2
-
         cv2.imwrite(str(folder / f"{i}.png"), render_plate(text, rng, 0.0, colour=colour))
     return folder
 
