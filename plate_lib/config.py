@@ -160,10 +160,10 @@ class PredictConfig(_Section):
                                              "a plate crop; outside it, not_a_crop (not read)")
     max_crop_height: int = Field(400, ge=8, description="An image taller than this (pixels) is not_a_crop (not "
                                  "read): a whole photo, not a plate crop")
-    rectify_below: float = Field(0.9, ge=0, le=1, description="Read a crop again warped level (rectify.py: the "
+    rectify_below: float = Field(0.95, ge=0, le=1, description="Read a crop again warped level (rectify.py: the "
                                  "plate found by its colour, its rectangle straightened) when its least sure "
                                  "character (province included) has a probability below this, and keep the more "
-                                 "confident reading; 0 = never, 1 = always (0.9 chosen on the real sets' train "
+                                 "confident reading; 0 = never, 1 = always (0.95 chosen on the real sets' train "
                                  "and val splits: benchmarks/second_look.py)")
     tta: bool = Field(False, description="Test-time views: a crop below rectify_below is also read padded by 6 % "
                       "of its height and cut by 4 % of its height and 2 % of its width (each with its own second "
