@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from .config import Config, from_dict
-from .dataset import atomic_write
 from .errors import CheckpointError
+from .files import atomic_write
 from .models import ModelError, ModelSpec, build_model
 from .plates import BLANK, SYMBOLS
 

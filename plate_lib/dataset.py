@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import numpy as np
 import torch
 
 from .config import Config, PreprocessConfig
-from .errors import DISK_FULL, DiskFullError
+from .errors import DiskFullError  # noqa: F401  (importable here, as before errors.py)
+from .files import atomic_write
 from .plates import SYMBOL_CLASS
 from .preprocess import decode_all
 from .sources import IMAGE_EXTS, DataError, Source, open_source
@@ -55,37 +55,6 @@ def _cache_key(source: Source, split: str, pre: PreprocessConfig, limit: int | N
     desc = json.dumps([CACHE_VERSION, source.kind, source.fingerprint(), source.val_fraction, split,
                        pre.model_dump(), limit, skip_bad, source.max_bytes])
     return hashlib.sha1(desc.encode()).hexdigest()[:16]
-
-
-def size_text(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
-
-
-def atomic_write(path: Path, write: Callable[[Path], object], nbytes: int | None = None) -> None:
-    """``write(temporary path)``, then rename it over ``path``: a crash leaves the old file or the new one.
-
-    A full disk or quota while writing is a ``DiskFullError`` naming ``path`` and how much was being written
-    (``nbytes``, else what reached the disk); the old file is left as it was and the temporary file removed."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        if e.errno not in DISK_FULL:
-            raise
-        written = tmp.stat().st_size if tmp.is_file() else 0
-        what = size_text(nbytes) if nbytes is not None else f"{size_text(written)} written when it filled"
-        kept = f"the previous {path.name} is untouched" if path.is_file() else f"no {path.name} was written"
-        raise DiskFullError(f"{path}: no space left on the device ({e.strerror or e}) while writing {what}; {kept}. "
-                            "Free some space, or write elsewhere (training.out_dir for runs, data.cache_dir for "
-                            "caches), then run again") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _save_npy(path: Path, images: np.ndarray) -> None:

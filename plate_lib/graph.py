@@ -27,6 +27,8 @@ import numpy as np
 
 from . import __version__
 from .config import Config, ConfigError, from_dict
+from .errors import DiskFullError
+from .files import atomic_write
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -144,8 +146,8 @@ def graph_key(checkpoint: str | Path) -> str:
 def store(checkpoint: str | Path, graph: bytes, cfg: Config) -> Path | None:
     """Keep ``graph``, exported from ``checkpoint`` whose config is ``cfg``, for ``cached_reader``; the graph's
     path, or None where there is no cache (``PLATE_LIB_CACHE=off``) or it cannot be written (said in the log at
-    debug level: reading goes on, exporting again next time). Each file is written whole, then renamed; the
-    graphs beyond the ``KEEP_GRAPHS`` read most recently are removed."""
+    debug level: reading goes on, exporting again next time). Each file is written whole, then renamed
+    (``files.atomic_write``: a full disk leaves no part of one behind); the graphs beyond the ``KEEP_GRAPHS`` read most recently are removed."""
     folder = cache_dir()
     if folder is None:
         return None
@@ -157,15 +159,13 @@ def store(checkpoint: str | Path, graph: bytes, cfg: Config) -> Path | None:
         folder.mkdir(parents=True, exist_ok=True)
         for path, data in ((onnx_path, graph), (folder / f"{key}.json",
                                                  json.dumps(meta, ensure_ascii=False, indent=1).encode("utf-8"))):
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp, data=data: tmp.write_bytes(data), nbytes=len(data))
         kept = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in kept[KEEP_GRAPHS:]:
             old.unlink(missing_ok=True)
             old.with_suffix(".json").unlink(missing_ok=True)
         return onnx_path
-    except OSError as e:
+    except (OSError, DiskFullError) as e:
         log.debug("graph cache: not kept (%s)", e)
         return None
 

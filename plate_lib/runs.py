@@ -24,7 +24,8 @@ import yaml
 
 from .checkpoints import CheckpointError, check_fits, read_checkpoint
 from .config import Config, ConfigError, from_dict
-from .dataset import atomic_write, open_cfg_source
+from .dataset import open_cfg_source
+from .files import atomic_write
 from .sources import DataError
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from plate_lib.checkpoints import (
     save_checkpoint,
 )
 from plate_lib.config import load
-from plate_lib.dataset import DiskFullError
+from plate_lib.errors import DiskFullError
 from plate_lib.models import build_model
 from plate_lib.plates import BLANK, SYMBOLS
 

@@ -15,7 +15,6 @@ from plate_lib.config import PreprocessConfig
 from plate_lib.dataset import (
     DiskFullError,
     PlateBatches,
-    atomic_write,
     batch_loader,
     load_split,
     require_plates,
@@ -228,26 +227,6 @@ def test_the_synthetic_zip_is_regenerated_when_the_synth_settings_change(tmp_pat
 
 def _full(*_args, **_kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
-
-
-def test_atomic_write_on_a_full_disk_names_the_file_and_size_and_keeps_the_old_file(tmp_path):
-    path = tmp_path / "metrics.csv"
-    path.write_text("old\n")
-
-    def write(tmp):
-        tmp.write_bytes(b"x" * 3000)  # some of it reaches the disk, then it is full
-        _full()
-
-    with pytest.raises(DiskFullError) as e:
-        atomic_write(path, write, nbytes=2_500_000)
-    says = str(e.value)
-    assert says.startswith(f"{path}: no space left on the device") and "2.4 MB" in says
-    assert "the previous metrics.csv is untouched" in says
-    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
-    with pytest.raises(DiskFullError, match=r"2\.9 KB written when it filled; no new\.csv was written"):
-        atomic_write(tmp_path / "new.csv", write)
-    with pytest.raises(PermissionError):  # other errors pass through as they are
-        atomic_write(tmp_path / "x", lambda tmp: (_ for _ in ()).throw(PermissionError(errno.EACCES, "denied")))
 
 
 def test_a_full_disk_while_writing_the_cache_leaves_the_old_cache_and_no_half_cache(tmp_path, monkeypatch):

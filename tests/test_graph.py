@@ -3,6 +3,7 @@ importing torch, and a cache that is damaged, full, unwritable or turned off nev
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -136,6 +137,24 @@ def test_a_cache_that_cannot_be_written_leaves_reading_alone(crops, tmp_path, mo
     assert graph.store(SHIPPED, b"graph", load_config(None)) is None
     assert main(["predict", "--quiet", str(crops), "--checkpoint", str(SHIPPED), "--device", "cpu"]) == 0
     assert "苏E1W8MQ" in capsys.readouterr().out
+
+
+def test_a_full_disk_while_storing_a_graph_leaves_the_kept_one_and_no_part_file(tmp_path, cache, monkeypatch):
+    cfg = load_config(None)
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"checkpoint")
+    kept = graph.store(ckpt, b"the graph kept before", cfg)
+
+    def fill_the_disk(self, data):
+        with open(self, "wb") as f:
+            f.write(data[:4])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", fill_the_disk)
+    assert graph.store(ckpt, b"a graph the disk has no room for", cfg) is None
+    monkeypatch.undo()
+    assert kept.read_bytes() == b"the graph kept before"
+    assert sorted(p.name for p in cache.iterdir()) == sorted([kept.name, kept.with_suffix(".json").name])
 
 
 def test_the_cache_keeps_the_graphs_of_the_checkpoints_read_last(tmp_path, cache):

@@ -1,0 +1,44 @@
+"""Files written whole: each is written to a temporary name beside it, then renamed over it, so a crash or a full
+disk leaves the old file or the new one, never half of one. No torch: the graph cache (``graph``) writes with it
+on a start that never imports torch, as the dataset cache, runs and checkpoints do."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import DISK_FULL, DiskFullError
+
+
+def size_text(n: float) -> str:
+    """A byte count as people read it: ``512 bytes``, ``2.4 MB``."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def atomic_write(path: Path, write: Callable[[Path], object], nbytes: int | None = None) -> None:
+    """``write(temporary path)``, then rename it over ``path``: a crash leaves the old file or the new one.
+
+    A full disk or quota while writing is a ``DiskFullError`` naming ``path`` and how much was being written
+    (``nbytes``, else what reached the disk); the old file is left as it was and the temporary file removed, as it
+    is after any other error, which is raised as it came."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        written = tmp.stat().st_size if tmp.is_file() else 0
+        what = size_text(nbytes) if nbytes is not None else f"{size_text(written)} written when it filled"
+        kept = f"the previous {path.name} is untouched" if path.is_file() else f"no {path.name} was written"
+        raise DiskFullError(f"{path}: no space left on the device ({e.strerror or e}) while writing {what}; {kept}. "
+                            "Free some space, or write elsewhere (training.out_dir for runs, data.cache_dir for "
+                            "caches), then run again") from None
+    finally:
+        tmp.unlink(missing_ok=True)
