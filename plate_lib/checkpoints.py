@@ -226,7 +226,7 @@ def rebuild(ckpt: dict[str, Any], path: str | Path) -> tuple[torch.nn.Module, Co
     return model, cfg
 
 
-# --- converting an older checkpoint ---------------------------------------------------------------------------
+# --- averaging a run's checkpoints ----------------------------------------------------------------------------
 
 
 def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
@@ -250,7 +250,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     weights = {}
     for k, v in last["model"].items():
         if v.is_floating_point():
-            total = ckpts[0]["model"][k].clone()
+            total = first["model"][k].clone()
             for ck in ckpts[1:]:
                 total += ck["model"][k]
             weights[k] = total / len(ckpts)
@@ -262,6 +262,9 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     _write(out, as_data(state))
     return out
+
+
+# --- converting an older checkpoint ---------------------------------------------------------------------------
 
 
 def convert_checkpoint(old: str | Path, new: str | Path) -> Path:

@@ -1,5 +1,5 @@
-"""The command line: ``plate generate | train | evaluate | predict | export | models | report | convert-checkpoint | average``
-(or ``python -m plate_lib``).
+"""The command line: ``plate generate | train | evaluate | predict | export | models | report | convert-checkpoint
+| average`` (or ``python -m plate_lib``).
 
 Errors that a user can fix (config, data, checkpoint, a full disk) print one paragraph and exit with status 2;
 ``--debug`` shows the traceback instead.

@@ -147,7 +147,8 @@ def store(checkpoint: str | Path, graph: bytes, cfg: Config) -> Path | None:
     """Keep ``graph``, exported from ``checkpoint`` whose config is ``cfg``, for ``cached_reader``; the graph's
     path, or None where there is no cache (``PLATE_LIB_CACHE=off``) or it cannot be written (said in the log at
     debug level: reading goes on, exporting again next time). Each file is written whole, then renamed
-    (``files.atomic_write``: a full disk leaves no part of one behind); the graphs beyond the ``KEEP_GRAPHS`` read most recently are removed."""
+    (``files.atomic_write``: a full disk leaves no part of one behind); the graphs beyond the ``KEEP_GRAPHS`` read
+    most recently are removed."""
     folder = cache_dir()
     if folder is None:
         return None

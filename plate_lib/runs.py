@@ -186,7 +186,7 @@ def start(run_dir: Path, cfg: Config, resume: bool, main: bool) -> tuple[Path, d
         if ck is None:  # each epoch's weights (training.keep_epochs): plate average must not take an older run's
             for kept in run_dir.glob("epoch[0-9]*.pt"):
                 kept.unlink()
-        if ck is not None:  # rows an interrupted run wrote after its checkpoint are written again
+        else:  # rows an interrupted run wrote after its checkpoint are written again
             for name, fields in (("metrics.csv", METRIC_FIELDS), ("timings.csv", TIMING_FIELDS)):
                 keep_rows(run_dir / name, position(ck)[0], fields)
     return path, ck

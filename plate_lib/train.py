@@ -1,7 +1,8 @@
 """Train: the fit loop. Schedule, step, evaluate, checkpoint, log; AMP and channels-last are switches.
 
-``fit`` writes a run folder (see ``runs``): ``best.pt`` by validation word accuracy (ties: lower loss), ``last.pt`` at each epoch's
-end (and ``epoch<N>.pt``, its weights alone, with ``training.keep_epochs``), ``resume.pt`` mid-epoch (every ``CHECKPOINT_SECONDS``; removed at each epoch's end), one ``metrics.csv`` row
+``fit`` writes a run folder (see ``runs``): ``best.pt`` by validation word accuracy (ties: lower loss),
+``last.pt`` at each epoch's end (and ``epoch<N>.pt``, its weights alone, with ``training.keep_epochs``),
+``resume.pt`` mid-epoch (every ``CHECKPOINT_SECONDS``; removed at each epoch's end), one ``metrics.csv`` row
 per epoch. ``resume=True`` continues from the later of ``last.pt`` and ``resume.pt``, skipping the batches already
 done, and reaches the weights an uninterrupted run would. ``reuse=True`` returns a finished run of the same
 config, code and data instead of training again. Under ``torchrun`` it trains with DistributedDataParallel.
