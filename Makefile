@@ -62,7 +62,7 @@ ifneq ($(REAL),)
 	$(READ_REAL) runs/model-synthetic/best.pt --splits all > models/eval-synthetic-only.json
 	$(PLATE) train --quiet --config $(CONFIG) --profile profiles/model.yaml --profile profiles/model-finetune.yaml \
 		--set data.source=$(SAMPLE)
-	$(PLATE) average $(MODEL_RUN)/epoch[0-9].pt --out $(SHIP)
+	$(PLATE) average $$(ls $(MODEL_RUN)/epoch[0-9]*.pt | sort -V) --out $(SHIP)  # every epoch kept, epoch10 after epoch9
 	$(READ_SYNTHETIC) --checkpoint $(SHIP) > models/eval-shipped-synthetic-test.json
 	$(READ_REAL) $(SHIP) --splits test > models/eval-shipped-test.json
 	$(READ_REAL) $(SHIP) --splits test --fixed-labels > models/eval-shipped-test-fixed-labels.json
