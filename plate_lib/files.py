@@ -13,11 +13,13 @@ from .errors import DISK_FULL, DiskFullError
 
 def size_text(n: float) -> str:
     """A byte count as people read it: ``512 bytes``, ``2.4 MB``."""
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+    if n < 1024:
+        return f"{n:.0f} bytes"
+    for unit in ("KB", "MB", "GB"):
         n /= 1024
-    return ""
+        if n < 1024 or unit == "GB":
+            break
+    return f"{n:.1f} {unit}"
 
 
 def atomic_write(path: Path, write: Callable[[Path], object], nbytes: int | None = None) -> None:

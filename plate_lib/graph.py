@@ -143,17 +143,17 @@ def graph_key(checkpoint: str | Path) -> str:
     return f"{digest.hexdigest()[:32]}-g{GRAPH_FORMAT}"
 
 
-def store(checkpoint: str | Path, graph: bytes, cfg: Config) -> Path | None:
+def store(checkpoint: str | Path, graph: bytes, cfg: Config, key: str | None = None) -> Path | None:
     """Keep ``graph``, exported from ``checkpoint`` whose config is ``cfg``, for ``cached_reader``; the graph's
     path, or None where there is no cache (``PLATE_LIB_CACHE=off``) or it cannot be written (said in the log at
     debug level: reading goes on, exporting again next time). Each file is written whole, then renamed
     (``files.atomic_write``: a full disk leaves no part of one behind); the graphs beyond the ``KEEP_GRAPHS`` read
-    most recently are removed."""
+    most recently are removed. ``key``: ``graph_key(checkpoint)`` where the caller has it already."""
     folder = cache_dir()
     if folder is None:
         return None
     try:
-        key = graph_key(checkpoint)
+        key = key or graph_key(checkpoint)
         onnx_path = folder / f"{key}.onnx"
         meta = {"format": GRAPH_FORMAT, "plate_lib": __version__, "checkpoint": str(checkpoint),
                 "config": cfg.to_dict()}
@@ -171,14 +171,16 @@ def store(checkpoint: str | Path, graph: bytes, cfg: Config) -> Path | None:
         return None
 
 
-def cached_reader(checkpoint: str | Path, part_plates: int = PART_PLATES) -> tuple[OnnxReader, Config, Path] | None:
+def cached_reader(checkpoint: str | Path, part_plates: int = PART_PLATES,
+                  key: str | None = None) -> tuple[OnnxReader, Config, Path] | None:
     """The graph ``store`` kept for ``checkpoint`` (the same bytes), as an ``OnnxReader``, with the checkpoint's
     config and the graph's path; None where none is kept. A kept graph that cannot be read (a file cut short, a
-    config this version does not accept) is said in the log and passed over: the caller exports again."""
+    config this version does not accept) is said in the log and passed over: the caller exports again. ``key``:
+    ``graph_key(checkpoint)`` where the caller has it already."""
     folder = cache_dir()
     if folder is None:
         return None
-    key = graph_key(checkpoint)
+    key = key or graph_key(checkpoint)
     onnx_path, meta_path = folder / f"{key}.onnx", folder / f"{key}.json"
     if not (onnx_path.is_file() and meta_path.is_file()):
         return None
@@ -218,10 +220,12 @@ def open_reader(checkpoint: str | Path, device: str = "auto", runtime: str = "au
     import importlib.util
 
     checkpoint = Path(checkpoint)
+    key = None  # the checkpoint's hash, once: looked up in the cache, then the key its graph is stored under
     if (runtime != "torch" and (device == "cpu" or (device == "auto" and not gpu_visible()))
             and checkpoint.is_file()  # missing, a folder: the checkpoint loader below says what is wrong
             and importlib.util.find_spec("onnxruntime") is not None):
-        found = cached_reader(checkpoint)
+        key = graph_key(checkpoint)
+        found = cached_reader(checkpoint, key=key)
         if found is not None:
             reader, cfg, path = found
             log.info("runtime: onnx on cpu (predict.runtime; the graph exported from this checkpoint before: %s)", path)
@@ -231,7 +235,7 @@ def open_reader(checkpoint: str | Path, device: str = "auto", runtime: str = "au
     torch_device = pick_device(device)
     model, cfg = load_reader(checkpoint, torch_device, runtime)
     if getattr(model, "graph", None) is not None:  # export.OnnxModel: keep its graph for the next start
-        store(checkpoint, model.graph, cfg)
+        store(checkpoint, model.graph, cfg, key=key)
     return model, cfg, torch_device
 
 

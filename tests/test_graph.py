@@ -200,3 +200,13 @@ def test_open_reader_exports_once_then_reads_with_the_cached_graph_and_torch_nev
     assert read_plates(again, cfg, images) == read_plates(first, cfg, images)
     model, _, _ = graph.open_reader(SHIPPED, "cpu", runtime="torch")
     assert not hasattr(model, "run_images")  # the PyTorch module itself
+
+
+def test_open_reader_hashes_the_checkpoint_once_on_a_cache_miss(cache, monkeypatch):
+    hashed = []
+    real_key = graph.graph_key
+    monkeypatch.setattr(graph, "graph_key", lambda path: hashed.append(path) or real_key(path))
+    graph.open_reader(SHIPPED, "cpu")  # looked up, missed, exported, stored: one hash for both
+    assert len(hashed) == 1 and len(list(cache.glob("*.onnx"))) == 1
+    graph.open_reader(SHIPPED, "cpu")  # found
+    assert len(hashed) == 2
