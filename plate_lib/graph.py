@@ -224,7 +224,7 @@ def open_reader(checkpoint: str | Path, device: str = "auto", runtime: str = "au
     if (runtime != "torch" and (device == "cpu" or (device == "auto" and not gpu_visible()))
             and checkpoint.is_file()  # missing, a folder: the checkpoint loader below says what is wrong
             and importlib.util.find_spec("onnxruntime") is not None):
-        key = graph_key(checkpoint)
+        key = graph_key(checkpoint) if cache_dir() is not None else None  # no cache (off): no hash
         found = cached_reader(checkpoint, key=key)
         if found is not None:
             reader, cfg, path = found

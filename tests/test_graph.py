@@ -210,3 +210,11 @@ def test_open_reader_hashes_the_checkpoint_once_on_a_cache_miss(cache, monkeypat
     assert len(hashed) == 1 and len(list(cache.glob("*.onnx"))) == 1
     graph.open_reader(SHIPPED, "cpu")  # found
     assert len(hashed) == 2
+
+
+def test_open_reader_does_not_hash_the_checkpoint_when_the_cache_is_off(monkeypatch):
+    monkeypatch.setenv("PLATE_LIB_CACHE", "off")
+    hashed = []
+    monkeypatch.setattr(graph, "graph_key", lambda path: hashed.append(path) or "")
+    model, _, _ = graph.open_reader(SHIPPED, "cpu")
+    assert hashed == [] and hasattr(model, "run_images")  # read with ONNX Runtime all the same
