@@ -1,7 +1,7 @@
 """Where to put ``predict.min_confidence`` for a checkpoint: accuracy and coverage against the threshold on the
 real sets, and the threshold this proposes.
 
-    python benchmarks/confidence.py [CHECKPOINT] [--splits val] [--max-wrong 0.05] [--out benchmarks/confidence.json]
+    python benchmarks/confidence.py [CHECKPOINT] [--splits val] [--max-wrong 0.05] [--out PATH]
                                     [--fixed-labels]
 
 Reads the real sets present (``real_sets.py``: the CCPD sample photos cut from their corners, as ``plate predict``
@@ -15,8 +15,9 @@ Proposed threshold: the lowest t at which at most ``--max-wrong`` of the pooled 
 (default 5 %), and above every reading of noise (uniform random pixels at 136×36 and 220×70: readings of nothing),
 so that a model right on nearly every real plate still flags noise. ``--fixed-labels`` scores lyl8213 against
 its corrected labels (``real_sets.LABEL_FIXES``), as the shipped model was trained and chosen on.
-Prints a table every 0.05 and writes JSON; copy the proposed value into cfg.yaml (``predict.min_confidence``)
-and the README sentence ("Command line") when it changes.
+Prints a table every 0.05 and writes JSON (without ``--out``: ``benchmarks/confidence.json`` for the val splits,
+the committed choice, and ``benchmarks/confidence-<splits>.json`` for others: ``real_sets.default_out``); copy the
+proposed value into cfg.yaml (``predict.min_confidence``) and the README sentence ("Command line") when it changes.
 """
 
 from __future__ import annotations
@@ -70,9 +71,11 @@ def main() -> None:
     ap.add_argument("checkpoint", nargs="?", default="models/plate_default.pt")
     ap.add_argument("--splits", nargs="+", default=["val"], choices=["train", "val", "test", "all"])
     ap.add_argument("--max-wrong", type=float, default=0.05, help="largest share of wrong readings among ok rows")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "confidence.json"))
+    ap.add_argument("--out", help="default: benchmarks/confidence.json for --splits val (the committed choice), "
+                                  "benchmarks/confidence-SPLITS.json for others")
     ap.add_argument("--fixed-labels", action="store_true", help="score lyl8213 against its corrected labels")
     args = ap.parse_args()
+    args.out = args.out or real_sets.default_out("confidence", args.splits, kept=("val",))
     from plate_lib.inference import load_model, read_plates
 
     ckpt = Path(args.checkpoint) if Path(args.checkpoint).is_file() else ROOT / args.checkpoint

@@ -84,12 +84,22 @@ def true_colours(name: str, names: list[str], texts: list[str]) -> list[str]:
     return out
 
 
-def add_study_args(ap, out: str) -> None:
+def default_out(stem: str, splits: list[str] | str, kept: tuple[str, ...], suffix: str = ".json") -> Path:
+    """Where a benchmark writes when ``--out`` is not given: ``benchmarks/<stem><suffix>``, the committed file, when
+    ``splits`` are the ``kept`` ones it holds; else ``benchmarks/<stem>-<split>[-<split>…]<suffix>``, so that a run
+    on other splits (a test split read for the report, a val split to choose on) never replaces the committed one."""
+    splits = [splits] if isinstance(splits, str) else list(splits)
+    name = stem if sorted(splits) == sorted(kept) else "-".join([stem, *splits])
+    return ROOT / "benchmarks" / f"{name}{suffix}"
+
+
+def add_study_args(ap) -> None:
     """The options of a study that reads a checkpoint on the real sets and the synthetic val split
-    (``second_look.py``, ``tta.py``)."""
+    (``second_look.py``, ``tta.py``); ``--out`` is left ``None`` for ``default_out``."""
     ap.add_argument("--checkpoint", default=str(ROOT / "models" / "plate_default.pt"))
     ap.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val", "test"])
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / out))
+    ap.add_argument("--out", help="where the JSON goes (default: benchmarks/NAME.json for --splits train val, the "
+                                  "committed choice; benchmarks/NAME-SPLITS.json for other splits)")
     ap.add_argument("--synthetic", default=str(ROOT / "data" / "synthetic-model.zip"),
                     help="a synthetic zip whose val split is read too, where it exists")
     ap.add_argument("--synthetic-n", type=int, default=6000)

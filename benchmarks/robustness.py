@@ -1,13 +1,15 @@
 """Where a model breaks: word accuracy on real held-out crops under one degradation at a time.
 
     python benchmarks/robustness.py [--checkpoint models/plate_default.pt] [--split test] [--label NAME]
-                                    [--out benchmarks/robustness.json] [--reference shipped] [--fixed-labels]
+                                    [--out PATH] [--plot PATH] [--reference shipped] [--fixed-labels]
 
 Reads the CCPD sample's photos (cut from their corners) and ``real-crops-lyl8213`` (136×36 street crops),
 the split given (``test`` for the report, ``val`` to choose the generator's ranges on), clean and under each
 degradation of ``plate_lib.degrade.ROBUSTNESS`` and each crop margin of ``plate_lib.robustness.MARGINS``
 (``robustness.curves``). Writes ``benchmarks/robustness.json`` (one entry per ``--label``, kept across runs so
-models can be compared) and ``benchmarks/robustness.png``, and prints the table; where the file keeps other runs
+models can be compared) and ``benchmarks/robustness.png`` for the test split, ``benchmarks/robustness-<split>.json``
+and ``.png`` for another (``real_sets.default_out``: a val run never replaces the report's curves), and prints the
+table. A label the file keeps from another split or other labels is refused, not replaced. Where the file keeps other runs
 on the same split, also each run against ``--reference`` (``robustness.compare``: clean, the mean under degradation,
 degraded plates read more or fewer, settings better and worse). ``--fixed-labels`` scores lyl8213 against its
 corrected labels (``real_sets.LABEL_FIXES``); the JSON says which labels each run was scored against.
@@ -27,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from real_sets import LABELS, REAL_SETS, present, source  # noqa: E402
+from real_sets import LABELS, REAL_SETS, default_out, present, source  # noqa: E402
 
 SETS = {"sample": "sample_corners", "lyl8213": "lyl8213"}  # curve name: real_sets' set (data, crop mode)
 
@@ -37,11 +39,20 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=str(ROOT / "models" / "plate_default.pt"))
     ap.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     ap.add_argument("--label", default="shipped", help="the name this model's curves are kept under")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "robustness.json"))
-    ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "robustness.png"))
+    ap.add_argument("--out", help="default: benchmarks/robustness.json for the test split (the report's), "
+                                  "benchmarks/robustness-SPLIT.json for another")
+    ap.add_argument("--plot", help="default: --out's name with .png")
     ap.add_argument("--reference", default="shipped", help="the kept run the others are compared with (where none is kept by that label: this run)")
     ap.add_argument("--fixed-labels", action="store_true", help="score lyl8213 against its corrected labels")
     args = ap.parse_args()
+    args.out = args.out or str(default_out("robustness", args.split, kept=("test",)))
+    args.plot = args.plot or str(Path(args.out).with_suffix(".png"))
+    out = json.loads(Path(args.out).read_text(encoding="utf-8")) if Path(args.out).is_file() else {"runs": {}}
+    kept = out["runs"].get(args.label)
+    if kept and (kept["split"], kept.get("labels", LABELS[False])) != (args.split, LABELS[args.fixed_labels]):
+        sys.exit(f"{args.out} keeps the run {args.label!r} on the {kept['split']} split, labels "
+                 f"{kept.get('labels', LABELS[False])}; this run reads the {args.split} split, labels "
+                 f"{LABELS[args.fixed_labels]}: give another --label or --out, so the kept curves stay")
 
     import torch
 
@@ -60,7 +71,6 @@ def main() -> None:
     if not sets:
         sys.exit("none of the sets is here; nothing to measure")
     table = robustness.curves(model, cfg, sets)
-    out = json.loads(Path(args.out).read_text(encoding="utf-8")) if Path(args.out).is_file() else {"runs": {}}
     out["runs"][args.label] = {"checkpoint": os.path.relpath(args.checkpoint, ROOT), "split": args.split,
                                "sets": {k: REAL_SETS[v][0] for k, v in SETS.items() if k in sets},
                                "labels": labels,

@@ -1,7 +1,7 @@
 """When to look twice: the rectified second look's trigger, measured as plates read against crops re-read.
 
     python benchmarks/second_look.py [--checkpoint models/plate_default.pt] [--splits train val]
-                                     [--out benchmarks/second_look.json] [--fixed-labels]
+                                     [--out PATH] [--fixed-labels]
 
 Each crop of the real sets present (``real_sets.REAL_SETS``) is read once as given and once rectified
 (``rectify.model_input``), both kept. Then, for each trigger and threshold, the reading ``read_plates`` would give
@@ -13,7 +13,9 @@ counted against the truth, with the share of crops re-read: the second look's co
 the test splits are for the report only. Where ``make model``'s synthetic zip is here (``--synthetic``), the
 first ``--synthetic-n`` plates of its val split are read too (``synthetic_val``): harder plates, many more of
 them, and never a test split whatever ``--splits`` says. ``--fixed-labels`` scores lyl8213 against its corrected
-labels (``real_sets.LABEL_FIXES``), as the shipped model was trained.
+labels (``real_sets.LABEL_FIXES``), as the shipped model was trained. Without ``--out`` the JSON goes to
+``benchmarks/second_look.json`` for the train and val splits (the committed choice) and to
+``benchmarks/second_look-<splits>.json`` for others (``real_sets.default_out``), so a test-split run keeps it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from real_sets import LABELS, add_study_args, relative, study_sets  # noqa: E402
+from real_sets import LABELS, add_study_args, default_out, relative, study_sets  # noqa: E402
 
 THRESHOLDS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0)
 
@@ -61,8 +63,9 @@ def outcome(r: dict, truth: list[str], trigger: str, threshold: float) -> tuple[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_study_args(ap, "second_look.json")
+    add_study_args(ap)
     args = ap.parse_args()
+    args.out = args.out or default_out("second_look", args.splits, kept=("train", "val"))
 
     import torch
 

@@ -1,6 +1,6 @@
 """Test-time views (``predict.tta``): each view alone, the views voting, and the setting, against one read.
 
-    python benchmarks/tta.py [--checkpoint models/plate_default.pt] [--splits train val] [--out benchmarks/tta.json]
+    python benchmarks/tta.py [--checkpoint models/plate_default.pt] [--splits train val] [--out PATH]
                              [--fixed-labels]
 
 Each crop of the real sets present (``real_sets.REAL_SETS``), and where ``make model``'s synthetic zip is here
@@ -11,7 +11,8 @@ confident view, and ``read_plates(tta=True)`` (``setting``: the views vote only 
 was unsure, as ``predict.rectify_below`` decides for the second look; ``setting_share``: how many). Also the
 time of ``read_plates`` with ``tta`` against without (``time_ratio``; 2 threads, the same run). Choose on
 ``--splits train val`` (the default); the test splits are for the report. ``--fixed-labels`` scores lyl8213
-against its corrected labels.
+against its corrected labels. Without ``--out`` the JSON goes to ``benchmarks/tta.json`` for the train and val
+splits (the committed choice) and to ``benchmarks/tta-<splits>.json`` for others (``real_sets.default_out``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from real_sets import LABELS, add_study_args, relative, study_sets  # noqa: E402
+from real_sets import LABELS, add_study_args, default_out, relative, study_sets  # noqa: E402
 
 
 def right(plates: list[str], truth: list[str]) -> int:
@@ -37,8 +38,9 @@ def right(plates: list[str], truth: list[str]) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_study_args(ap, "tta.json")
+    add_study_args(ap)
     args = ap.parse_args()
+    args.out = args.out or default_out("tta", args.splits, kept=("train", "val"))
 
     import torch
 
