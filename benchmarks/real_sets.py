@@ -106,6 +106,24 @@ def add_study_args(ap) -> None:
     ap.add_argument("--fixed-labels", action="store_true", help="score lyl8213 against its corrected labels")
 
 
+def start_study(doc: str, stem: str):
+    """A study's start (``second_look.py``, ``tta.py``): its options parsed (``add_study_args``; ``--out`` defaulting
+    to ``default_out(stem, …)`` kept for train and val), the checkpoint loaded to read on at most 2 threads, and its
+    sets (``study_sets``). Returns ``(args, model, cfg, sets)``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_study_args(ap)
+    args = ap.parse_args()
+    args.out = args.out or default_out(stem, args.splits, kept=("train", "val"))
+
+    import torch
+
+    from plate_lib.inference import load_model
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    model, cfg = load_model(args.checkpoint)
+    return args, model, cfg, study_sets(args)
+
+
 def study_sets(args) -> dict:
     """``{name: () -> (crops, texts)}``: ``args.splits`` of each real set present, and where ``args.synthetic``
     exists the first ``args.synthetic_n`` plates of its val split (``synthetic_val``); exits when none is here.

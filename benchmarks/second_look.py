@@ -20,7 +20,6 @@ labels (``real_sets.LABEL_FIXES``), as the shipped model was trained. Without ``
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from real_sets import LABELS, add_study_args, default_out, relative, study_sets  # noqa: E402
+from real_sets import LABELS, relative, start_study  # noqa: E402
 
 THRESHOLDS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0)
 
@@ -62,18 +61,7 @@ def outcome(r: dict, truth: list[str], trigger: str, threshold: float) -> tuple[
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_study_args(ap)
-    args = ap.parse_args()
-    args.out = args.out or default_out("second_look", args.splits, kept=("train", "val"))
-
-    import torch
-
-    from plate_lib.inference import load_model
-
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    model, cfg = load_model(args.checkpoint)
-    sets = study_sets(args)
+    args, model, cfg, sets = start_study(__doc__, "second_look")
     readings = {}
     for name, get in sets.items():
         images, truth = get()

@@ -17,7 +17,6 @@ splits (the committed choice) and to ``benchmarks/tta-<splits>.json`` for others
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from real_sets import LABELS, add_study_args, default_out, relative, study_sets  # noqa: E402
+from real_sets import LABELS, relative, start_study  # noqa: E402
 
 
 def right(plates: list[str], truth: list[str]) -> int:
@@ -37,20 +36,11 @@ def right(plates: list[str], truth: list[str]) -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_study_args(ap)
-    args = ap.parse_args()
-    args.out = args.out or default_out("tta", args.splits, kept=("train", "val"))
-
-    import torch
-
-    from plate_lib.inference import RECTIFY_BELOW, load_model, predict_images, read_plates, unsure, vote
+    args, model, cfg, sets = start_study(__doc__, "tta")
+    from plate_lib.inference import RECTIFY_BELOW, predict_images, read_plates, unsure, vote
     from plate_lib.preprocess import TTA_VIEWS, letterbox, tta_views
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    model, cfg = load_model(args.checkpoint)
     pre = cfg.preprocess
-    sets = study_sets(args)
     out: dict = {"checkpoint": relative(args.checkpoint), "splits": args.splits, "labels": LABELS[args.fixed_labels], "views": list(TTA_VIEWS), "sets": {}}
     print(f"splits {'+'.join(args.splits)}: plates read right of n")
     for name, get in sets.items():
