@@ -1,7 +1,8 @@
 """Sources: where plates come from. Each yields records ``(name, plate text)`` per split and loads images.
 
 - ``Dl1Zip``: the CCPD2019-dl1 zip, read in place: ``<root>/{train,test}/<id>-<plate>.jpg``.
-- ``CropFolder``: a folder of crops with ``labels.csv`` (``file,label``) or files named ``[<id>-]<plate>.jpg``;
+- ``CropFolder``: a folder of crops with ``labels.csv`` (``file,label``, or other names label lists use:
+  ``label_columns``) or files named ``[<id>-]<plate>.jpg``;
   ``train/`` and ``test/`` sub-folders are used as splits when present, else the split is drawn by a hash of
   the plate text (test 15 %, validation 15 % of the rest), so every image of one plate lands in one split.
 - ``CcpdPhotos``: CCPD2019 photos whose file names carry the annotation; the plate is cut out with a
@@ -123,6 +124,26 @@ def labels_text(csv_path: Path, max_bytes: int) -> str:
     hint = " (it starts with a UTF-16 byte-order mark)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
     raise DataError(f"{csv_path}: cannot be read as UTF-8, UTF-8 with BOM, or GB18030/GBK{hint}; "
                     "save it in one of those (UTF-8 is best)")
+
+
+# labels.csv's two columns, by the names label lists use (ours first; fast-plate-ocr's image_path,plate_text; …)
+FILE_COLUMNS = ("file", "filename", "file_name", "image", "image_path", "img", "path")
+LABEL_COLUMNS = ("label", "plate", "plate_text", "text", "plate_number")
+
+
+def label_columns(csv_path: Path, fieldnames: list[str] | None) -> tuple[str, str]:
+    """The header names of a labels.csv's file and label columns: ``file,label``, or one of the other names
+    label lists use for each (``FILE_COLUMNS``, ``LABEL_COLUMNS``; any case, spaces around ignored)."""
+    names = {(n or "").strip().lower(): n for n in fieldnames or []}
+    found = [[names[c] for c in cols if c in names] for cols in (FILE_COLUMNS, LABEL_COLUMNS)]
+    if all(len(f) == 1 for f in found):
+        return found[0][0], found[1][0]
+    if fieldnames and any(Path(n or "").suffix.lower() in IMAGE_EXTS for n in fieldnames):
+        raise DataError(f"{csv_path}: its first line {fieldnames} is a row, not a header; add the line file,label "
+                        "at its top")
+    what = "two" if any(len(f) > 1 for f in found) else "no"
+    raise DataError(f"{csv_path}: expected a header with columns file,label, got {fieldnames}; {what} column(s) "
+                    f"for one of them (file: one of {','.join(FILE_COLUMNS)}; label: one of {','.join(LABEL_COLUMNS)})")
 
 
 def read_label_fixes(path: str | os.PathLike) -> dict[str, str]:
@@ -349,10 +370,11 @@ class CropFolder(Source):
                 out.append(self._placed(rel, _labelled(rel, label_from_filename(rel))))
         return out
 
-    def _row(self, csv_path: Path, line: int, row: dict, lines: dict[str, int]) -> Record:
-        """One labels.csv row as a record; a file that is missing or listed twice is a bad sample, a name that
-        leads outside the folder an error."""
-        raw = (row["file"] or "").strip()
+    def _row(self, csv_path: Path, line: int, row: dict, lines: dict[str, int], columns: tuple[str, str]) -> Record:
+        """One labels.csv row as a record (``columns``: the file and label columns' names); a file that is missing
+        or listed twice is a bad sample, a name that leads outside the folder an error."""
+        file_col, label_col = columns
+        raw = (row[file_col] or "").strip()
         if not raw:
             raise DataError(f"{csv_path}:{line}: empty file name")
         rel = inside(raw)
@@ -364,7 +386,7 @@ class CropFolder(Source):
         lines[rel] = line
         if not (self.path / rel).is_file():
             return Record(rel, "", error=f"listed in labels.csv (line {line}) but missing")
-        return _labelled(rel, (row["label"] or "").strip())
+        return _labelled(rel, (row[label_col] or "").strip())
 
     def _scan_csv(self, csv_path: Path) -> list[tuple[str, Record]]:
         out: list[tuple[str, Record]] = []
@@ -372,10 +394,9 @@ class CropFolder(Source):
         lines: dict[str, int] = {}  # file → the line that lists it
         reader = csv.DictReader(io.StringIO(labels_text(csv_path, self.max_bytes), newline=""))
         try:
-            if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
-                raise DataError(f"{csv_path}: expected a header with columns file,label, got {reader.fieldnames}")
+            columns = label_columns(csv_path, reader.fieldnames)
             for row in reader:
-                rec = self._row(csv_path, reader.line_num, row, lines)
+                rec = self._row(csv_path, reader.line_num, row, lines, columns)
                 if rec.error:
                     bad.append(rec)
                     if len(bad) > MAX_BAD_ROWS and 2 * len(bad) > len(out):

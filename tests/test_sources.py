@@ -80,6 +80,26 @@ def test_crop_folder_reads_labels_csv_or_file_names(tmp_path):
     assert isinstance(src, CropFolder) and [r.text for r in src.records("all")] == ["苏E12345"]
 
 
+@pytest.mark.parametrize("header", ["file,label", "filename,plate", "image_path,plate_text", " Image , Text "])
+def test_labels_csv_columns_may_go_by_the_names_label_lists_use(tmp_path, header):
+    (tmp_path / "a.jpg").write_bytes(plate_jpeg())
+    (tmp_path / "labels.csv").write_text(f"{header}\na.jpg,苏E12345\n", encoding="utf-8")
+    assert [(r.name, r.text) for r in CropFolder(tmp_path).records("all")] == [("a.jpg", "苏E12345")]
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("a.jpg,苏E12345\n", "is a row, not a header; add the line file,label at its top"),
+    ("name,plate\na.jpg,苏E12345\n", "no column(s) for one of them (file: one of file,filename"),
+    ("file,image,label\na.jpg,a.jpg,苏E12345\n", "two column(s) for one of them"),
+])
+def test_a_labels_csv_without_one_file_and_one_label_column_is_refused_saying_what_to_add(tmp_path, text, says):
+    (tmp_path / "a.jpg").write_bytes(plate_jpeg())
+    (tmp_path / "labels.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(DataError, match="labels.csv") as e:
+        CropFolder(tmp_path).records("all")
+    assert says in str(e.value)
+
+
 def test_a_flat_crop_folder_is_split_by_a_hash_of_the_plate_text(tmp_path):
     texts = [f"苏E{i:05d}" for i in range(600)]
     folder = tmp_path / "flat"
