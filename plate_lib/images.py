@@ -123,10 +123,12 @@ def _png_to_bgr(img: np.ndarray) -> np.ndarray:
     return img
 
 
-def decode_image(buf: bytes, name: str, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+def decode_image(buf: bytes, name: str, max_pixels: int | None = MAX_PIXELS, orient: bool = True) -> np.ndarray:
     """Bytes → BGR uint8 image. The size is read from the header first: an image over ``MAX_IMAGE_PIXELS`` is
     refused before decoding. Images over ``max_pixels`` (None: no limit) are decoded at a reduced scale, as
     colour; smaller PNGs are decoded as stored, then 16-bit, grey and alpha are converted (``_png_to_bgr``).
+    ``orient``: a JPEG's EXIF orientation is applied (a phone's crop reads upright); False keeps the stored
+    pixels, the frame of the header's size and of an annotation in pixels (``decode_photo``).
     Raises ``DataError`` naming ``name`` for empty, unknown, undecodable, truncated, huge or tiny images."""
     if len(buf) == 0:
         raise DataError(f"{name}: empty file (0 bytes)")
@@ -149,7 +151,7 @@ def decode_image(buf: bytes, name: str, max_pixels: int | None = MAX_PIXELS) -> 
         img = cv2.imdecode(arr, cv2.IMREAD_UNCHANGED)
         img = None if img is None else _png_to_bgr(img)
     else:  # JPEG is reduced in the decoder; other formats are decoded as 8-bit colour, then reduced
-        img = cv2.imdecode(arr, _reduce_flag(w * h, max_pixels))
+        img = cv2.imdecode(arr, _reduce_flag(w * h, max_pixels) | (0 if orient else cv2.IMREAD_IGNORE_ORIENTATION))
     if img is None:
         raise DataError(f"{name}: {kind} data is truncated or corrupt ({len(buf)} bytes); re-export the file or remove it")
     if kind == "JPEG" and b"\xff\xd9" not in buf[buf.rfind(b"\xff\xda"):]:  # OpenCV 4 fills a cut-off JPEG with grey
@@ -162,8 +164,9 @@ def decode_image(buf: bytes, name: str, max_pixels: int | None = MAX_PIXELS) -> 
 
 def decode_photo(buf: bytes, name: str) -> tuple[np.ndarray, tuple[float, float]]:
     """``decode_image`` for a photo whose annotation is in its own pixels: the image (reduced when it is over
-    ``MAX_PIXELS``) and the (x, y) scale from the photo's pixels to the image's."""
-    img = decode_image(buf, name)
+    ``MAX_PIXELS``; its stored pixels, any EXIF orientation not applied, since the annotation and the header's
+    size are in their frame) and the (x, y) scale from the photo's pixels to the image's."""
+    img = decode_image(buf, name, orient=False)
     w, h = header_size(buf, image_kind(buf)) or (img.shape[1], img.shape[0])
     return img, (img.shape[1] / w, img.shape[0] / h)
 

@@ -377,6 +377,27 @@ def test_member_names_from_a_zip_never_become_paths(tmp_path):
         "cache", *sorted(f"cache/{p.name}" for p in (tmp_path / "cache").iterdir()), "d.zip"]
 
 
+def test_a_ccpd_photo_is_cut_in_its_stored_pixels_whatever_its_exif_orientation(tmp_path):
+    """Its annotation is in the stored pixels' frame; a phone's crop, by contrast, is read upright."""
+    from PIL import Image
+
+    name = "01-90_88-100&90_180&116-180&116_100&116_100&90_180&90-0_0_1_2_3_4_5-100-10.jpg"
+    photo = np.zeros((300, 240, 3), np.uint8)
+    photo[90:116, 100:180] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90° clockwise to show"
+    for folder, tags in (("plain", b""), ("turned", exif.tobytes())):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(photo).save(tmp_path / folder / name, quality=95, exif=tags)
+    cut = {f: open_source(tmp_path / f, ccpd_crop="bbox").load(open_source(tmp_path / f).records("all")[0])
+           for f in ("plain", "turned")}
+    assert cut["plain"].shape == (26, 80, 3) and cut["plain"].mean() > 240
+    assert np.array_equal(cut["turned"], cut["plain"])
+    crop = tmp_path / "turned" / "crop.jpg"
+    Image.fromarray(photo[90:116, 100:180]).save(crop, quality=95, exif=exif.tobytes())
+    assert load_image_file(crop).shape == (80, 26, 3)  # an unannotated image: its EXIF orientation applied
+
+
 def test_a_huge_ccpd_photo_is_decoded_reduced_and_cut_at_its_scaled_corners(tmp_path):
     name = "01-90_88-1000&900_1800&1160-1800&1160_1000&1160_1000&900_1800&900-0_0_1_2_3_4_5-100-10.jpg"
     photo = np.zeros((2000, 2400, 3), np.uint8)  # 4.8 megapixels: decoded at half scale
