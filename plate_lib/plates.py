@@ -40,6 +40,12 @@ ISSUED_TAIL = "(?:[A-Z0-9]{5}|[DF][A-Z0-9][0-9]{4}|[0-9]{5}[DF])"
 or F (hybrid), a letter or digit and four digits (small cars), or five digits then D or F (large vehicles)."""
 
 
+# characters of plates plate_lib does not read (civil single-row plates only), named in a label's error
+SPECIAL_SUFFIXES = {"学": "a driving-school", "挂": "a trailer", "警": "a police", "港": "a Hong Kong border",
+                    "澳": "a Macau border", "使": "an embassy", "领": "a consulate", "试": "a test-vehicle",
+                    "超": "an oversize"}
+
+
 @lru_cache(maxsize=16)
 def _plate_regex(provinces: tuple[str, ...], tail: str) -> re.Pattern[str]:
     return re.compile(f"^[{''.join(provinces)}][A-Z]{tail}$")
@@ -53,11 +59,17 @@ def check_plate(text: str, provinces: Sequence[str] = PROVINCES) -> str:
         why = f"has {len(text)} characters, expected 7 (blue) or 8 (green new-energy)"
     elif text[0] not in provinces:
         why = f"starts with {text[0]!r}, expected a province character such as 皖 or 苏"
+        if text[0] in SPECIAL_SUFFIXES or text.startswith("WJ"):
+            why += (f" ({'an armed-police' if text[0] == 'W' else SPECIAL_SUFFIXES[text[0]]} plate, which plate_lib does "
+                    "not read: civil single-row plates only, models/README.md, Limits)")
     elif not ("A" <= text[1] <= "Z"):
         why = f"has {text[1]!r} as city letter, expected A-Z"
     else:
         bad = sorted({c for c in text[2:] if c not in SYMBOLS})
         why = f"has characters {bad} after the city letter, expected A-Z or 0-9"
+        if set(bad) <= set(SPECIAL_SUFFIXES):
+            why += (f" ({''.join(bad)}: {' or '.join(SPECIAL_SUFFIXES[c] for c in bad)} plate, which plate_lib does "
+                    "not read: civil single-row plates only, models/README.md, Limits)")
     raise PlateError(f"plate {text!r} {why}")
 
 

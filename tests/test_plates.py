@@ -34,6 +34,9 @@ def test_valid_blue_and_green_plates_pass(text):
     ("皖112345", "city letter"),
     ("皖A12a45", "after the city letter"),
     ("皖A12.45", "after the city letter"),
+    ("粤B1234学", "a driving-school plate, which plate_lib does not read"),
+    ("使1234567", "an embassy plate, which plate_lib does not read"),
+    ("WJ12345", "an armed-police plate"),
 ])
 def test_invalid_plates_say_what_is_wrong(text, why):
     with pytest.raises(PlateError, match=why):
