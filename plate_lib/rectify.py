@@ -4,7 +4,8 @@ Bounding-box crops of tilted plates (how CCPD2019-dl1 cuts its crops) hold the p
 in the corners and, letterboxed as they are, small characters. Corner-cut crops read almost perfectly. This module
 turns the first into something like the second, the way HyperLPR's fine-mapping step does: threshold the plate's
 background colour (blue, yellow or green) in HSV, keep the largest connected region, fit a rotated rectangle and
-warp it level at a plate's 3.14:1 (``rectify``: to 440×140, BGR, as a source's ``rectify`` option gives crops;
+(where it spans the crop; in a loose crop, with car around the plate, the largest region of a plate colour that
+is shaped like a plate) warp it level at a plate's 3.14:1 (``rectify``: to 440×140, BGR, as a source's ``rectify`` option gives crops;
 ``model_input``: straight to the model's input, as the second look reads it). ``inference.read_plates`` reads a
 crop as given and, when its least sure character is below ``predict.rectify_below``, again rectified, keeping the
 more confident reading, so a failed rectification costs nothing but time (``benchmarks/real_sets.py
@@ -24,6 +25,13 @@ MIN_FILL = 0.2       # the plate colour must cover this fraction of the crop
 MIN_WIDTH = 0.85     # and the fitted rectangle must span this fraction of the crop's width (else: a fragment)
 PAD = 0.04           # the rectangle grows by this fraction before warping, so edge characters stay whole
 FIND_HEIGHT = 96     # the plate is looked for on a copy at most this tall (faster, and measured better than full size)
+# A loose crop (a plate with car around it, as a detector's padded box or a hand's crop) holds no plate colour
+# spanning it; there the plate is the largest region of any plate colour shaped like a plate's field:
+LOOSE_MIN_AREA = 0.03   # of the crop
+LOOSE_MIN_WIDTH = 0.25  # its long side, of the crop's width
+LOOSE_ASPECT = (2.0, 6.0)  # long side over short (a blue plate's field about 3.1, a green one's 3.4)
+LOOSE_MIN_FILL = 0.6    # of its rotated rectangle (a car's blue panel is seldom a filled rectangle of that shape)
+LOOSE_MAX_TILT = 30.0   # degrees of its long side from level
 
 
 def plate_mask(bgr: np.ndarray) -> np.ndarray | None:
@@ -40,8 +48,9 @@ def plate_mask(bgr: np.ndarray) -> np.ndarray | None:
 
 
 def plate_quad(bgr: np.ndarray) -> np.ndarray | None:
-    """The plate's corners in the crop, float32 [4, 2] clockwise from top-left, or None when the crop shows no
-    plate-coloured region wide enough to be the whole plate."""
+    """The plate's corners in the crop, float32 [4, 2] clockwise from top-left: the crop's dominant plate colour
+    where it spans the crop (``_spanning_quad``), else, in a loose crop, the largest region of a plate colour shaped
+    like a plate (``_loose_quad``); None when neither is there."""
     if bgr.ndim != 3 or bgr.shape[2] != 3:
         return None  # grey crops carry no colour to find the plate by
     scale = min(1.0, FIND_HEIGHT / bgr.shape[0])
@@ -50,6 +59,13 @@ def plate_quad(bgr: np.ndarray) -> np.ndarray | None:
         quad = plate_quad(small)
         return None if quad is None else quad * np.array([bgr.shape[1] / small.shape[1], bgr.shape[0] / FIND_HEIGHT],
                                                          np.float32)
+    quad = _spanning_quad(bgr)
+    return quad if quad is not None else _loose_quad(bgr)
+
+
+def _spanning_quad(bgr: np.ndarray) -> np.ndarray | None:
+    """The rotated rectangle of the crop's dominant plate colour where it spans the crop (a tight or
+    bounding-box crop), else None."""
     mask = plate_mask(bgr)
     if mask is None:
         return None
@@ -67,6 +83,30 @@ def plate_quad(bgr: np.ndarray) -> np.ndarray | None:
     if np.linalg.norm(quad[1] - quad[0]) < np.linalg.norm(quad[3] - quad[0]):
         return None  # taller than wide: not a single-row plate
     return quad
+
+
+def _loose_quad(bgr: np.ndarray) -> np.ndarray | None:
+    """In a loose crop, the largest region of any plate colour shaped like a plate's field (``LOOSE_*``), as
+    ``plate_quad`` returns it; None where none is."""
+    rows, cols = bgr.shape[:2]
+    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, cols // 40) | 1, max(3, rows // 16) | 1))
+    best, best_area = None, LOOSE_MIN_AREA * rows * cols
+    for lo, hi, min_s, min_v in BACKGROUNDS.values():
+        mask = cv2.morphologyEx(cv2.inRange(hsv, (lo, min_s + 1, min_v + 1), (hi, 255, 255)), cv2.MORPH_CLOSE, kernel)
+        for outline in cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]:
+            area = cv2.contourArea(outline)
+            if area < best_area:
+                continue
+            (cx, cy), (w, h), angle = cv2.minAreaRect(cv2.convexHull(outline))
+            long_side, short_side = max(w, h), max(min(w, h), 1e-6)
+            quad = _clockwise(cv2.boxPoints(((cx, cy), (w * (1 + PAD), h * (1 + PAD)), angle)))
+            top, left = quad[1] - quad[0], quad[3] - quad[0]
+            if (LOOSE_ASPECT[0] <= long_side / short_side <= LOOSE_ASPECT[1] and area >= LOOSE_MIN_FILL * w * h
+                    and long_side >= LOOSE_MIN_WIDTH * cols and np.linalg.norm(top) >= np.linalg.norm(left)
+                    and abs(np.degrees(np.arctan2(top[1], top[0]))) <= LOOSE_MAX_TILT):
+                best, best_area = quad, area
+    return best
 
 
 def rectify(bgr: np.ndarray) -> np.ndarray | None:

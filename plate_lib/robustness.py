@@ -24,7 +24,7 @@ from .images import decode_photo
 from .inference import read_plates
 from .sources import CcpdPhotos, Record, Source, ccpd_bbox, parse_ccpd_name, rectify
 
-MARGINS = [-0.08, -0.04, 0.1, 0.2, 0.3]
+MARGINS = [-0.08, -0.04, 0.1, 0.2, 0.3, 0.5, 0.75]
 """Crop margins per side, as a share of the plate's width and height: negative cuts into the plate."""
 
 

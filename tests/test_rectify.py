@@ -68,6 +68,48 @@ def test_no_plate_colour_no_rectification():
     assert rectify(small) is None
 
 
+def loose_crop(colour: str, margin: float, angle: float = 6.0, panel: bool = True) -> tuple[np.ndarray, str, tuple]:
+    """A clean plate with ``margin`` of its size of grey car on every side (a detector's padded box), turned
+    ``angle`` degrees, a square blue panel of the car in a corner: (crop, text, the plate's (x, y, w, h))."""
+    text = "沪AD12345" if colour == "green" else "苏E6J209"
+    plate = render_plate(text, np.random.default_rng(0), degrade=0, rectified=True, colour=colour)
+    h, w = plate.shape[:2]
+    rows, cols = round(h * (1 + 2 * margin)), round(w * (1 + 2 * margin))
+    canvas = np.full((rows, cols, 3), 90, np.uint8)
+    y, x = (rows - h) // 2, (cols - w) // 2
+    canvas[y:y + h, x:x + w] = plate
+    if panel:
+        canvas[:rows // 3, :cols // 5] = (160, 80, 20)
+    turn = cv2.getRotationMatrix2D((cols / 2, rows / 2), angle, 1.0)
+    return cv2.warpAffine(canvas, turn, (cols, rows), borderValue=(90, 90, 90)), text, (x, y, w, h)
+
+
+@pytest.mark.parametrize("colour", ["blue", "yellow", "green"])
+def test_finds_the_plate_in_a_loose_crop_with_car_around_it(colour):
+    crop, _, (x, y, w, h) = loose_crop(colour, margin=0.75)  # the plate is 40 % of the crop's width
+    quad = plate_quad(crop)
+    assert quad is not None
+    assert np.abs(quad.mean(0) - (x + w / 2, y + h / 2)).max() < 0.05 * w  # the plate, not the blue panel
+    assert 0.95 * w < np.linalg.norm(quad[1] - quad[0]) < 1.15 * w
+    assert abs(levelness(quad) + 6) < 3
+
+
+def test_a_plate_coloured_panel_not_shaped_like_a_plate_is_not_taken():
+    car = np.full((175, 550, 3), 90, np.uint8)
+    car[40:140, 200:330] = (160, 80, 20)  # a blue square, a quarter of the crop's width
+    assert plate_quad(car) is None
+
+
+def test_the_second_look_reads_the_plate_of_a_loose_crop():
+    from plate_lib.inference import load_model, read_plates
+
+    model, cfg = load_model(SHIPPED)
+    crops, texts = zip(*[loose_crop(colour, margin=0.75)[:2] for colour in ("blue", "yellow", "green")], strict=True)
+    readings = read_plates(model, cfg, list(crops), rectify_below=1)
+    assert [t for t, _ in readings] == list(texts)
+    assert min(c for _, c in readings) > 0.5
+
+
 def test_read_plates_keeps_the_more_confident_reading():
     from plate_lib.inference import load_model, read_plates
 
