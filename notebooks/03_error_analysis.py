@@ -132,10 +132,10 @@ for name in cfg.data.eval_sets:
 # ## Where this model breaks
 # Word accuracy on each eval set's test split, clean and under one degradation at a time at growing strength:
 # crop height, JPEG quality, rotation, tilt, darkening, over-exposure, glare, motion blur, defocus, and the crop
-# margin (from cutting 8 % of the plate off every side to 30 % of loose border). On CCPD photos the margin and
-# the rotation take the real surroundings (a turned plate is cut at its box from the turned photo); crops
-# without a photo repeat their edges. `plate_lib.robustness`; `benchmarks/robustness.py` draws the same for the
-# shipped model.
+# margin (from cutting 8 % of the plate off every side to 75 % of loose border). On CCPD photos the margin and
+# the rotation take the real surroundings (a loose crop holds the car around the plate; a turned plate is cut at
+# its box from the turned photo); crops without a photo repeat their edges. `plate_lib.robustness`;
+# `benchmarks/robustness.py` draws the same for the shipped model.
 
 # %%
 breaks = robustness.eval_set_curves(cfg, run / "best.pt")
