@@ -32,6 +32,10 @@ LOOSE_MIN_WIDTH = 0.25  # its long side, of the crop's width
 LOOSE_ASPECT = (2.0, 6.0)  # long side over short (a blue plate's field about 3.1, a green one's 3.4)
 LOOSE_MIN_FILL = 0.6    # of its rotated rectangle (a car's blue panel is seldom a filled rectangle of that shape)
 LOOSE_MAX_TILT = 30.0   # degrees of its long side from level
+# where the spanning region is (nearly) the whole crop (WHOLE_CROP of it: a car body of a plate colour, or the
+# plate of a tight crop), a plate-shaped region inside it of at most LOOSE_MAX_AREA of the crop is the plate
+WHOLE_CROP = 0.9
+LOOSE_MAX_AREA = 0.5
 
 
 def plate_mask(bgr: np.ndarray) -> np.ndarray | None:
@@ -50,7 +54,8 @@ def plate_mask(bgr: np.ndarray) -> np.ndarray | None:
 def plate_quad(bgr: np.ndarray) -> np.ndarray | None:
     """The plate's corners in the crop, float32 [4, 2] clockwise from top-left: the crop's dominant plate colour
     where it spans the crop (``_spanning_quad``), else, in a loose crop, the largest region of a plate colour shaped
-    like a plate (``_loose_quad``); None when neither is there."""
+    like a plate (``_loose_quad``), which also wins over a spanning region that is the whole crop (a car of a plate
+    colour) when it is at most half the crop; None when neither is there."""
     if bgr.ndim != 3 or bgr.shape[2] != 3:
         return None  # grey crops carry no colour to find the plate by
     scale = min(1.0, FIND_HEIGHT / bgr.shape[0])
@@ -60,7 +65,13 @@ def plate_quad(bgr: np.ndarray) -> np.ndarray | None:
         return None if quad is None else quad * np.array([bgr.shape[1] / small.shape[1], bgr.shape[0] / FIND_HEIGHT],
                                                          np.float32)
     quad = _spanning_quad(bgr)
-    return quad if quad is not None else _loose_quad(bgr)
+    rows, cols = bgr.shape[:2]
+    if quad is None:
+        return _loose_quad(bgr)
+    if cv2.contourArea(quad) >= WHOLE_CROP * rows * cols:  # the crop itself: a tight crop's plate, or a car?
+        inner = _loose_quad(bgr, max_area=LOOSE_MAX_AREA)
+        return quad if inner is None else inner
+    return quad
 
 
 def _spanning_quad(bgr: np.ndarray) -> np.ndarray | None:
@@ -85,9 +96,9 @@ def _spanning_quad(bgr: np.ndarray) -> np.ndarray | None:
     return quad
 
 
-def _loose_quad(bgr: np.ndarray) -> np.ndarray | None:
-    """In a loose crop, the largest region of any plate colour shaped like a plate's field (``LOOSE_*``), as
-    ``plate_quad`` returns it; None where none is."""
+def _loose_quad(bgr: np.ndarray, max_area: float = 1.0) -> np.ndarray | None:
+    """In a loose crop, the largest region of any plate colour shaped like a plate's field (``LOOSE_*``), no larger
+    than ``max_area`` of the crop, as ``plate_quad`` returns it; None where none is."""
     rows, cols = bgr.shape[:2]
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, cols // 40) | 1, max(3, rows // 16) | 1))
@@ -96,7 +107,7 @@ def _loose_quad(bgr: np.ndarray) -> np.ndarray | None:
         mask = cv2.morphologyEx(cv2.inRange(hsv, (lo, min_s + 1, min_v + 1), (hi, 255, 255)), cv2.MORPH_CLOSE, kernel)
         for outline in cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]:
             area = cv2.contourArea(outline)
-            if area < best_area:
+            if area < best_area or area > max_area * rows * cols:
                 continue
             (cx, cy), (w, h), angle = cv2.minAreaRect(cv2.convexHull(outline))
             long_side, short_side = max(w, h), max(min(w, h), 1e-6)
