@@ -5,8 +5,9 @@
 
 A detector's padded box or a hand's generous crop holds the plate with car around it; where no plate colour spans
 such a crop, ``rectify.plate_quad`` looks for the largest region of a plate colour shaped like a plate
-(``rectify._loose_quad``). This reads, with ``read_plates`` as shipped and again with that search switched off
-(``_loose_quad`` returning None: the finder before 2026-12-02), the CCPD sample's photos cut from their corners
+(``rectify._loose_quad``), also inside a spanning region that is the whole crop (a car of a plate colour). This
+reads, with ``read_plates`` as shipped and again with that search switched off (``_loose_quad`` returning None:
+the finder before 2026-12-02), the CCPD sample's photos cut from their corners
 and by their bounding box with ``MARGINS`` of the plate's size added on every side from the photo
 (``robustness.margin_crop``), the real sets as given (``real_sets.REAL_SETS``) and, where ``make model``'s
 synthetic zip is here, the first ``--synthetic-n`` plates of its val split. Prints plates read right of n each
@@ -51,7 +52,7 @@ def main() -> None:
         for name, get in sets.items():
             images, truth = get()
             row = {"n": len(truth)}
-            for way, fn in (("loose_finder", finder), ("without", lambda bgr: None)):
+            for way, fn in (("loose_finder", finder), ("without", lambda bgr, max_area=1.0: None)):
                 rectify._loose_quad = fn
                 row[way] = sum(p == t for (p, _), t in zip(read_plates(model, cfg, images), truth, strict=True))
             out["sets"][name] = row

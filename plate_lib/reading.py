@@ -204,14 +204,15 @@ def unsure(weakest: np.ndarray, rectify_below: float) -> np.ndarray:
 def second_look(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray, np.ndarray]],
                 input_shape: tuple[int, ...], crops: list[np.ndarray],
                 readings: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    """Each crop (raw BGR) read again warped level (``rectify.model_input``) where it shows the plate; its
-    reading where more confident than the one given, else the one given. ``read_batch``: ``predict_images`` on a
-    batch; ``input_shape``: the model's (H, W, C)."""
-    from .rectify import model_input
+    """Each crop (raw BGR) read again warped level where it shows the plate (``rectify.model_inputs``: one warp,
+    or two where colour cannot tell a tight crop's plate from a car around a small one); the most confident of
+    its readings and the one given. ``read_batch``: ``predict_images`` on a batch; ``input_shape``: the model's
+    (H, W, C)."""
+    from .rectify import model_inputs
 
     height, width, channels = input_shape
     out = list(readings)
-    warped = [(j, w) for j, im in enumerate(crops) if (w := model_input(im, height, width, channels == 1)) is not None]
+    warped = [(j, w) for j, im in enumerate(crops) for w in model_inputs(im, height, width, channels == 1)]
     if warped:
         texts_w, conf_w, _ = read_batch(np.stack([w for _, w in warped]))
         for (j, _), text, conf in zip(warped, texts_w, np.asarray(conf_w, np.float32).tolist(), strict=True):

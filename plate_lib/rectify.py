@@ -32,6 +32,10 @@ LOOSE_MIN_WIDTH = 0.25  # its long side, of the crop's width
 LOOSE_ASPECT = (2.0, 6.0)  # long side over short (a blue plate's field about 3.1, a green one's 3.4)
 LOOSE_MIN_FILL = 0.6    # of its rotated rectangle (a car's blue panel is seldom a filled rectangle of that shape)
 LOOSE_MAX_TILT = 30.0   # degrees of its long side from level
+# where the spanning region is (nearly) the whole crop (WHOLE_CROP of it: a car body of a plate colour, or the
+# plate of a tight crop), a plate-shaped region inside it of at most LOOSE_MAX_AREA of the crop is the plate
+WHOLE_CROP = 0.9
+LOOSE_MAX_AREA = 0.5
 
 
 def plate_mask(bgr: np.ndarray) -> np.ndarray | None:
@@ -47,20 +51,35 @@ def plate_mask(bgr: np.ndarray) -> np.ndarray | None:
     return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
 
 
-def plate_quad(bgr: np.ndarray) -> np.ndarray | None:
-    """The plate's corners in the crop, float32 [4, 2] clockwise from top-left: the crop's dominant plate colour
-    where it spans the crop (``_spanning_quad``), else, in a loose crop, the largest region of a plate colour shaped
-    like a plate (``_loose_quad``); None when neither is there."""
+def plate_quads(bgr: np.ndarray) -> list[np.ndarray]:
+    """Where the plate may be in the crop, each as float32 [4, 2] corners clockwise from top-left, most likely
+    first: the crop's dominant plate colour where it spans the crop (``_spanning_quad``); where that region is the
+    whole crop (a tight crop's plate, or a car of a plate colour around a small plate: colour alone cannot tell),
+    also the largest plate-shaped region of at most half the crop inside it; where nothing spans the crop, the
+    largest region of a plate colour shaped like a plate (``_loose_quad``: a loose crop). Empty when none is there;
+    the second look reads each and keeps the most confident reading."""
     if bgr.ndim != 3 or bgr.shape[2] != 3:
-        return None  # grey crops carry no colour to find the plate by
+        return []  # grey crops carry no colour to find the plate by
     scale = min(1.0, FIND_HEIGHT / bgr.shape[0])
     if scale < 1:  # bilinear: a third of INTER_AREA's time on large crops, as many train/val plates read (docs/experiments.md)
         small = cv2.resize(bgr, (max(1, round(bgr.shape[1] * scale)), FIND_HEIGHT), interpolation=cv2.INTER_LINEAR)
-        quad = plate_quad(small)
-        return None if quad is None else quad * np.array([bgr.shape[1] / small.shape[1], bgr.shape[0] / FIND_HEIGHT],
-                                                         np.float32)
+        back = np.array([bgr.shape[1] / small.shape[1], bgr.shape[0] / FIND_HEIGHT], np.float32)
+        return [quad * back for quad in plate_quads(small)]
     quad = _spanning_quad(bgr)
-    return quad if quad is not None else _loose_quad(bgr)
+    rows, cols = bgr.shape[:2]
+    if quad is None:
+        loose = _loose_quad(bgr)
+        return [] if loose is None else [loose]
+    if cv2.contourArea(quad) >= WHOLE_CROP * rows * cols:
+        inner = _loose_quad(bgr, max_area=LOOSE_MAX_AREA)
+        return [quad] if inner is None else [quad, inner]
+    return [quad]
+
+
+def plate_quad(bgr: np.ndarray) -> np.ndarray | None:
+    """The most likely of ``plate_quads``, or None."""
+    quads = plate_quads(bgr)
+    return quads[0] if quads else None
 
 
 def _spanning_quad(bgr: np.ndarray) -> np.ndarray | None:
@@ -85,9 +104,9 @@ def _spanning_quad(bgr: np.ndarray) -> np.ndarray | None:
     return quad
 
 
-def _loose_quad(bgr: np.ndarray) -> np.ndarray | None:
-    """In a loose crop, the largest region of any plate colour shaped like a plate's field (``LOOSE_*``), as
-    ``plate_quad`` returns it; None where none is."""
+def _loose_quad(bgr: np.ndarray, max_area: float = 1.0) -> np.ndarray | None:
+    """In a loose crop, the largest region of any plate colour shaped like a plate's field (``LOOSE_*``), no larger
+    than ``max_area`` of the crop, as ``plate_quad`` returns it; None where none is."""
     rows, cols = bgr.shape[:2]
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, cols // 40) | 1, max(3, rows // 16) | 1))
@@ -96,7 +115,7 @@ def _loose_quad(bgr: np.ndarray) -> np.ndarray | None:
         mask = cv2.morphologyEx(cv2.inRange(hsv, (lo, min_s + 1, min_v + 1), (hi, 255, 255)), cv2.MORPH_CLOSE, kernel)
         for outline in cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]:
             area = cv2.contourArea(outline)
-            if area < best_area:
+            if area < best_area or area > max_area * rows * cols:
                 continue
             (cx, cy), (w, h), angle = cv2.minAreaRect(cv2.convexHull(outline))
             long_side, short_side = max(w, h), max(min(w, h), 1e-6)
@@ -115,6 +134,11 @@ def rectify(bgr: np.ndarray) -> np.ndarray | None:
     return None if quad is None else _warp(bgr, quad, PLATE_SIZE)
 
 
+def model_inputs(bgr: np.ndarray, height: int, width: int, grayscale: bool) -> list[np.ndarray]:
+    """``model_input`` for each of ``plate_quads``: what the second look reads (an empty list: nothing)."""
+    return [_model_input(bgr, quad, height, width, grayscale) for quad in plate_quads(bgr)]
+
+
 def model_input(bgr: np.ndarray, height: int, width: int, grayscale: bool) -> np.ndarray | None:
     """The plate warped level as a model taking ``height`` × ``width`` reads it (``preprocess.letterbox``'s
     [H, W, C] uint8), or None where ``plate_quad`` finds none: what the second look reads.
@@ -123,8 +147,10 @@ def model_input(bgr: np.ndarray, height: int, width: int, grayscale: bool) -> np
     averaging: no aliasing from large crops, and a third to a fifth of the time of warping to ``PLATE_SIZE`` in
     colour and letterboxing that, reading as many train and val plates (docs/experiments.md, "The rectified second look")."""
     quad = plate_quad(bgr)
-    if quad is None:
-        return None
+    return None if quad is None else _model_input(bgr, quad, height, width, grayscale)
+
+
+def _model_input(bgr: np.ndarray, quad: np.ndarray, height: int, width: int, grayscale: bool) -> np.ndarray:
     s = min(height / PLATE_SIZE[1], width / PLATE_SIZE[0])
     fitted = max(1, round(PLATE_SIZE[0] * s)), max(1, round(PLATE_SIZE[1] * s))
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if grayscale else bgr

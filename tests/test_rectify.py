@@ -6,7 +6,7 @@ import pytest
 from conftest import SHIPPED
 
 from plate_lib.preprocess import letterbox
-from plate_lib.rectify import PLATE_SIZE, model_input, plate_quad, rectify
+from plate_lib.rectify import PLATE_SIZE, model_input, plate_quad, plate_quads, rectify
 from plate_lib.synth import render_plate
 
 
@@ -68,20 +68,21 @@ def test_no_plate_colour_no_rectification():
     assert rectify(small) is None
 
 
-def loose_crop(colour: str, margin: float, angle: float = 6.0, panel: bool = True) -> tuple[np.ndarray, str, tuple]:
-    """A clean plate with ``margin`` of its size of grey car on every side (a detector's padded box), turned
+def loose_crop(colour: str, margin: float, angle: float = 6.0, panel: bool = True,
+               car: tuple[int, int, int] = (90, 90, 90)) -> tuple[np.ndarray, str, tuple]:
+    """A clean plate with ``margin`` of its size of car (BGR ``car``) on every side (a detector's padded box), turned
     ``angle`` degrees, a square blue panel of the car in a corner: (crop, text, the plate's (x, y, w, h))."""
     text = "沪AD12345" if colour == "green" else "苏E6J209"
     plate = render_plate(text, np.random.default_rng(0), degrade=0, rectified=True, colour=colour)
     h, w = plate.shape[:2]
     rows, cols = round(h * (1 + 2 * margin)), round(w * (1 + 2 * margin))
-    canvas = np.full((rows, cols, 3), 90, np.uint8)
+    canvas = np.full((rows, cols, 3), car, np.uint8)
     y, x = (rows - h) // 2, (cols - w) // 2
     canvas[y:y + h, x:x + w] = plate
     if panel:
         canvas[:rows // 3, :cols // 5] = (160, 80, 20)
     turn = cv2.getRotationMatrix2D((cols / 2, rows / 2), angle, 1.0)
-    return cv2.warpAffine(canvas, turn, (cols, rows), borderValue=(90, 90, 90)), text, (x, y, w, h)
+    return cv2.warpAffine(canvas, turn, (cols, rows), borderValue=car), text, (x, y, w, h)
 
 
 @pytest.mark.parametrize("colour", ["blue", "yellow", "green"])
@@ -92,6 +93,18 @@ def test_finds_the_plate_in_a_loose_crop_with_car_around_it(colour):
     assert np.abs(quad.mean(0) - (x + w / 2, y + h / 2)).max() < 0.05 * w  # the plate, not the blue panel
     assert 0.95 * w < np.linalg.norm(quad[1] - quad[0]) < 1.15 * w
     assert abs(levelness(quad) + 6) < 3
+
+
+def test_a_car_of_a_plate_colour_filling_the_crop_is_one_candidate_and_the_plate_inside_it_another():
+    from plate_lib.inference import load_model, read_plates
+
+    crop, text, (x, y, w, h) = loose_crop("blue", margin=0.75, panel=False, car=(140, 160, 120))  # greenish grey
+    car, plate = plate_quads(crop)
+    assert np.linalg.norm(car[1] - car[0]) > 0.95 * crop.shape[1]  # colour alone cannot tell the car from a plate
+    assert np.abs(plate.mean(0) - (x + w / 2, y + h / 2)).max() < 0.05 * w
+    assert np.linalg.norm(plate[1] - plate[0]) < 1.15 * w
+    model, cfg = load_model(SHIPPED)
+    assert read_plates(model, cfg, [crop], rectify_below=1)[0][0] == text  # the second look reads both
 
 
 def test_a_plate_coloured_panel_not_shaped_like_a_plate_is_not_taken():
