@@ -4,7 +4,7 @@
                                      [--out PATH] [--fixed-labels]
 
 Each crop of the real sets present (``real_sets.REAL_SETS``) is read once as given and once rectified
-(``rectify.model_input``), both kept. Then, for each trigger and threshold, the reading ``read_plates`` would give
+(``rectify.model_inputs``: the most confident of its warps), both kept. Then, for each trigger and threshold, the reading ``read_plates`` would give
 (the rectified one where the crop is re-read, rectification finds the plate and it is more confident) is
 counted against the truth, with the share of crops re-read: the second look's cost in time. Triggers:
 ``confidence``, the plate's confidence (province prob × the CTC best path's probability over all steps: what
@@ -36,18 +36,23 @@ THRESHOLDS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0)
 
 
 def both_readings(model, cfg, images: list[np.ndarray]) -> dict[str, np.ndarray | list]:
-    """First and rectified readings of every crop: texts, confidences, weakest characters, rectified or not."""
+    """First and rectified readings of every crop: texts, confidences, weakest characters, rectified or not (the
+    most confident reading of the crop's warps, ``rectify.model_inputs``, as ``reading.second_look`` keeps it)."""
     from plate_lib.inference import predict_images
     from plate_lib.preprocess import letterbox
-    from plate_lib.rectify import model_input
+    from plate_lib.rectify import model_inputs
 
     pre, provinces = cfg.preprocess, list(cfg.provinces)
     first = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in images])
-    warped = [model_input(im, pre.height, pre.width, pre.grayscale) for im in images]
-    second = np.stack([w if w is not None else f for w, f in zip(warped, first, strict=True)])
+    warped = [(i, w) for i, im in enumerate(images) for w in model_inputs(im, pre.height, pre.width, pre.grayscale)]
     t1, c1, w1 = predict_images(model, first, provinces)
-    t2, c2, w2 = predict_images(model, second, provinces)
-    return {"t1": t1, "c1": c1, "w1": w1, "t2": t2, "c2": c2, "found": np.array([w is not None for w in warped])}
+    t2, c2 = list(t1), np.full(len(images), -1.0, np.float32)
+    if warped:
+        tw, cw, _ = predict_images(model, np.stack([w for _, w in warped]), provinces)
+        for (i, _), text, conf in zip(warped, tw, np.asarray(cw, np.float32), strict=True):
+            if conf > c2[i]:
+                t2[i], c2[i] = text, conf
+    return {"t1": t1, "c1": c1, "w1": w1, "t2": t2, "c2": c2, "found": c2 >= 0}
 
 
 def outcome(r: dict, truth: list[str], trigger: str, threshold: float) -> tuple[int, float]:
