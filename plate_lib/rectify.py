@@ -5,7 +5,8 @@ in the corners and, letterboxed as they are, small characters. Corner-cut crops 
 turns the first into something like the second, the way HyperLPR's fine-mapping step does: threshold the plate's
 background colour (blue, yellow or green) in HSV, keep the largest connected region, fit a rotated rectangle and
 (where it spans the crop; in a loose crop, with car around the plate, the largest region of a plate colour that
-is shaped like a plate) warp it level at a plate's 3.14:1 (``rectify``: to 440×140, BGR, as a source's ``rectify`` option gives crops;
+is shaped like a plate; both where the spanning region is the whole crop: ``plate_quads``) warp it level at a
+plate's 3.14:1 (``rectify``: to 440×140, BGR, as a source's ``rectify`` option gives crops;
 ``model_input``: straight to the model's input, as the second look reads it). ``inference.read_plates`` reads a
 crop as given and, when its least sure character is below ``predict.rectify_below``, again rectified, keeping the
 more confident reading, so a failed rectification costs nothing but time (``benchmarks/real_sets.py

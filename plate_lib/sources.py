@@ -228,8 +228,8 @@ class Source:
 
     def variant(self) -> str:
         """How crops are cut and sized, beyond the files themselves ("" by default)."""
-        # "rectified2": rectify.plate_quad now traces the plate's outline on a bilinear copy (older caches are stale)
-        parts = ([f"resize={self.resize[0]}x{self.resize[1]}"] if self.resize else []) + (["rectified2"] if self.rectify else [])
+        # "rectified3": rectify.plate_quad also finds the plate in loose crops (older caches are stale)
+        parts = ([f"resize={self.resize[0]}x{self.resize[1]}"] if self.resize else []) + (["rectified3"] if self.rectify else [])
         if self.label_fixes:  # labels are cached with the arrays: corrected ones are another variant
             fixes = "\n".join(f"{k}\0{v}" for k, v in sorted(self.label_fixes.items()))
             parts.append("fixes=" + hashlib.sha1(fixes.encode("utf-8")).hexdigest()[:12])
