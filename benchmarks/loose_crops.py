@@ -52,7 +52,7 @@ def main() -> None:
         for name, get in sets.items():
             images, truth = get()
             row = {"n": len(truth)}
-            for way, fn in (("loose_finder", finder), ("without", lambda bgr, max_area=1.0: None)):
+            for way, fn in (("loose_finder", finder), ("without", lambda bgr, masks, max_area=1.0: None)):
                 rectify._loose_quad = fn
                 row[way] = sum(p == t for (p, _), t in zip(read_plates(model, cfg, images), truth, strict=True))
             out["sets"][name] = row

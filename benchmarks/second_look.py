@@ -37,21 +37,17 @@ THRESHOLDS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0)
 
 def both_readings(model, cfg, images: list[np.ndarray]) -> dict[str, np.ndarray | list]:
     """First and rectified readings of every crop: texts, confidences, weakest characters, rectified or not (the
-    most confident reading of the crop's warps, ``rectify.model_inputs``, as ``reading.second_look`` keeps it)."""
+    most confident reading of the crop's warps, as ``reading.second_look`` keeps it: here against no reading)."""
     from plate_lib.inference import predict_images
     from plate_lib.preprocess import letterbox
-    from plate_lib.rectify import model_inputs
+    from plate_lib.reading import second_look
 
     pre, provinces = cfg.preprocess, list(cfg.provinces)
     first = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in images])
-    warped = [(i, w) for i, im in enumerate(images) for w in model_inputs(im, pre.height, pre.width, pre.grayscale)]
     t1, c1, w1 = predict_images(model, first, provinces)
-    t2, c2 = list(t1), np.full(len(images), -1.0, np.float32)
-    if warped:
-        tw, cw, _ = predict_images(model, np.stack([w for _, w in warped]), provinces)
-        for (i, _), text, conf in zip(warped, tw, np.asarray(cw, np.float32), strict=True):
-            if conf > c2[i]:
-                t2[i], c2[i] = text, conf
+    looked = second_look(lambda batch: predict_images(model, batch, provinces), (pre.height, pre.width, pre.channels),
+                         images, [("", -1.0)] * len(images))
+    t2, c2 = [t for t, _ in looked], np.array([c for _, c in looked], np.float32)
     return {"t1": t1, "c1": c1, "w1": w1, "t2": t2, "c2": c2, "found": c2 >= 0}
 
 

@@ -39,12 +39,16 @@ WHOLE_CROP = 0.9
 LOOSE_MAX_AREA = 0.5
 
 
-def plate_mask(bgr: np.ndarray) -> np.ndarray | None:
-    """uint8 mask (255 = plate) of the crop's dominant plate colour, closed over the characters; None when no
-    plate colour covers ``MIN_FILL`` of the crop."""
+def _colour_masks(bgr: np.ndarray) -> list[np.ndarray]:
+    """uint8 masks (255 = that colour) of each of ``BACKGROUNDS``' plate colours in the crop."""
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
-    masks = [cv2.inRange(hsv, (lo, min_s + 1, min_v + 1), (hi, 255, 255)) for lo, hi, min_s, min_v in BACKGROUNDS.values()]
-    mask = max(masks, key=cv2.countNonZero)
+    return [cv2.inRange(hsv, (lo, min_s + 1, min_v + 1), (hi, 255, 255)) for lo, hi, min_s, min_v in BACKGROUNDS.values()]
+
+
+def plate_mask(bgr: np.ndarray, masks: list[np.ndarray] | None = None) -> np.ndarray | None:
+    """uint8 mask (255 = plate) of the crop's dominant plate colour, closed over the characters; None when no
+    plate colour covers ``MIN_FILL`` of the crop. ``masks``: the crop's ``_colour_masks``, where already made."""
+    mask = max(_colour_masks(bgr) if masks is None else masks, key=cv2.countNonZero)
     rows, cols = bgr.shape[:2]
     if cv2.countNonZero(mask) < MIN_FILL * rows * cols:
         return None
@@ -66,13 +70,14 @@ def plate_quads(bgr: np.ndarray) -> list[np.ndarray]:
         small = cv2.resize(bgr, (max(1, round(bgr.shape[1] * scale)), FIND_HEIGHT), interpolation=cv2.INTER_LINEAR)
         back = np.array([bgr.shape[1] / small.shape[1], bgr.shape[0] / FIND_HEIGHT], np.float32)
         return [quad * back for quad in plate_quads(small)]
-    quad = _spanning_quad(bgr)
+    masks = _colour_masks(bgr)  # once, for both searches
+    quad = _spanning_quad(bgr, masks)
     rows, cols = bgr.shape[:2]
     if quad is None:
-        loose = _loose_quad(bgr)
+        loose = _loose_quad(bgr, masks)
         return [] if loose is None else [loose]
     if cv2.contourArea(quad) >= WHOLE_CROP * rows * cols:
-        inner = _loose_quad(bgr, max_area=LOOSE_MAX_AREA)
+        inner = _loose_quad(bgr, masks, max_area=LOOSE_MAX_AREA)
         return [quad] if inner is None else [quad, inner]
     return [quad]
 
@@ -83,10 +88,10 @@ def plate_quad(bgr: np.ndarray) -> np.ndarray | None:
     return quads[0] if quads else None
 
 
-def _spanning_quad(bgr: np.ndarray) -> np.ndarray | None:
-    """The rotated rectangle of the crop's dominant plate colour where it spans the crop (a tight or
-    bounding-box crop), else None."""
-    mask = plate_mask(bgr)
+def _spanning_quad(bgr: np.ndarray, masks: list[np.ndarray]) -> np.ndarray | None:
+    """The rotated rectangle of the crop's dominant plate colour (of ``masks``, its ``_colour_masks``) where it
+    spans the crop (a tight or bounding-box crop), else None."""
+    mask = plate_mask(bgr, masks)
     if mask is None:
         return None
     # the largest region's outline, straight from the mask (labelling the regions first cost twice as long)
@@ -105,15 +110,15 @@ def _spanning_quad(bgr: np.ndarray) -> np.ndarray | None:
     return quad
 
 
-def _loose_quad(bgr: np.ndarray, max_area: float = 1.0) -> np.ndarray | None:
-    """In a loose crop, the largest region of any plate colour shaped like a plate's field (``LOOSE_*``), no larger
-    than ``max_area`` of the crop, as ``plate_quad`` returns it; None where none is."""
+def _loose_quad(bgr: np.ndarray, masks: list[np.ndarray], max_area: float = 1.0) -> np.ndarray | None:
+    """In a loose crop, the largest region of any plate colour (``masks``, its ``_colour_masks``) shaped like a
+    plate's field (``LOOSE_*``), no larger than ``max_area`` of the crop, as ``plate_quad`` returns it; None where
+    none is."""
     rows, cols = bgr.shape[:2]
-    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, cols // 40) | 1, max(3, rows // 16) | 1))
     best, best_area = None, LOOSE_MIN_AREA * rows * cols
-    for lo, hi, min_s, min_v in BACKGROUNDS.values():
-        mask = cv2.morphologyEx(cv2.inRange(hsv, (lo, min_s + 1, min_v + 1), (hi, 255, 255)), cv2.MORPH_CLOSE, kernel)
+    for colour in masks:
+        mask = cv2.morphologyEx(colour, cv2.MORPH_CLOSE, kernel)
         for outline in cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]:
             area = cv2.contourArea(outline)
             if area < best_area or area > max_area * rows * cols:
