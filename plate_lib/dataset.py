@@ -155,7 +155,8 @@ def require_plates(data: SplitData, source: Source, fix: str, split_option: bool
     scanned = source.scanned()
     n_split = sum(data.split in ("all", where) for where, _ in scanned)
     found = (f"{len(scanned)} image file(s) in the source, {n_split} of them in this split" if scanned
-             else f"no image files ({', '.join(IMAGE_EXTS)}) in it")
+             else f"labels.csv lists no files ({len(source.unlisted)} image file(s) beside it are not listed)"
+             if source.unlisted else f"no image files ({', '.join(IMAGE_EXTS)}) in it")
     if data.skipped:
         name, why = data.skipped[0]
         found += f", {len(data.skipped)} rejected as bad samples (first: {name}: {why})"

@@ -11,6 +11,25 @@ from pathlib import Path
 from .errors import DISK_FULL, DiskFullError
 
 
+def files_under(folder: Path) -> list[Path]:
+    """Every file under ``folder``, sorted, into sub-folders that are symbolic links too (``Path.rglob`` passes them
+    over: a dataset linked into a data folder would be left out unseen); a link back to a folder it lies in is not
+    entered again (no loop)."""
+    out: list[Path] = []
+    above: dict[str, frozenset[str]] = {str(folder): frozenset({os.path.realpath(folder)})}  # real folders up the path
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        chain = above.pop(root)
+        keep = []
+        for d in dirs:
+            real = os.path.realpath(os.path.join(root, d))
+            if real not in chain:
+                keep.append(d)
+                above[os.path.join(root, d)] = chain | {real}
+        dirs[:] = keep
+        out += [p for n in names if (p := Path(root, n)).is_file()]
+    return sorted(out)
+
+
 def size_text(n: float) -> str:
     """A byte count as people read it: ``512 bytes``, ``2.4 MB``."""
     if n < 1024:

@@ -27,6 +27,8 @@ SYMBOLS: list[str] = [chr(c) for c in range(ord("A"), ord("Z") + 1)] + [str(d) f
 BLANK = 0
 
 PLATE_LENGTHS = (7, 8)
+NOT_ON_PLATES = {"I": "1", "O": "0"}
+"""Letters no Chinese plate uses (GA 36: they would be read as 1 and 0); a label holding one is a typo for the digit."""
 
 
 class PlateError(ValueError):
@@ -53,7 +55,7 @@ def _plate_regex(provinces: tuple[str, ...], tail: str) -> re.Pattern[str]:
 
 def check_plate(text: str, provinces: Sequence[str] = PROVINCES) -> str:
     """Return ``text`` if it is a valid plate, else raise ``PlateError`` saying what is wrong."""
-    if _plate_regex(tuple(provinces), LABEL_TAIL).match(text):
+    if _plate_regex(tuple(provinces), LABEL_TAIL).match(text) and not set(text[1:]) & set(NOT_ON_PLATES):
         return text
     if len(text) not in PLATE_LENGTHS:
         why = f"has {len(text)} characters, expected 7 (blue) or 8 (green new-energy)"
@@ -64,6 +66,10 @@ def check_plate(text: str, provinces: Sequence[str] = PROVINCES) -> str:
                     "not read: civil single-row plates only, models/README.md, Limits)")
     elif not ("A" <= text[1] <= "Z"):
         why = f"has {text[1]!r} as city letter, expected A-Z"
+    elif set(text[1:]) & set(NOT_ON_PLATES):
+        typo = text[:2] + "".join(NOT_ON_PLATES.get(c, c) for c in text[2:])
+        why = (f"holds {' and '.join(sorted(set(text[1:]) & set(NOT_ON_PLATES)))}, which Chinese plates never use (too like "
+               "1 and 0)" + (f"; the plate is likely {typo!r}" if typo != text and typo[1] not in NOT_ON_PLATES else ""))
     else:
         bad = sorted({c for c in text[2:] if c not in SYMBOLS})
         why = f"has characters {bad} after the city letter, expected A-Z or 0-9"
@@ -93,17 +99,27 @@ def label_from_filename(name: str) -> str:
 
 
 def repair_zip_name(name: str, utf8_flag: bool) -> str:
-    """Undo zipfile's cp437 decoding of a UTF-8 name stored without the zip's UTF-8 flag.
+    """Undo zipfile's cp437 decoding of a name stored without the zip's UTF-8 flag.
 
-    ``zipfile`` decodes flag-less names as cp437; the dl1 zip stored UTF-8 bytes that way. Names that
-    carry the flag, or that are not valid UTF-8 once re-encoded (a genuine cp437 name), are kept as they are.
+    ``zipfile`` decodes flag-less names as cp437; the dl1 zip stored UTF-8 bytes that way, and zip tools on Chinese
+    Windows store GBK (read as GB18030, its superset). Names that carry the flag are kept as they are; so are
+    those that are neither UTF-8 nor GBK holding a Chinese character once re-encoded (a genuine cp437 name).
     """
     if utf8_flag:
         return name
     try:
-        return name.encode("cp437").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
+        raw = name.encode("cp437")
+    except UnicodeEncodeError:
         return name
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        gbk = raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return name
+    return gbk if any("\u4e00" <= c <= "\u9fff" for c in gbk) else name
 
 
 # --- encoding for the two heads -------------------------------------------------------------------------

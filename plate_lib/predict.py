@@ -25,8 +25,9 @@ import cv2
 import numpy as np
 
 from .config import Config, PredictConfig
+from .files import files_under
 from .plates import PlateError
-from .sources import CCPD_NAME, IMAGE_EXTS, DataError, load_image_file
+from .sources import CCPD_NAME, IMAGE_EXTS, OTHER_IMAGE_EXTS, DataError, load_image_file
 
 COLUMNS = ("file", "plate", "confidence", "kind", "status", "error")
 STATUSES = ("ok", "low_confidence", "not_a_crop", "error")
@@ -38,8 +39,14 @@ NOT_A_CROP = ("plate_lib reads plate crops, and CCPD2019 photos with their annot
 # --- inputs ---------------------------------------------------------------------------------------------
 
 
+def _is_image(p: Path) -> bool:
+    """An image file by its extension: one read (``IMAGE_EXTS``) or one of a format not read (``OTHER_IMAGE_EXTS``,
+    an ``error`` row saying so rather than a file passed over)."""
+    return p.suffix.lower() in IMAGE_EXTS + OTHER_IMAGE_EXTS and p.is_file()
+
+
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    return [p for p in files_under(folder) if _is_image(p)]
 
 
 def _expand(item: str) -> list[tuple[str, str]]:
@@ -51,7 +58,7 @@ def _expand(item: str) -> list[tuple[str, str]]:
         return [(str(p) if item.startswith("~") and p.exists() else item, "" if p.exists() else "no such file or folder")]
     found = []
     for mp in sorted(map(Path, glob.glob(str(p), recursive=True))):  # sorted as paths, as a folder's files are
-        found += _images_in(mp) if mp.is_dir() else [mp] if mp.suffix.lower() in IMAGE_EXTS and mp.is_file() else []
+        found += _images_in(mp) if mp.is_dir() else [mp] if _is_image(mp) else []
     return [(str(f), "") for f in found] or [(item, f"the pattern matches no image file ({', '.join(IMAGE_EXTS)})")]
 
 

@@ -32,9 +32,11 @@ import io
 import logging
 import lzma
 import os
+import posixpath
 import re
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
@@ -42,12 +44,15 @@ from pathlib import Path, PureWindowsPath
 import cv2
 import numpy as np
 
+from .files import files_under
 from .images import MIN_SIDE, DataError, decode_image, decode_photo, read_file, too_large
 from .plates import PlateError, check_plate, label_from_filename, plate_from_ccpd_indices, repair_zip_name
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # what images.decode_image reads (by the files' first bytes)
+OTHER_IMAGE_EXTS = (".tif", ".tiff", ".gif", ".heic", ".heif", ".avif", ".jp2")  # images it does not: a bad sample each
 SPLITS = ("train", "val", "test", "all")
 CROP_MODES = ("corners", "bbox")  # how a CCPD2019 photo becomes a crop (data.ccpd_crop)
+CORNER_SLACK = 0.05  # a CCPD annotation's corner may lie this share of the photo's size outside it, no more
 MAX_FILE_MB = 16.0  # default of data.max_file_mb: a plate crop or a CCPD photo is well under 1 MB
 LABEL_ENCODINGS = ("utf-8-sig", "gb18030")  # UTF-8 with or without a BOM; GB18030, a superset of GBK and GB2312
 MAX_BAD_ROWS = 1000  # past this many, a labels.csv of mostly bad rows (label, missing file) is refused as read
@@ -92,7 +97,31 @@ def inside(name: str) -> str | None:
     rel = name.replace("\\", "/")
     if not rel or rel.startswith("/") or PureWindowsPath(name).drive or "\0" in rel or ".." in rel.split("/"):
         return None
-    return rel
+    rel = posixpath.normpath(rel)  # ./a.jpg and a//b.jpg name a.jpg and a/b.jpg: one file, one spelling
+    return None if rel == "." else rel
+
+
+def not_readable(rel: str) -> str:
+    """Why the file ``rel`` found in a source cannot be a sample ("" when it can): a name that is not UTF-8 (bytes
+    the file system could not decode, kept as surrogates), or an image format ``images.decode_image`` does not read."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(rel)
+        try:
+            gbk = f": as GBK it reads {raw.decode('gb18030')!r}"
+        except UnicodeDecodeError:
+            gbk = ""
+        return (f"its file name is not UTF-8 ({raw!r}{gbk}); rename the file in UTF-8 (e.g. `convmv -f gbk -t "
+                "utf-8 --notest`), as labels and galleries need its name")
+    if rel.lower().endswith(OTHER_IMAGE_EXTS):
+        return f"{Path(rel).suffix} images are not read; convert it to JPEG or PNG (plate_lib reads {', '.join(IMAGE_EXTS)})"
+    return ""
+
+
+def shown(rel: str) -> str:
+    """``rel`` safe to print and write: bytes a file system name could not decode shown as escapes."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def warn_case_clashes(names: list[str], where: str) -> list[list[str]]:
@@ -215,6 +244,7 @@ class Source:
         self._all: list[tuple[str, Record]] | None = None  # (split: train, val or test; record)
         self.label_fixes: dict[str, str] = {}  # name → the plate it shows, where the published label is wrong
         self.label_fixes_path: Path | None = None  # the CSV they came from (named in errors)
+        self.unlisted: list[str] = []  # image files a labels.csv does not list (not read; named in the log)
 
     def _scan(self) -> list[tuple[str, Record]]:
         """Every record with its split (``hashed_split``)."""
@@ -310,14 +340,21 @@ class Dl1Zip(Source):
         return self._zip
 
     def _scan(self) -> list[tuple[str, Record]]:
+        members = [(repair_zip_name(info.filename, bool(info.flag_bits & 0x800)), info.filename)
+                   for info in self._handle().infolist()
+                   if not info.is_dir() and info.filename.lower().endswith(IMAGE_EXTS + OTHER_IMAGE_EXTS)]
+        times = Counter(name for name, _ in members)
         out = []
-        for info in self._handle().infolist():
-            if info.is_dir() or not info.filename.lower().endswith(IMAGE_EXTS):
-                continue
-            name = repair_zip_name(info.filename, bool(info.flag_bits & 0x800))
-            self._names[name] = info.filename
+        for name, stored in members:
             folder = _split_folder(name.split("/")) or "test"  # the dl1 layout: anything else is test data
-            out.append((hashed_split(name, self.val_fraction, folder), _labelled(name, label_from_filename(name))))
+            if times[name] > 1:  # zipfile reads the last of them whichever is asked for
+                rec = Record(name, "", error=f"stored {times[name]} times in the zip (members of one name: which is meant?)")
+            elif why := not_readable(name):
+                rec = Record(name, "", error=why)
+            else:
+                rec = _labelled(name, label_from_filename(name))
+            self._names[name] = stored
+            out.append((hashed_split(name, self.val_fraction, folder), rec))
         return out
 
     def _read(self, name: str) -> bytes:
@@ -364,10 +401,10 @@ class CropFolder(Source):
         if csv_path.is_file():
             return self._scan_csv(csv_path)
         out = []
-        for p in sorted(self.path.rglob("*")):
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
-                rel = p.relative_to(self.path).as_posix()
-                out.append(self._placed(rel, _labelled(rel, label_from_filename(rel))))
+        for rel in image_files(self.path):
+            why = not_readable(rel)
+            out.append(self._placed(shown(rel), Record(shown(rel), "", error=why) if why else
+                                    _labelled(rel, label_from_filename(rel))))
         return out
 
     def _row(self, csv_path: Path, line: int, row: dict, lines: dict[str, int], columns: tuple[str, str]) -> Record:
@@ -385,7 +422,8 @@ class CropFolder(Source):
             return Record(rel, "", error=f"listed twice in labels.csv (lines {lines[rel]} and {line})")
         lines[rel] = line
         if not (self.path / rel).is_file():
-            return Record(rel, "", error=f"listed in labels.csv (line {line}) but missing")
+            quote = "; the name spans lines: an unbalanced quote (\") in labels.csv?" if "\n" in rel else ""
+            return Record(rel, "", error=f"listed in labels.csv (line {line}) but missing{quote}")
         return _labelled(rel, (row[label_col] or "").strip())
 
     def _scan_csv(self, csv_path: Path) -> list[tuple[str, Record]]:
@@ -405,6 +443,12 @@ class CropFolder(Source):
                 out.append(self._placed(rec.name, rec))
         except csv.Error as e:
             raise DataError(f"{csv_path}:{reader.line_num}: not a readable CSV row ({e})") from None
+        unlisted = [shown(rel) for rel in image_files(self.path) if rel not in lines]
+        if unlisted:  # read as labels.csv says; the others named, not dropped unseen
+            log.warning("%s lists %d file(s); %d image file(s) in %s are not listed there and not read: %s%s",
+                        csv_path, len(lines), len(unlisted), self.path, ", ".join(unlisted[:10]),
+                        " …" if len(unlisted) > 10 else "")
+        self.unlisted = unlisted
         return out
 
     def _read(self, name: str) -> bytes:
@@ -418,10 +462,10 @@ class CropFolder(Source):
 
     def _content(self) -> str:
         h = hashlib.sha1()
-        for p in sorted(self.path.rglob("*")):
-            if p.is_file():
-                st = p.stat()
-                h.update(f"{p.relative_to(self.path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        for p in files_under(self.path):
+            st = p.stat()
+            h.update(f"{p.relative_to(self.path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n"
+                     .encode("utf-8", "surrogateescape"))  # a name the file system could not decode
         return h.hexdigest()
 
 
@@ -467,7 +511,14 @@ def cut_ccpd(photo: np.ndarray, name: str, crop: str = "corners", scale: tuple[f
     for a photo decoded reduced."""
     if crop == "corners":
         corners = parse_ccpd_name(name)[1]
-        return rectify(photo, corners if scale == (1.0, 1.0) else corners * np.float32(scale))
+        corners = corners if scale == (1.0, 1.0) else corners * np.float32(scale)
+        h, w = photo.shape[:2]
+        slack = CORNER_SLACK * np.array([w, h], np.float32)
+        if (corners < -slack).any() or (corners > np.array([w - 1, h - 1], np.float32) + slack).any():
+            raise DataError(f"{name}: its annotated corners {corners.round().astype(int).tolist()} lie outside the "
+                            f"{w}×{h} photo; a CCPD2019 photo's annotation lies inside it (is this a crop named like "
+                            "a CCPD photo? rename it <plate>.jpg)")
+        return rectify(photo, corners)
     if crop != "bbox":
         raise DataError(f"CCPD crop mode {crop!r} (data.ccpd_crop) is not one of {CROP_MODES}")
     x1, y1, x2, y2 = ccpd_bbox(name)
@@ -498,17 +549,16 @@ class CcpdPhotos(CropFolder):
 
     def _scan(self) -> list[tuple[str, Record]]:
         out = []
-        for p in sorted(self.path.rglob("*")):
-            if not (p.is_file() and p.suffix.lower() in IMAGE_EXTS):
-                continue
-            rel = p.relative_to(self.path).as_posix()
+        for rel in image_files(self.path):
             subset = rel.split("/")[-2] if "/" in rel else self.path.name
             try:
+                if why := not_readable(rel):
+                    raise PlateError(why)
                 text, _, meta = parse_ccpd_name(rel)
                 rec = Record(rel, text, {"subset": subset, **meta})
             except PlateError as e:
-                rec = Record(rel, "", {"subset": subset}, error=str(e))
-            out.append((hashed_split(rel, self.val_fraction), rec))  # by file name, as the shipped model was split
+                rec = Record(shown(rel), "", {"subset": shown(subset)}, error=str(e))
+            out.append((hashed_split(rec.name, self.val_fraction), rec))  # by file name, as the shipped model was split
         return out
 
     def _load(self, record: Record) -> np.ndarray:
@@ -536,11 +586,21 @@ def load_image_file(path: str | os.PathLike, ccpd_crop: str = "corners", max_fil
     return cut_ccpd(photo, p.name, ccpd_crop, scale)
 
 
+def image_files(folder: Path) -> list[str]:
+    """The image files under ``folder`` (those read, ``IMAGE_EXTS``, and those named bad samples,
+    ``OTHER_IMAGE_EXTS``), as sorted relative POSIX paths."""
+    exts = IMAGE_EXTS + OTHER_IMAGE_EXTS
+    return [p.relative_to(folder).as_posix() for p in files_under(folder) if p.suffix.lower() in exts]
+
+
 def looks_like_ccpd(folder: Path) -> bool:
-    for p in folder.rglob("*"):
-        if p.suffix.lower() in IMAGE_EXTS:
-            return bool(CCPD_NAME.match(p.stem))
-    return False
+    """Whether ``folder`` holds CCPD2019 photos: no ``labels.csv`` (a label list makes it a crops folder), and
+    most of its images named by a CCPD annotation (the rest are then bad samples, named), whatever order the
+    file system lists them in."""
+    if (folder / "labels.csv").is_file():
+        return False
+    names = [Path(rel).stem for rel in image_files(folder)]
+    return sum(bool(CCPD_NAME.match(n)) for n in names) * 2 > len(names)
 
 
 def open_source(path: str | os.PathLike, val_fraction: float = 0.15, ccpd_crop: str = "corners",

@@ -191,3 +191,16 @@ def test_ccpd_indices_decode_with_ccpds_tables():
     assert plate_from_ccpd_indices([0, 0, 3, 24, 24, 24, 29, 28]) == "皖AD00054"
     with pytest.raises(PlateError, match="index 40"):
         plate_from_ccpd_indices([0, 0, 40, 1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("label, likely", [("京N84I28", "京N84128"), ("京NMVO02", "京NMV002"), ("苏OA1234", None)])
+def test_a_label_holding_i_or_o_is_refused_as_the_typo_it_is(label, likely):
+    with pytest.raises(PlateError, match="which Chinese plates never use") as e:
+        check_plate(label)
+    assert (f"the plate is likely '{likely}'" in str(e.value)) if likely else "likely" not in str(e.value)
+
+
+def test_names_zip_tools_on_chinese_windows_store_in_gbk_are_repaired_too():
+    stored = "test/0-京N84E28.jpg".encode("gbk").decode("cp437")  # no UTF-8 flag: zipfile reads GBK bytes as cp437
+    assert repair_zip_name(stored, utf8_flag=False) == "test/0-京N84E28.jpg"
+    assert repair_zip_name("Ä.jpg", utf8_flag=False) == "Ä.jpg"  # a cp437 name with no Chinese in any reading stays

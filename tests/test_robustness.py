@@ -285,7 +285,7 @@ CLI_CASES = {  # id: (set-up, arguments, what stderr must say)
     "labels.csv in UTF-16": (lambda t: _crops(t, {"a.jpg": GOOD}, "file,label\na.jpg,皖A12345\n".encode("utf-16")),
                              [*EVAL, "crops"], ["labels.csv: cannot be read as UTF-8, UTF-8 with BOM, or GB18030/GBK"]),
     "evaluate a zip without images": (_empty_zip, [*EVAL, "empty.zip"],
-                                      ["the test split of empty.zip is empty: no image files (.jpg, .jpeg, .png, .bmp)"]),
+                                      ["the test split of empty.zip is empty: no image files (.jpg, .jpeg, .png, .bmp, .webp)"]),
     "evaluate a split with no plates": (lambda t: write_dl1_zip(t / "train.zip", {"train": ["皖A12345", "苏B88888"]}),
                                         [*EVAL, "train.zip"], ["the test split of train.zip is empty: 2 image file(s)",
                                                                "`--split all` reads all 2"]),

@@ -311,6 +311,11 @@ def test_labels_csv_rows_naming_a_missing_or_twice_listed_file_are_bad_samples(t
                       "车牌1.jpg": "listed twice in labels.csv (lines 2 and 4)"}
 
 
+def test_a_name_an_unbalanced_quote_runs_over_lines_says_so(tmp_path):
+    src = _labels(tmp_path / "c", 'file,label\n"车牌1.jpg,苏E12345\nb.jpg,苏E12346\n')
+    assert "an unbalanced quote" in src.records("all")[0].error
+
+
 def test_a_labels_csv_of_mostly_unusable_rows_is_refused_while_it_is_read(tmp_path):
     rows = "".join(f"{i}.jpg,苏E{i:05d}\n" for i in range(1200))  # none of these files exist
     src = _labels(tmp_path / "c", "file,label\n车牌1.jpg,苏E12345\n" + rows)
@@ -409,3 +414,103 @@ def test_a_huge_ccpd_photo_is_decoded_reduced_and_cut_at_its_scaled_corners(tmp_
     assert corners.shape == (70, 220, 3) and corners.mean() > 240
     assert bbox.shape == (130, 400, 3) and bbox.mean() > 240  # the box, in the half-scale photo's pixels
     assert np.array_equal(load_image_file(tmp_path / "ccpd_base" / name), corners)  # plate predict cuts it alike
+
+
+# --- what a new user's folders hold: every image file read or named ---------------------------------------------
+
+
+def test_a_labels_csv_folder_names_the_images_it_does_not_list(tmp_path, caplog):
+    src = _labels(tmp_path / "c", "file,label\n车牌1.jpg,苏E12345\n", files=("车牌1.jpg", "b.jpg", "sub/c.png"))
+    with caplog.at_level("WARNING"):
+        assert [r.name for r in src.records("all")] == ["车牌1.jpg"]
+    assert src.unlisted == ["b.jpg", "sub/c.png"]
+    assert "lists 1 file(s); 2 image file(s)" in caplog.text and "not listed there and not read: b.jpg, sub/c.png" in caplog.text
+
+
+def test_a_header_only_labels_csv_says_it_lists_nothing(tmp_path):
+    from plate_lib.dataset import SplitData, require_plates
+
+    src = _labels(tmp_path / "c", "file,label\n", files=("a.jpg", "b.jpg"))
+    empty = SplitData(np.zeros((0, 48, 144, 1), np.uint8), [], [], split="all")
+    with pytest.raises(DataError, match=r"labels\.csv lists no files \(2 image file\(s\) beside it are not listed\)"):
+        require_plates(empty, src, "fix it")
+
+
+def test_one_file_listed_under_two_spellings_is_listed_twice(tmp_path):
+    src = _labels(tmp_path / "c", "file,label\n./车牌1.jpg,苏E12345\n车牌1.jpg,苏E12345\n")
+    assert [(r.name, r.error) for r in src.records("all")] == [
+        ("车牌1.jpg", ""), ("车牌1.jpg", "listed twice in labels.csv (lines 2 and 3)")]
+
+
+def test_a_labels_csv_decides_a_folder_holding_ccpd_photos_too_else_most_names_do(tmp_path):
+    ccpd = "01-90_88-10&10_110&50-108&48_11&46_12&12_109&15-0_0_1_2_3_4_5-100-10.jpg"
+    for i in range(5):
+        (tmp_path / "mixed" / f"{i}-苏E1234{i}.jpg").parent.mkdir(exist_ok=True)
+        (tmp_path / "mixed" / f"{i}-苏E1234{i}.jpg").write_bytes(plate_jpeg(w=300, h=200))
+    (tmp_path / "mixed" / ccpd).write_bytes(plate_jpeg(w=300, h=200))
+    assert type(open_source(tmp_path / "mixed")) is CropFolder  # 5 crops, 1 photo: a crops folder, the photo named
+    bad = [r for r in open_source(tmp_path / "mixed").records("all") if r.error]
+    assert [r.name for r in bad] == [ccpd]
+    (tmp_path / "mixed" / "labels.csv").write_text("file,label\n0-苏E12340.jpg,苏E12340\n", encoding="utf-8")
+    for i in range(9):  # photos now the most, but the label list decides
+        (tmp_path / "mixed" / ccpd.replace("01-", f"0{i + 2}-")).write_bytes(plate_jpeg(w=300, h=200))
+    assert type(open_source(tmp_path / "mixed")) is CropFolder
+    (tmp_path / "mixed" / "labels.csv").unlink()
+    assert type(open_source(tmp_path / "mixed")) is CcpdPhotos
+
+
+def test_a_file_name_that_is_not_utf8_is_a_bad_sample_saying_how_to_rename_it(tmp_path):
+    import os
+
+    folder = tmp_path / "gbk"
+    folder.mkdir()
+    (folder / "苏E12345.jpg").write_bytes(plate_jpeg())
+    try:
+        (folder / os.fsdecode("京N84E28.jpg".encode("gbk"))).write_bytes(plate_jpeg())
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    src = open_source(folder)
+    src.fingerprint()  # hashing the folder's names does not fail on it
+    bad = [r for r in src.records("all") if r.error]
+    assert len(bad) == 1 and bad[0].name == "\\xbe\\xa9N84E28.jpg"
+    assert "not UTF-8" in bad[0].error and "as GBK it reads '京N84E28.jpg'" in bad[0].error and "convmv" in bad[0].error
+
+
+def test_images_of_a_format_not_read_are_bad_samples_and_webp_is_read(tmp_path):
+    folder = tmp_path / "formats"
+    folder.mkdir()
+    (folder / "苏E12345.webp").write_bytes(cv2.imencode(".webp", cv2.imdecode(
+        np.frombuffer(plate_jpeg(), np.uint8), cv2.IMREAD_COLOR))[1].tobytes())
+    (folder / "苏E12346.tif").write_bytes(b"II*\0")
+    (folder / "notes.txt").write_text("not an image")
+    src = open_source(folder)
+    recs = {r.name: r for r in src.records("all")}
+    assert set(recs) == {"苏E12345.webp", "苏E12346.tif"}
+    assert src.load(recs["苏E12345.webp"]).shape == (40, 120, 3)
+    assert recs["苏E12346.tif"].error.startswith(".tif images are not read; convert it to JPEG or PNG")
+
+
+def test_images_in_a_sub_folder_that_is_a_link_are_read(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "苏E12345.jpg").write_bytes(plate_jpeg())
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "linked").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere" / "loop").symlink_to(tmp_path / "data")  # a link back up is entered once
+    assert [r.name for r in open_source(tmp_path / "data").records("all")] == ["linked/苏E12345.jpg"]
+
+
+def test_a_zip_holding_two_members_of_one_name_names_them(tmp_path):
+    path = _zip(tmp_path / "dup.zip", {"test/0-苏E12345.jpg": plate_jpeg(), "test/1-苏E12346.jpg": plate_jpeg()})
+    with zipfile.ZipFile(path, "a") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("test/0-苏E12345.jpg", plate_jpeg(seed=3))
+    recs = Dl1Zip(path).records("all")
+    twice = "stored 2 times in the zip (members of one name: which is meant?)"
+    assert [(r.name, r.error) for r in recs] == [
+        ("test/0-苏E12345.jpg", twice), ("test/1-苏E12346.jpg", ""), ("test/0-苏E12345.jpg", twice)]
+
+
+def test_a_crop_named_like_a_ccpd_photo_is_refused_its_corners_outside_it(tmp_path):
+    name = "01-90_88-100&50_180&90-178&88_101&86_102&52_179&55-0_0_1_2_3_4_5-100-10.jpg"
+    (tmp_path / name).write_bytes(plate_jpeg(w=136, h=36))
+    with pytest.raises(DataError, match=r"annotated corners .* lie outside the 136×36 photo; .*rename it <plate>\.jpg"):
+        load_image_file(tmp_path / name)
