@@ -29,7 +29,7 @@ from .preprocess import decode_all
 from .sources import IMAGE_EXTS, DataError, Source, open_source
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # 2: the .json records the array's shape and byte size
+CACHE_VERSION = 3  # 2: the .json records the array's shape and byte size; 3: which files are samples changed (WebP, I/O labels, zip duplicates, GBK names)
 
 
 @dataclass
