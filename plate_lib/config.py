@@ -168,11 +168,11 @@ class PredictConfig(_Section):
     tta: bool = Field(False, description="Test-time views: a crop below rectify_below is also read padded by 6 % "
                       "of its height and cut by 4 % of its height and 2 % of its width (each with its own second "
                       "look), and the plate whose three readings' confidences sum highest is kept: a point or two on "
-                      "hard crops for 1.1-2.1x the batched time (benchmarks/tta.py)")
+                      "hard crops for 1.1-2.5x the batched time (benchmarks/tta.py)")
     runtime: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="What runs the network when reading: auto (ONNX Runtime on the CPU where it is "
         "installed, else PyTorch), torch, or onnx (ONNX Runtime on the CPU: the same readings, about 4x faster one "
-        "plate at a time and 1.7-1.9x batched; pip install 'plate_lib[export]')")
+        "plate at a time and 1.5-1.8x batched; pip install 'plate_lib[export]')")
 
     @field_validator("crop_aspect")
     @classmethod

@@ -93,3 +93,14 @@ def test_data_max_file_mb_is_a_positive_number_of_megabytes():
     assert config.load(None, ["data.max_file_mb=0.5"]).data.max_file_mb == 0.5
     with pytest.raises(ConfigError, match=r"data\.max_file_mb .*greater than 0"):
         config.load(None, ["data.max_file_mb=0"])
+
+
+def test_the_finetune_profile_starts_from_the_shipped_model_which_fits_the_model_it_configures():
+    from plate_lib.checkpoints import model_spec
+    from plate_lib.models import build_model
+    from plate_lib.train import init_weights
+
+    cfg = report_config(str(REPO / "cfg.yaml"), profile=str(REPO / "profiles" / "finetune.yaml"))
+    assert cfg.training.init_from == "models/plate_default.pt" and cfg.augment.enabled
+    assert [s.path for s in cfg.data.train_sources] == ["synthetic"]  # the generator's plates mixed in
+    init_weights(build_model(cfg.model.name, model_spec(cfg)), cfg, str(REPO / cfg.training.init_from))
