@@ -45,9 +45,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a scheduler, docker stop, kill) stops a run as Ctrl-C does: said and logged
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    import signal
+
     from .train import fit
 
+    signal.signal(signal.SIGTERM, _interrupt)
     cfg = _cfg(args)
     run_dir = fit(cfg, resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports

@@ -97,6 +97,22 @@ def config_text(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False)
 
 
+def config_changes(stored: dict, now: dict, ignore: tuple[str, ...] = NOT_TRAINING) -> list[str]:
+    """The dotted keys whose values differ between two configs as ``Config.to_dict`` gives them (``provinces`` for
+    the province list), leaving out the sections and keys in ``ignore`` (``predict``, ``training.threads``)."""
+    changed = []
+    for section in sorted(set(stored) | set(now)):
+        if section in ignore:
+            continue
+        old, new = stored.get(section), now.get(section)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += [f"{section}.{k}" for k in sorted(set(old) | set(new))
+                        if f"{section}.{k}" not in ignore and old.get(k) != new.get(k)]
+        elif old != new:
+            changed.append(section)
+    return changed
+
+
 def finished_run_differs(cfg: Config, run_dir: Path, check_code: bool = True) -> str | None:
     """Why ``run_dir`` cannot stand for a run of ``cfg`` (None: a finished run of the same config, code and data).
 
@@ -113,11 +129,9 @@ def finished_run_differs(cfg: Config, run_dir: Path, check_code: bool = True) ->
     # removed or renamed fails validation, and the stored config is compared as it is, so the run differs
     with suppress(ConfigError):
         stored = from_dict(stored, str(run_dir / "config.yaml")).to_dict()
-    stored, now_cfg = ({k: v for k, v in d.items() if k not in NOT_TRAINING} for d in (stored, cfg.to_dict()))
-    if stored != now_cfg:
-        changed = sorted(f"{s}.{k}" for s, sec in now_cfg.items() if isinstance(sec, dict)
-                         for k in sec if (stored.get(s) or {}).get(k) != sec[k])
-        return f"the config differs ({', '.join(changed[:5]) or 'provinces'})"
+    changed = config_changes(stored, cfg.to_dict())
+    if changed:
+        return f"the config differs ({', '.join(changed[:5])})"
     now = run_inputs(cfg)
     code = (("code_version", "the plate_lib code"),) if check_code else ()
     for key, what in (*code, ("data", "the training data")):
@@ -175,11 +189,68 @@ def resume_point(run_dir: Path, cfg: Config) -> tuple[Path, dict] | None:
     return max(found, key=lambda f: position(f[1]), default=None)
 
 
+RESUME_MAY_CHANGE = ("run.name", "run.device", "training.epochs", "training.max_steps", "training.threads",
+                     "training.num_workers", "training.eval_batch_size", "training.out_dir", "data.cache_dir",
+                     "data.eval_sets", *NOT_TRAINING)
+"""What ``--resume`` lets differ from the run it continues: where and how fast it runs, and how long (more epochs
+extend it, logged). Any other key would make one run of two configs, its ``config.yaml`` telling only the last."""
+
+
+def check_resume_config(ck: dict, cfg: Config, path: Path) -> None:
+    """A ``ConfigError`` naming the keys of ``cfg`` that differ from those ``path`` was trained with, beyond
+    ``RESUME_MAY_CHANGE``; a longer or shorter run (``training.epochs``, ``max_steps``) is logged."""
+    stored = ck["config"]
+    with suppress(ConfigError):  # a key added since counts at its default, as for a finished run
+        stored = from_dict(stored, f"{path} (stored config)").to_dict()
+    changed = config_changes(stored, cfg.to_dict(), RESUME_MAY_CHANGE)
+    if changed:
+        old = {k: (stored.get(k.split(".")[0]) or {}).get(k.split(".", 1)[-1]) if "." in k else stored.get(k)
+               for k in changed}
+        raise ConfigError(f"--resume: {path} was trained with {', '.join(f'{k}={v!r}' for k, v in old.items())}; "
+                          f"this config changes {', '.join(changed)}. Resume with the config it was trained with, or "
+                          "train without --resume (a new run; the old one is kept aside) or under another run.name")
+    for key in ("epochs", "max_steps"):
+        if stored["training"].get(key) != getattr(cfg.training, key):
+            log.warning("--resume: training.%s %s → %s (the run is extended or cut; its learning-rate schedule "
+                        "follows the new length from here)", key, stored["training"].get(key), getattr(cfg.training, key))
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds trained work: a checkpoint or an epoch's metrics."""
+    return run_dir.is_dir() and (any(run_dir.glob("*.pt")) or (run_dir / "metrics.csv").is_file())
+
+
+def describe_run(run_dir: Path) -> str:
+    """What a run folder holds, for the log: finished or interrupted, after how many epochs."""
+    try:
+        rows = list(csv.DictReader((run_dir / "metrics.csv").open(newline="")))
+    except OSError:
+        rows = []
+    done = f"{len(rows)} epoch(s)" + (f", last val word acc {rows[-1].get('val_word_acc')}" if rows else "")
+    state = "a finished run" if (run_dir / "summary.json").is_file() else "an interrupted run"
+    return f"{state} ({done})"
+
+
+def keep_aside(run_dir: Path) -> Path:
+    """Move the run folder ``run_dir`` out of the way, whole, to ``<run_dir>.<n>`` (the next free number): a fresh
+    start in its place never deletes a run's work. Returns where it went."""
+    taken = [int(p.name.rsplit(".", 1)[1]) for p in run_dir.parent.glob(f"{run_dir.name}.*")
+             if p.name.rsplit(".", 1)[1].isdigit()]
+    dest = run_dir.with_name(f"{run_dir.name}.{max(taken, default=0) + 1}")
+    run_dir.rename(dest)
+    return dest
+
+
 def start(run_dir: Path, cfg: Config, resume: bool, main: bool) -> tuple[Path, dict] | tuple[None, None]:
-    """The checkpoint to resume from, or (None, None) for a fresh start, which clears the last run's files."""
+    """The checkpoint to resume from, or (None, None) for a fresh start (``fit`` has kept the last run's folder aside
+    by then; what is left of a failed attempt is cleared). ``--resume`` with nothing to resume, or with a config
+    that changes what the run was trained with (``check_resume_config``), is an error."""
     path, ck = (resume_point(run_dir, cfg) if resume else None) or (None, None)
     if resume and ck is None:
-        log.info("nothing to resume in %s; starting afresh", run_dir)
+        raise ConfigError(f"--resume: {run_dir} holds no last.pt or resume.pt to continue from (is run.name "
+                          f"{cfg.run.name!r} the run's name?); train without --resume to start afresh")
+    if ck is not None:
+        check_resume_config(ck, cfg, path)
     if main:
         for name in RUN_FILES if ck is None else ("summary.json",):
             (run_dir / name).unlink(missing_ok=True)

@@ -54,7 +54,10 @@ from .runs import (
     TIMING_FIELDS,
     append_row,
     config_text,
+    describe_run,
     finished_run_differs,
+    holds_run,
+    keep_aside,
     position,
     run_inputs,
     run_log,
@@ -323,10 +326,21 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = 
         log.info("training %s afresh rather than reusing it: %s", run_dir, why)
     clock = CheckpointClock(checkpoint_steps(checkpoint_every))
     ddp, device = init_distributed(cfg)
+    kept = None
+    if not resume and ddp.main and holds_run(run_dir):  # never delete a run's work: the folder moves aside, whole
+        what = describe_run(run_dir)
+        kept = keep_aside(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    resuming = resume and any((run_dir / f).is_file() for f in ("last.pt", "resume.pt"))
-    with run_log(run_dir / "train.log", append=resuming, enabled=ddp.main):
-        _fit(cfg, run_dir, ddp, device, resume, progress, clock)
+    with run_log(run_dir / "train.log", append=resume, enabled=ddp.main):
+        if kept is not None:
+            log.warning("%s held %s: kept aside as %s (a fresh start never deletes a run; `plate train --resume "
+                        "--set run.name=%s` continues an interrupted one there)", run_dir, what, kept, kept.name)
+        try:
+            _fit(cfg, run_dir, ddp, device, resume, progress, clock)
+        except KeyboardInterrupt:
+            log.warning("interrupted: %s keeps the last checkpoint (last.pt, or resume.pt mid-epoch); "
+                        "`plate train --resume` with this config continues it", run_dir)
+            raise
     if ddp.world > 1:
         dist.destroy_process_group()
     return run_dir

@@ -18,8 +18,9 @@ import torch
 from conftest import write_dl1_zip
 
 from plate_lib.checkpoints import CheckpointError
-from plate_lib.config import load
+from plate_lib.config import ConfigError, load
 from plate_lib.runs import METRIC_FIELDS, TIMING_FIELDS, finished_run_differs, keep_rows
+from plate_lib.sources import DataError
 from plate_lib.train import check_layout, fit
 
 PLATES = ["皖A12345", "苏B88888", "沪AD1234", "皖AD12345", "浙C0L1A7", "京A00001", "皖N12Q45", "鲁Q99999"]
@@ -251,3 +252,52 @@ def test_keep_epochs_keeps_each_epochs_weights_and_plate_average_takes_their_mea
     assert not list((tmp_path / "runs" / "plain").glob("epoch*.pt"))  # off by default
     fit(small_cfg(tmp_path, tiny_zip, **{"training.keep_epochs": True, "training.epochs": 1}), progress=False)
     assert sorted(p.name for p in run.glob("epoch*.pt")) == ["epoch1.pt"]  # a fresh run keeps no older epochs
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run_as_ctrl_c_does_said_and_logged(tmp_path, tiny_zip):
+    env = {**os.environ, "PLATE_CHECKPOINT_STEPS": "1"}
+    run = tmp_path / "runs" / "term"
+    proc = subprocess.Popen(_train("--set", "run.name=term", "--set", "training.epochs=50"), cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run / "resume.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "plate train: interrupted; `plate train --resume` continues" in err
+    assert "interrupted: " in (run / "train.log").read_text(encoding="utf-8")  # the run's own record says so too
+
+
+# --- a fresh start never deletes a run; --resume continues only what it can ------------------------------------
+
+
+def test_a_fresh_start_keeps_the_previous_run_aside_even_when_it_then_fails(tmp_path, tiny_zip, keep_threads, caplog):
+    cfg = small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1})
+    run = fit(cfg, progress=False)
+    best = (run / "best.pt").read_bytes()
+    with pytest.raises(DataError, match="does not exist"):  # a typo'd rerun: the data is checked after the move
+        fit(small_cfg(tmp_path, tmp_path / "nope.zip", **{"training.epochs": 1}), progress=False)
+    assert (tmp_path / "runs" / "default.1" / "best.pt").read_bytes() == best  # the finished run, whole
+    assert "held a finished run (1 epoch(s)" in caplog.text and "kept aside as" in caplog.text
+    fit(cfg, progress=False)  # a failed attempt (no checkpoint) is not kept aside, a second run is: default.2
+    fit(cfg, progress=False)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["default", "default.1", "default.2"]
+
+
+def test_resume_with_nothing_to_resume_is_an_error_not_a_fresh_start(tmp_path, tiny_zip, keep_threads):
+    with pytest.raises(ConfigError, match=r"--resume: .*typo holds no last\.pt or resume\.pt to continue from"):
+        fit(small_cfg(tmp_path, tiny_zip, **{"run.name": "typo"}), resume=True, progress=False)
+
+
+def test_resume_refuses_a_config_that_changes_what_the_run_was_trained_with(tmp_path, tiny_zip, keep_threads):
+    run = fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1}), progress=False)
+    before = (run / "metrics.csv").read_bytes()
+    with pytest.raises(ConfigError, match=r"trained with training\.lr=0\.005; this config changes training\.lr\."):
+        fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 2, "training.lr": 0.05}), resume=True, progress=False)
+    assert (run / "metrics.csv").read_bytes() == before  # nothing touched
+    fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 2, "training.threads": 2}), resume=True, progress=False)
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3  # more epochs, other threads: extended
