@@ -157,6 +157,9 @@ def _check(ckpt: Any, path: Path) -> dict[str, Any]:
     return ckpt
 
 
+TORCH_MAGIC = b"PK\x03\x04"  # torch.save writes a zip; older files are a bare pickle (b"\x80" and the protocol)
+
+
 def read_checkpoint(path: str | Path, fix: str = "train again with `plate train`, or use another checkpoint") -> dict[str, Any]:
     """Load a checkpoint on the CPU with ``weights_only=True``; a missing, truncated, foreign, unsafe or
     other-alphabet file is a ``CheckpointError``, whose message ends with ``fix`` (what to do) where the file
@@ -164,6 +167,13 @@ def read_checkpoint(path: str | Path, fix: str = "train again with `plate train`
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; train one with `plate train` or pass --checkpoint")
+    with path.open("rb") as f:
+        head = f.read(4)
+    if not (head.startswith(TORCH_MAGIC) or head[:1] == b"\x80"):  # neither torch's zip nor its legacy pickle
+        onnx = ("; an ONNX graph? plate_lib reads .pt checkpoints and exports their graphs for ONNX Runtime itself "
+                "(predict.runtime)") if path.suffix.lower() == ".onnx" else ""
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it starts with {head!r}; a plate_lib "
+                              f"checkpoint is a .pt file written by `plate train`){onnx}")
     try:
         with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_numbers()):
             warnings.simplefilter("ignore")  # "Detected pickle protocol 4" and the like

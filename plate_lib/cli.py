@@ -67,7 +67,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _checkpoint(args: argparse.Namespace) -> Path:
     """``--checkpoint``, else the shipped model, else the report's run (``runs/default/best.pt``)."""
     if args.checkpoint:
-        return Path(args.checkpoint)
+        path = Path(args.checkpoint)
+        if path.is_dir():
+            inside = [n for n in ("best.pt", "last.pt") if (path / n).is_file()]
+            raise FileNotFoundError(f"--checkpoint {path} is a folder; pass a checkpoint file"
+                                    + (f", e.g. {path / inside[0]}" if inside else " (a .pt file, e.g. runs/<name>/best.pt)"))
+        return path
     for candidate in (DEFAULT_MODEL, REPO_MODEL, Path("runs/default/best.pt")):
         if candidate.is_file():
             log.info("checkpoint: %s (pass --checkpoint for another)", candidate)
@@ -86,9 +91,9 @@ def _load_checkpoint(args: argparse.Namespace, runtime: str = "torch"):
 
     ckpt = _checkpoint(args)
     model, cfg, device = open_reader(ckpt, args.device, runtime)
-    if args.set:
-        overrides = dict(map(config_mod.parse_override, args.set))
-        cfg = config_mod.from_dict(config_mod.apply_overrides(cfg.to_dict(), overrides), "--set")
+    overrides = config_mod.collect_overrides(None, args.profile, args.set)
+    if overrides:  # --profile and --set, as on cfg.yaml (data.ccpd_crop=bbox, …)
+        cfg = config_mod.from_dict(config_mod.apply_overrides(cfg.to_dict(), overrides), "--profile/--set")
     return ckpt, device, model, cfg
 
 
@@ -101,6 +106,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     here = _cfg(args)  # how to read (predict.*, the batch): cfg.yaml and --set, as plate predict reads
     settings = here.predict
+    if args.out:  # before the evaluation, not after it: a folder that is not there is made
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     ckpt, device, model, cfg = _load_checkpoint(args, settings.runtime)
     source = open_cfg_source(cfg, args.data)
     data = load_split(source, args.split, cfg.preprocess, cfg.data.cache_dir, args.skip_bad or cfg.data.skip_bad)
@@ -229,9 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", parents=[common], help="evaluate a checkpoint; prints one JSON object")
     e.add_argument("--checkpoint", help="default: models/plate_default.pt, else runs/default/best.pt")
     e.add_argument("--data", required=True, help="a dl1 zip, a crops folder or a CCPD2019 folder")
-    e.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    e.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="the split read (default: test; all: every plate of the source)")
     e.add_argument("--skip-bad", action="store_true", help="skip bad images and labels (counted)")
-    e.add_argument("--device", default="auto")
+    e.add_argument("--device", default="auto", help="auto (cuda when a GPU answers, else cpu), cpu, cuda, cuda:N or mps")
     e.add_argument("--out", help="also write one CSV row per plate here")
     e.add_argument("--by-colour", action="store_true",
                    help="also measure blue, yellow and green plates apart (colours: green by 8 characters, else "
@@ -239,27 +247,33 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("predict", parents=[common], help="read the plate in each image: plate crops, or CCPD2019 "
-                       "photos with their annotation in the file name; one row per file")
+                       "photos with their annotation in the file name; one row per file",
+                       description="One row per image file: file, plate, confidence, kind (blue, yellow, green, "
+                       "unknown), status (ok; low_confidence: below predict.min_confidence, check by eye; not_a_crop: "
+                       "no plate crop's size or shape, not read; error: the file cannot be read, the error column says "
+                       "why). Exit status 0, or 1 when any row is an error.")
     r.add_argument("images", nargs="+", metavar="IMAGE",
                    help="an image file, a folder (its images, recursively), a glob pattern, or - (paths on stdin)")
     r.add_argument("--format", default="tsv", choices=["tsv", "csv", "json"],
                    help="columns file, plate, confidence, kind, status, error (default: tsv)")
     r.add_argument("--checkpoint", help="default: models/plate_default.pt, else runs/default/best.pt")
-    r.add_argument("--device", default="auto")
+    r.add_argument("--device", default="auto", help="auto (cuda when a GPU answers, else cpu), cpu, cuda, cuda:N or mps")
     r.set_defaults(func=cmd_predict)
 
     x = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX and check parity with PyTorch")
     x.add_argument("--checkpoint", help="default: models/plate_default.pt, else runs/default/best.pt")
     x.add_argument("--onnx", required=True, help="the .onnx file to write")
     x.add_argument("--data", help="check parity on this data's crops (default: random images)")
-    x.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
-    x.add_argument("--n", type=int, default=256, help="images for the parity check")
+    x.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="the split of --data the parity check reads (default: test)")
+    x.add_argument("--n", type=int, default=256, help="images for the parity check (default: 256)")
     x.set_defaults(func=cmd_export)
 
     m = sub.add_parser("models", parents=[common], help="list the registered models")
     m.set_defaults(func=cmd_models)
 
-    rep = sub.add_parser("report", parents=[common], help="generate → train → evaluate, as `make report` runs it")
+    rep = sub.add_parser("report", parents=[common], help="run the notebooks 01-03 (data, training, error analysis) "
+                         "with papermill into reports/ and HTML, as `make report` does")
     rep.add_argument("--data", help="a dl1 zip, crops folder or CCPD2019 folder (default: data.source)")
     rep.set_defaults(func=cmd_report)
 

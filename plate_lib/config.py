@@ -259,12 +259,22 @@ def from_dict(raw: Mapping[str, Any], origin: str = "config") -> Config:
         raise ConfigError(_format_errors(e, origin)) from None
 
 
+def read_yaml(p: Path) -> Any:
+    """A YAML file's content; a file that is not UTF-8 or not YAML is a ``ConfigError`` naming it."""
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+
+
 def read_profile(path: str | Path) -> dict[str, Any]:
     """A profile: a YAML mapping of dotted keys to values (``profiles/*.yaml``), applied as overrides."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"profile {p} not found; see profiles/ for the shipped ones")
-    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    raw = read_yaml(p)
     if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
         raise ConfigError(f"profile {p}: expected a mapping of dotted keys to values, e.g. training.epochs: 3")
     return raw
@@ -305,12 +315,13 @@ def load(path: str | Path | None = "cfg.yaml", overrides: Iterable[str] | Mappin
         origin = str(p)
         if not p.is_file():
             raise ConfigError(f"config file {p} not found; pass --config PATH or run from the project root")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        raw = read_yaml(p)
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+        dotted = [k for k in raw if isinstance(k, str) and "." in k]
+        if dotted:
+            raise ConfigError(f"{p}: its keys are dotted ({', '.join(dotted[:3])}): a profile of overrides, not a "
+                              f"config; pass it with --profile {p} (a config nests them: training: {{epochs: 3}})")
     if not isinstance(overrides, Mapping):
         overrides = dict(parse_override(o) for o in overrides)
     if overrides:

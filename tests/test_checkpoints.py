@@ -224,3 +224,9 @@ def test_an_average_of_one_checkpoint_twice_is_that_checkpoint_and_loads_as_data
     assert mean["averaged_from"] == ["plate_default.pt", "plate_default.pt"] and "optimizer" not in mean
     model, cfg = rebuild(read_checkpoint(out), out)  # loads as any checkpoint does
     assert len(cfg.provinces) == 31 and cfg.model.name == shipped["model_name"]
+
+
+def test_a_file_that_is_no_pytorch_checkpoint_is_named_as_such(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
+    with pytest.raises(CheckpointError, match=r"model\.onnx is not a PyTorch checkpoint .*an ONNX graph\?"):
+        read_checkpoint(tmp_path / "model.onnx")

@@ -56,6 +56,16 @@ def test_evaluate_prints_one_json_object_with_the_headline_metrics(trained):
     assert result["runtime"] == ("onnx" if importlib.util.find_spec("onnxruntime") else "torch")
 
 
+def test_evaluate_takes_a_profile_as_it_takes_set_and_makes_the_out_folder_first(trained):
+    (trained / "val.yaml").write_text("data.val_fraction: 0.5\n", encoding="utf-8")  # a key of the checkpoint's config
+    by_set = json.loads(plate("evaluate", "--checkpoint", "runs/default/best.pt", "--data", "syn.zip", "--split", "val",
+                              "--set", "data.val_fraction=0.5", cwd=trained).stdout)
+    by_profile = json.loads(plate("evaluate", "--checkpoint", "runs/default/best.pt", "--data", "syn.zip", "--split",
+                                  "val", "--profile", "val.yaml", "--out", "new/dir/rows.csv", cwd=trained).stdout)
+    assert by_profile["n"] == by_set["n"] > 30  # half of the 96 train plates held out either way (0.15: about 14)
+    assert (trained / "new" / "dir" / "rows.csv").is_file()
+
+
 def test_evaluate_by_colour_splits_the_plates_by_colour_and_adds_up_to_the_whole(trained):
     out = plate("evaluate", "--checkpoint", "runs/default/best.pt", "--data", "syn.zip", "--by-colour",
                 cwd=trained).stdout

@@ -104,3 +104,17 @@ def test_the_finetune_profile_starts_from_the_shipped_model_which_fits_the_model
     assert cfg.training.init_from == "models/plate_default.pt" and cfg.augment.enabled
     assert [s.path for s in cfg.data.train_sources] == ["synthetic"]  # the generator's plates mixed in
     init_weights(build_model(cfg.model.name, model_spec(cfg)), cfg, str(REPO / cfg.training.init_from))
+
+
+def test_a_profile_that_is_not_yaml_or_not_utf8_is_an_error_naming_it(tmp_path):
+    (tmp_path / "bad.yaml").write_text("training:\n  epochs: [1\n", encoding="utf-8")
+    (tmp_path / "gbk.yaml").write_bytes("run.name: 车牌\n".encode("gbk"))
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        config.collect_overrides(None, str(tmp_path / "bad.yaml"))
+    with pytest.raises(ConfigError, match=r"gbk\.yaml: not UTF-8 text .* save it as UTF-8"):
+        config.collect_overrides(None, str(tmp_path / "gbk.yaml"))
+
+
+def test_a_profile_given_as_the_config_says_to_pass_it_with_profile():
+    with pytest.raises(ConfigError, match=r"its keys are dotted .*: a profile of overrides, not a config; pass it with --profile"):
+        config.load(REPO / "profiles" / "smoke.yaml")
