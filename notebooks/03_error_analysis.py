@@ -115,6 +115,11 @@ plots.plate_gallery(test_source, analysis.most_confident_wrong(test_rows), "most
 # %%
 analysis.subset_tables(results).round(3)
 
+# %%
+for name in cfg.data.eval_sets:
+    display(plots.plate_gallery(analysis.eval_source(cfg, name), analysis.most_confident_wrong(results[name][1]),
+                                f"{name}: most confident wrong", confidence=True))
+
 # %% [markdown]
 # ## By plate colour
 # Blue, yellow and green plates apart, on the test split and every eval set: green by its 8 characters, blue or
@@ -122,11 +127,6 @@ analysis.subset_tables(results).round(3)
 
 # %%
 analysis.colour_tables(cfg, results)[["n", "word_acc", "char_acc", "province_acc"]].round(3)
-
-# %%
-for name in cfg.data.eval_sets:
-    display(plots.plate_gallery(analysis.eval_source(cfg, name), analysis.most_confident_wrong(results[name][1]),
-                                f"{name}: most confident wrong", confidence=True))
 
 # %% [markdown]
 # ## Where this model breaks

@@ -13,6 +13,7 @@ unpickles the file in full and is only for files the user made or trusts.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pickle
 import re
@@ -29,6 +30,8 @@ from .errors import CheckpointError
 from .files import atomic_write
 from .models import ModelError, ModelSpec, build_model
 from .plates import BLANK, SYMBOLS
+
+log = logging.getLogger(__name__)
 
 FORMAT = "plate_lib/1"
 REQUIRED_KEYS = {"model_name": str, "spec": dict, "config": dict, "alphabet": dict, "model": dict}
@@ -246,14 +249,26 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     one fine-tuning run (``training.keep_epochs``; docs/experiments.md, "Weight averaging"). Its config, alphabet
     and ``epoch`` are the last checkpoint's; ``averaged_from`` names the files. No training state is kept."""
     if len(paths) < 2:
-        raise CheckpointError(f"averaging takes two checkpoints or more, got {len(paths)}")
+        missing = [str(p) for p in paths if not Path(p).is_file()]
+        raise CheckpointError(f"averaging takes two checkpoints or more, got {len(paths)}"
+                              + (f" ({missing[0]}: no such file; did a pattern match nothing?)" if missing else ""))
+    twice = sorted({str(p) for p in paths if sum(Path(q).resolve() == Path(p).resolve() for q in paths) > 1})
+    if twice:
+        raise CheckpointError(f"{twice[0]} is given twice: each checkpoint counts once in a mean")
     ckpts = [read_checkpoint(p) for p in paths]
     first, last = ckpts[0], ckpts[-1]
     for path, ck in zip(paths[1:], ckpts[1:], strict=True):
         for key in ("model_name", "spec", "alphabet"):
             if ck[key] != first[key]:
+                mine, theirs = ck[key], first[key]
+                if key == "alphabet":  # the provinces (the symbols are checked on reading)
+                    mine, theirs = ("".join(a.get("provinces", [])) for a in (ck[key], first[key]))
                 raise CheckpointError(f"{path} is not the same model as {paths[0]}: its {key} differs "
-                                      f"({ck[key]} against {first[key]}); average checkpoints of one run")
+                                      f"({mine} against {theirs}); average checkpoints of one run")
+    runs = sorted({str((ck["config"].get("run") or {}).get("name")) for ck in ckpts})
+    if len(runs) > 1:
+        log.warning("averaging checkpoints of %d runs (run.name %s): a mean of one run's epochs is what was measured "
+                    "(docs/experiments.md, \"Weight averaging\")", len(runs), ", ".join(runs))
         if ck["model"].keys() != first["model"].keys() or any(
                 v.shape != first["model"][k].shape for k, v in ck["model"].items()):
             raise CheckpointError(f"{path} holds other tensors than {paths[0]}; average checkpoints of one run")

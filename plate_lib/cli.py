@@ -211,13 +211,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    plain = argparse.ArgumentParser(add_help=False)  # commands that read no config: checkpoints carry their own
+    plain.add_argument("--debug", action="store_true", help="show tracebacks")
+    plain.add_argument("--quiet", action="store_true", help="no progress bars")
+    plain.set_defaults(config="cfg.yaml", profile=None, set=None)
+    common = argparse.ArgumentParser(add_help=False, parents=[plain])
     common.add_argument("--config", default="cfg.yaml", help="config file (default: cfg.yaml, else built-in defaults)")
     common.add_argument("--profile", action="append", metavar="YAML",
                         help="a file of dotted-key overrides (profiles/), applied before --set; repeat to stack")
     common.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. training.epochs=3")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    common.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = argparse.ArgumentParser(prog="plate", description="Chinese licence-plate recognition on CCPD.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -260,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto (cuda when a GPU answers, else cpu), cpu, cuda, cuda:N or mps")
     r.set_defaults(func=cmd_predict)
 
-    x = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX and check parity with PyTorch")
+    x = sub.add_parser("export", parents=[plain], help="export a checkpoint to ONNX and check parity with PyTorch")
     x.add_argument("--checkpoint", help="default: models/plate_default.pt, else runs/default/best.pt")
     x.add_argument("--onnx", required=True, help="the .onnx file to write")
     x.add_argument("--data", help="check parity on this data's crops (default: random images)")
@@ -269,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--n", type=int, default=256, help="images for the parity check (default: 256)")
     x.set_defaults(func=cmd_export)
 
-    m = sub.add_parser("models", parents=[common], help="list the registered models")
+    m = sub.add_parser("models", parents=[plain], help="list the registered models")
     m.set_defaults(func=cmd_models)
 
     rep = sub.add_parser("report", parents=[common], help="run the notebooks 01-03 (data, training, error analysis) "
@@ -277,14 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--data", help="a dl1 zip, crops folder or CCPD2019 folder (default: data.source)")
     rep.set_defaults(func=cmd_report)
 
-    c = sub.add_parser("convert-checkpoint", parents=[common],
+    c = sub.add_parser("convert-checkpoint", parents=[plain],
                        help="rewrite an older plate_lib checkpoint as data only; this loads OLD in full, which runs "
                             "any code it holds: only for a file you made or trust")
     c.add_argument("old", help="the checkpoint that plate_lib refuses to load")
     c.add_argument("new", help="where to write the converted checkpoint")
     c.set_defaults(func=cmd_convert_checkpoint)
 
-    a = sub.add_parser("average", parents=[common],
+    a = sub.add_parser("average", parents=[plain],
                        help="a checkpoint whose weights are the mean of those of one run's checkpoints (e.g. the "
                             "epochs training.keep_epochs keeps)")
     a.add_argument("checkpoints", nargs="+", help="two or more checkpoints of the same model")

@@ -215,13 +215,15 @@ def test_averaging_refuses_checkpoints_of_different_models_naming_what_differs(t
     assert not (tmp_path / "mean.pt").exists()
 
 
-def test_an_average_of_one_checkpoint_twice_is_that_checkpoint_and_loads_as_data(tmp_path):
+def test_an_average_of_two_copies_of_a_checkpoint_is_that_checkpoint_and_loads_as_data(tmp_path):
     from plate_lib.checkpoints import average_checkpoints
 
-    out = average_checkpoints([SHIPPED, SHIPPED], tmp_path / "mean.pt")
+    for name in ("a.pt", "b.pt"):
+        (tmp_path / name).write_bytes(SHIPPED.read_bytes())
+    out = average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"], tmp_path / "mean.pt")
     mean, shipped = data_only(out), torch.load(SHIPPED, weights_only=True)
     assert all(torch.equal(v, shipped["model"][k]) for k, v in mean["model"].items())
-    assert mean["averaged_from"] == ["plate_default.pt", "plate_default.pt"] and "optimizer" not in mean
+    assert mean["averaged_from"] == ["a.pt", "b.pt"] and "optimizer" not in mean
     model, cfg = rebuild(read_checkpoint(out), out)  # loads as any checkpoint does
     assert len(cfg.provinces) == 31 and cfg.model.name == shipped["model_name"]
 
@@ -230,3 +232,12 @@ def test_a_file_that_is_no_pytorch_checkpoint_is_named_as_such(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
     with pytest.raises(CheckpointError, match=r"model\.onnx is not a PyTorch checkpoint .*an ONNX graph\?"):
         read_checkpoint(tmp_path / "model.onnx")
+
+
+def test_one_checkpoint_given_twice_or_a_pattern_matching_nothing_is_refused(tmp_path):
+    from plate_lib.checkpoints import average_checkpoints
+
+    with pytest.raises(CheckpointError, match="is given twice: each checkpoint counts once"):
+        average_checkpoints([SHIPPED, SHIPPED], tmp_path / "mean.pt")
+    with pytest.raises(CheckpointError, match=r"got 1 \(runs/x/epoch\*\.pt: no such file; did a pattern match nothing\?\)"):
+        average_checkpoints(["runs/x/epoch*.pt"], tmp_path / "mean.pt")
