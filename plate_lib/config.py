@@ -215,7 +215,14 @@ def _format_errors(err: ValidationError, origin: str) -> str:
             lines.append(f"{origin}: unknown key {key!r}; check the spelling against cfg.yaml")
         else:
             got = e.get("input")
-            lines.append(f"{origin}: {key} {e['msg'].lower()}, got {got!r}")
+            hint = ""
+            if e["type"] == "string_type" and isinstance(got, (int, float, bool)):
+                kind = type(got).__name__
+                hint = (f" (YAML read the value as {'an' if kind[0] in 'aeiou' else 'a'} {kind}: quote it to keep it text, "
+                        f"e.g. --set {key}=\"'007'\")")
+            elif e["type"] in ("tuple_type", "list_type") and not isinstance(got, (list, tuple)):
+                hint = f" (a list in YAML: e.g. --set {key}=[0.9,8])"
+            lines.append(f"{origin}: {key} {e['msg'].lower()}, got {got!r}{hint}")
     return "\n".join(lines)
 
 

@@ -138,6 +138,8 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
                      bad + img_bad, str(source.path), split)
     _log_skipped(data)
     if arr_path is not None and json_path is not None:  # the array first: the index commits it
+        log.info("%s split of %s: %d crops decoded, cached in %s (data.cache_dir%s)", split, source.path, len(data),
+                 arr_path.parent, "" if arr_path.is_absolute() else ", under the working folder")
         atomic_write(arr_path, lambda p: _save_npy(p, images), nbytes=images.nbytes)
         info = {"shape": list(images.shape), "npy_bytes": arr_path.stat().st_size, "texts": data.texts,
                 "names": data.names, "meta": data.meta, "skipped": data.skipped}

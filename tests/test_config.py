@@ -1,5 +1,6 @@
 """Config: every shipped file loads; bad keys, types and values are errors that name the key."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,13 @@ def test_a_profile_that_is_not_yaml_or_not_utf8_is_an_error_naming_it(tmp_path):
 def test_a_profile_given_as_the_config_says_to_pass_it_with_profile():
     with pytest.raises(ConfigError, match=r"its keys are dotted .*: a profile of overrides, not a config; pass it with --profile"):
         config.load(REPO / "profiles" / "smoke.yaml")
+
+
+@pytest.mark.parametrize("override, says", [
+    ("run.name=007", "YAML read the value as an int: quote it to keep it text"),
+    ("run.name=yes", "YAML read the value as a bool"),
+    ("predict.crop_aspect=5", "a list in YAML: e.g. --set predict.crop_aspect=[0.9,8]"),
+])
+def test_a_value_yaml_reads_as_another_type_says_how_to_write_it(override, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        config.load(None, [override])
