@@ -40,7 +40,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                                                           "seed": args.seed}.items() if v is not None})
     if args.n is not None and args.n_test is None:
         synth = synth.model_copy(update={"n_test": max(1, args.n // 10)})
-    out = generate_zip(args.out or cfg.data.synthetic_path, synth, progress=not args.quiet)
+    out = generate_zip(args.out or cfg.data.synthetic_path, synth, progress=not args.quiet and sys.stderr.isatty())
     print(f"wrote {synth.n_train} train + {synth.n_test} test plates to {out}")
     return 0
 
