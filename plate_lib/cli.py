@@ -70,8 +70,11 @@ def _checkpoint(args: argparse.Namespace) -> Path:
         path = Path(args.checkpoint)
         if path.is_dir():
             inside = [n for n in ("best.pt", "last.pt") if (path / n).is_file()]
-            raise FileNotFoundError(f"--checkpoint {path} is a folder; pass a checkpoint file"
+            raise FileNotFoundError(f"checkpoint {path} is a folder; pass a checkpoint file to --checkpoint"
                                     + (f", e.g. {path / inside[0]}" if inside else " (a .pt file, e.g. runs/<name>/best.pt)"))
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint {path} not found; check the path given to --checkpoint (a run's is "
+                                    "runs/<run.name>/best.pt; the shipped model models/plate_default.pt)")
         return path
     for candidate in (DEFAULT_MODEL, REPO_MODEL, Path("runs/default/best.pt")):
         if candidate.is_file():
