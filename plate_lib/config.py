@@ -172,7 +172,7 @@ class PredictConfig(_Section):
     runtime: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="What runs the network when reading: auto (ONNX Runtime on the CPU where it is "
         "installed, else PyTorch), torch, or onnx (ONNX Runtime on the CPU: the same readings, about 4x faster one "
-        "plate at a time and 1.5-1.8x batched; pip install 'plate_lib[export]')")
+        "plate at a time and 1.3-1.8x batched; pip install 'plate_lib[export]')")
 
     @field_validator("crop_aspect")
     @classmethod
