@@ -274,6 +274,20 @@ def _training_data(cfg: Config) -> tuple[SplitData, torch.Tensor | None, SplitDa
     return train, draw_weights, val
 
 
+FEW_PLATES = 10_000  # from scratch on fewer real plates, a recogniser learns little (the CCPD sample's 450: none)
+
+
+def warn_if_too_few(cfg: Config, n_train: int) -> None:
+    """Say so when a run learns from scratch on few real plates alone: the shipped model fine-tuned on them
+    (``profiles/finetune.yaml``) reads far better than a network that has seen a few hundred plates."""
+    synthetic = cfg.data.source == "synthetic" or any(s.path == "synthetic" for s in cfg.data.train_sources)
+    if n_train < FEW_PLATES and not cfg.training.init_from and not synthetic:
+        log.warning("training from scratch on %d plates, without synthetic ones: too few to learn 31 provinces and 34 "
+                    "symbols (the CCPD sample's 450 train photos read nothing after 10 epochs). To teach the shipped "
+                    "model your crops instead: --profile profiles/finetune.yaml (make report ... "
+                    "PROFILE=profiles/finetune.yaml; README, \"Your own crops\")", n_train)
+
+
 def _build(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     model = build_model(cfg.model.name, model_spec(cfg))
     if cfg.training.init_from:
@@ -354,6 +368,7 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
     model, opt = _build(cfg, device)  # before the data: a model that cannot be built fails at once
     ck_path, ck = start(run_dir, cfg, resume, ddp.main)
     train, draw_weights, val = _training_data(cfg)
+    warn_if_too_few(cfg, len(train))
     provinces = list(cfg.provinces)
     train_ds, val_ds = PlateBatches(train, provinces), PlateBatches(val, provinces)
     weights = province_weights(train, provinces) if cfg.training.province_weights else torch.ones(len(provinces))

@@ -301,3 +301,9 @@ def test_resume_refuses_a_config_that_changes_what_the_run_was_trained_with(tmp_
     assert (run / "metrics.csv").read_bytes() == before  # nothing touched
     fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 2, "training.threads": 2}), resume=True, progress=False)
     assert len((run / "metrics.csv").read_text().splitlines()) == 3  # more epochs, other threads: extended
+
+
+def test_training_from_scratch_on_few_real_plates_says_to_fine_tune_instead(tmp_path, tiny_zip, keep_threads, caplog):
+    fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1}), progress=False)
+    assert re.search(r"training from scratch on \d+ plates, without synthetic ones: too few", caplog.text)
+    assert "--profile profiles/finetune.yaml" in caplog.text
