@@ -172,11 +172,13 @@ def read_checkpoint(path: str | Path, fix: str = "train again with `plate train`
         raise CheckpointError(f"checkpoint {path} not found; train one with `plate train` or pass --checkpoint")
     with path.open("rb") as f:
         head = f.read(4)
+    if len(head) < 4:
+        raise CheckpointError(f"checkpoint {path} cannot be read: it is truncated ({len(head)} bytes). To go on: {fix}")
     if not (head.startswith(TORCH_MAGIC) or head[:1] == b"\x80"):  # neither torch's zip nor its legacy pickle
         onnx = ("; an ONNX graph? plate_lib reads .pt checkpoints and exports their graphs for ONNX Runtime itself "
                 "(predict.runtime)") if path.suffix.lower() == ".onnx" else ""
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (it starts with {head!r}; a plate_lib "
-                              f"checkpoint is a .pt file written by `plate train`){onnx}")
+                              f"checkpoint is a .pt file written by `plate train`){onnx}. To go on: {fix}")
     try:
         with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_numbers()):
             warnings.simplefilter("ignore")  # "Detected pickle protocol 4" and the like
@@ -265,13 +267,13 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
                     mine, theirs = ("".join(a.get("provinces", [])) for a in (ck[key], first[key]))
                 raise CheckpointError(f"{path} is not the same model as {paths[0]}: its {key} differs "
                                       f"({mine} against {theirs}); average checkpoints of one run")
+        if ck["model"].keys() != first["model"].keys() or any(
+                v.shape != first["model"][k].shape for k, v in ck["model"].items()):
+            raise CheckpointError(f"{path} holds other tensors than {paths[0]}; average checkpoints of one run")
     runs = sorted({str((ck["config"].get("run") or {}).get("name")) for ck in ckpts})
     if len(runs) > 1:
         log.warning("averaging checkpoints of %d runs (run.name %s): a mean of one run's epochs is what was measured "
                     "(docs/experiments.md, \"Weight averaging\")", len(runs), ", ".join(runs))
-        if ck["model"].keys() != first["model"].keys() or any(
-                v.shape != first["model"][k].shape for k, v in ck["model"].items()):
-            raise CheckpointError(f"{path} holds other tensors than {paths[0]}; average checkpoints of one run")
     weights = {}
     for k, v in last["model"].items():
         if v.is_floating_point():

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import config as config_mod
 
+CHECKPOINT_FIXES = ("model", "preprocess", "provinces")  # what a checkpoint's network was built and trained on
 DEFAULT_MODEL = Path("models/plate_default.pt")  # the shipped model (make model; models/README.md)
 REPO_MODEL = Path(__file__).resolve().parents[1] / DEFAULT_MODEL  # the same file, from any working directory
 log = logging.getLogger("plate_lib")
@@ -45,8 +46,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt  # SIGTERM (a scheduler, docker stop, kill) stops a run as Ctrl-C does: said and logged
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, docker stop, kill): a run stops as on Ctrl-C, said and logged; exit status 143."""
+
+
+def _terminate(signum: int, frame) -> None:
+    raise Terminated
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -54,9 +59,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .train import fit
 
-    signal.signal(signal.SIGTERM, _interrupt)
     cfg = _cfg(args)
-    run_dir = fit(cfg, resume=args.resume, progress=not args.quiet)
+    before = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        run_dir = fit(cfg, resume=args.resume, progress=not args.quiet)
+    finally:
+        signal.signal(signal.SIGTERM, before)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return 0
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
@@ -96,7 +104,13 @@ def _load_checkpoint(args: argparse.Namespace, runtime: str = "torch"):
     model, cfg, device = open_reader(ckpt, args.device, runtime)
     overrides = config_mod.collect_overrides(None, args.profile, args.set)
     if overrides:  # --profile and --set, as on cfg.yaml (data.ccpd_crop=bbox, …)
-        cfg = config_mod.from_dict(config_mod.apply_overrides(cfg.to_dict(), overrides), "--profile/--set")
+        new = config_mod.from_dict(config_mod.apply_overrides(cfg.to_dict(), overrides), "--profile/--set")
+        fixed = [k for k in config_mod.config_changes(cfg.to_dict(), new.to_dict()) if k.split(".")[0] in CHECKPOINT_FIXES]
+        if fixed:
+            raise config_mod.ConfigError(f"{', '.join(fixed)}: fixed by the checkpoint {ckpt} (what its network was "
+                                         "trained on), not to be overridden here (--profile/--set); a profile of a "
+                                         "training recipe does not apply to reading")
+        cfg = new
     return ckpt, device, model, cfg
 
 
@@ -326,10 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         where = f" while writing {e.filename}" if e.filename else ""
         return _user_error(args, f"no space left on the device{where} ({e.strerror}); free some space, or write "
                                  "elsewhere (training.out_dir, data.cache_dir, data.synthetic_path), then run again")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         hint = "; `plate train --resume` continues from the last checkpoint" if args.command == "train" else ""
         print(f"plate {args.command}: interrupted{hint}", file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -297,6 +297,22 @@ def read_profiles(paths: str | Path | Iterable[str | Path] | None) -> dict[str, 
     return merged
 
 
+def config_changes(stored: dict, now: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The dotted keys whose values differ between two configs as ``Config.to_dict`` gives them (``provinces`` for
+    the province list), leaving out the sections and keys in ``ignore`` (``predict``, ``training.threads``)."""
+    changed = []
+    for section in sorted(set(stored) | set(now)):
+        if section in ignore:
+            continue
+        old, new = stored.get(section), now.get(section)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += [f"{section}.{k}" for k in sorted(set(old) | set(new))
+                        if f"{section}.{k}" not in ignore and old.get(k) != new.get(k)]
+        elif old != new:
+            changed.append(section)
+    return changed
+
+
 def collect_overrides(data: str | None = None, profile: str | Path | Iterable[str | Path] | None = None,
                       sets: Iterable[str] | Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Dotted-key overrides in order of precedence: profiles, then ``data.source``, then ``--set`` items."""

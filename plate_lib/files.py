@@ -13,18 +13,22 @@ from .errors import DISK_FULL, DiskFullError
 
 def files_under(folder: Path) -> list[Path]:
     """Every file under ``folder``, sorted, into sub-folders that are symbolic links too (``Path.rglob`` passes them
-    over: a dataset linked into a data folder would be left out unseen); a link back to a folder it lies in is not
-    entered again (no loop)."""
+    over: a dataset linked into a data folder would be left out unseen). Each real folder is walked once: a link to a
+    folder inside the tree (``latest -> 2024-06``, or back up to the top) is not followed, its files being there
+    already, nor a second link to the same outside folder."""
+    top = os.path.realpath(folder)
+    seen = {top}
     out: list[Path] = []
-    above: dict[str, frozenset[str]] = {str(folder): frozenset({os.path.realpath(folder)})}  # real folders up the path
     for root, dirs, names in os.walk(folder, followlinks=True):
-        chain = above.pop(root)
+        dirs.sort()
         keep = []
         for d in dirs:
-            real = os.path.realpath(os.path.join(root, d))
-            if real not in chain:
+            path = os.path.join(root, d)
+            real = os.path.realpath(path)
+            inside = os.path.islink(path) and (real == top or real.startswith(top + os.sep))
+            if not inside and real not in seen:
+                seen.add(real)
                 keep.append(d)
-                above[os.path.join(root, d)] = chain | {real}
         dirs[:] = keep
         out += [p for n in names if (p := Path(root, n)).is_file()]
     return sorted(out)

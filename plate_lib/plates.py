@@ -103,7 +103,8 @@ def repair_zip_name(name: str, utf8_flag: bool) -> str:
 
     ``zipfile`` decodes flag-less names as cp437; the dl1 zip stored UTF-8 bytes that way, and zip tools on Chinese
     Windows store GBK (read as GB18030, its superset). Names that carry the flag are kept as they are; so are
-    those that are neither UTF-8 nor GBK holding a Chinese character once re-encoded (a genuine cp437 name).
+    those that are neither UTF-8 nor GBK holding a province character once re-encoded (a genuine cp437
+    name: ``café_1.jpg`` would read as GBK too, but as no plate).
     """
     if utf8_flag:
         return name
@@ -119,7 +120,7 @@ def repair_zip_name(name: str, utf8_flag: bool) -> str:
         gbk = raw.decode("gb18030")
     except UnicodeDecodeError:
         return name
-    return gbk if any("\u4e00" <= c <= "\u9fff" for c in gbk) else name
+    return gbk if any(c in PROVINCES for c in gbk) else name  # a plate's province: not a cp437 name's accident
 
 
 # --- encoding for the two heads -------------------------------------------------------------------------
@@ -208,5 +209,8 @@ def plate_from_ccpd_indices(indices: Sequence[int]) -> str:
     for pos, (idx, table) in enumerate(zip(indices, tables, strict=True)):
         if not 0 <= idx < len(table):
             raise PlateError(f"CCPD plate index {idx} at position {pos} is outside 0..{len(table) - 1}")
+        if table[idx] == "O":  # CCPD's tables end with "O": no character (no plate has the letter O)
+            raise PlateError(f"CCPD plate index {idx} at position {pos} is CCPD's 'O', no character: the annotation "
+                             "names no plate character there")
         chars.append(table[idx])
     return check_plate("".join(chars))

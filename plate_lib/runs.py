@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from .checkpoints import CheckpointError, check_fits, read_checkpoint
-from .config import Config, ConfigError, from_dict
+from .config import Config, ConfigError, config_changes, from_dict
 from .dataset import open_cfg_source
 from .files import atomic_write
 from .sources import DataError
@@ -97,22 +97,6 @@ def config_text(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False)
 
 
-def config_changes(stored: dict, now: dict, ignore: tuple[str, ...] = NOT_TRAINING) -> list[str]:
-    """The dotted keys whose values differ between two configs as ``Config.to_dict`` gives them (``provinces`` for
-    the province list), leaving out the sections and keys in ``ignore`` (``predict``, ``training.threads``)."""
-    changed = []
-    for section in sorted(set(stored) | set(now)):
-        if section in ignore:
-            continue
-        old, new = stored.get(section), now.get(section)
-        if isinstance(old, dict) and isinstance(new, dict):
-            changed += [f"{section}.{k}" for k in sorted(set(old) | set(new))
-                        if f"{section}.{k}" not in ignore and old.get(k) != new.get(k)]
-        elif old != new:
-            changed.append(section)
-    return changed
-
-
 def finished_run_differs(cfg: Config, run_dir: Path, check_code: bool = True) -> str | None:
     """Why ``run_dir`` cannot stand for a run of ``cfg`` (None: a finished run of the same config, code and data).
 
@@ -129,7 +113,7 @@ def finished_run_differs(cfg: Config, run_dir: Path, check_code: bool = True) ->
     # removed or renamed fails validation, and the stored config is compared as it is, so the run differs
     with suppress(ConfigError):
         stored = from_dict(stored, str(run_dir / "config.yaml")).to_dict()
-    changed = config_changes(stored, cfg.to_dict())
+    changed = config_changes(stored, cfg.to_dict(), NOT_TRAINING)
     if changed:
         return f"the config differs ({', '.join(changed[:5])})"
     now = run_inputs(cfg)
@@ -190,8 +174,8 @@ def resume_point(run_dir: Path, cfg: Config) -> tuple[Path, dict] | None:
 
 
 RESUME_MAY_CHANGE = ("run.name", "run.device", "training.epochs", "training.max_steps", "training.threads",
-                     "training.num_workers", "training.eval_batch_size", "training.out_dir", "data.cache_dir",
-                     "data.eval_sets", *NOT_TRAINING)
+                     "training.num_workers", "training.eval_batch_size", "training.out_dir", "training.keep_epochs",
+                     "data.cache_dir", "data.eval_sets", "synth.workers", *NOT_TRAINING)
 """What ``--resume`` lets differ from the run it continues: where and how fast it runs, and how long (more epochs
 extend it, logged). Any other key would make one run of two configs, its ``config.yaml`` telling only the last."""
 
@@ -223,7 +207,8 @@ def holds_run(run_dir: Path) -> bool:
 def describe_run(run_dir: Path) -> str:
     """What a run folder holds, for the log: finished or interrupted, after how many epochs."""
     try:
-        rows = list(csv.DictReader((run_dir / "metrics.csv").open(newline="")))
+        with (run_dir / "metrics.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
     except OSError:
         rows = []
     done = f"{len(rows)} epoch(s)" + (f", last val word acc {rows[-1].get('val_word_acc')}" if rows else "")
@@ -234,11 +219,40 @@ def describe_run(run_dir: Path) -> str:
 def keep_aside(run_dir: Path) -> Path:
     """Move the run folder ``run_dir`` out of the way, whole, to ``<run_dir>.<n>`` (the next free number): a fresh
     start in its place never deletes a run's work. Returns where it went."""
-    taken = [int(p.name.rsplit(".", 1)[1]) for p in run_dir.parent.glob(f"{run_dir.name}.*")
-             if p.name.rsplit(".", 1)[1].isdigit()]
-    dest = run_dir.with_name(f"{run_dir.name}.{max(taken, default=0) + 1}")
+    prefix = run_dir.name + "."
+    taken = [int(p.name[len(prefix):]) for p in run_dir.parent.iterdir()
+             if p.name.startswith(prefix) and p.name[len(prefix):].isdigit()]
+    dest = run_dir.with_name(f"{prefix}{max(taken, default=0) + 1}")
     run_dir.rename(dest)
     return dest
+
+
+def restore_run(kept: Path, run_dir: Path) -> None:
+    """Undo ``keep_aside`` after a start that failed before writing a checkpoint: what that start left in
+    ``run_dir`` (its config.yaml, env.json, train.log) is removed, and the kept run goes back in its place."""
+    if run_dir.is_dir():
+        for leftover in run_dir.iterdir():
+            if leftover.is_file():
+                leftover.unlink()
+        with suppress(OSError):
+            run_dir.rmdir()
+    if not run_dir.exists():
+        kept.rename(run_dir)
+
+
+def follow_init_from(cfg: Config, run_dir: Path, kept: Path) -> Config:
+    """``cfg`` with ``training.init_from`` pointing into ``kept`` where it pointed into ``run_dir`` (fine-tuning
+    from the run being replaced: its checkpoint has moved with it)."""
+    init = cfg.training.init_from
+    if not init:
+        return cfg
+    try:
+        rel = Path(init).resolve().relative_to(run_dir.resolve())
+    except ValueError:
+        return cfg
+    moved = str(kept / rel)
+    log.warning("training.init_from %s is now %s (the run it came from was kept aside)", init, moved)
+    return cfg.model_copy(update={"training": cfg.training.model_copy(update={"init_from": moved})})
 
 
 def start(run_dir: Path, cfg: Config, resume: bool, main: bool) -> tuple[Path, dict] | tuple[None, None]:

@@ -56,9 +56,11 @@ from .runs import (
     config_text,
     describe_run,
     finished_run_differs,
+    follow_init_from,
     holds_run,
     keep_aside,
     position,
+    restore_run,
     run_inputs,
     run_log,
     start,
@@ -344,17 +346,25 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = 
     if not resume and ddp.main and holds_run(run_dir):  # never delete a run's work: the folder moves aside, whole
         what = describe_run(run_dir)
         kept = keep_aside(run_dir)
+        cfg = follow_init_from(cfg, run_dir, kept)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with run_log(run_dir / "train.log", append=resume, enabled=ddp.main):
-        if kept is not None:
-            log.warning("%s held %s: kept aside as %s (a fresh start never deletes a run; `plate train --resume "
-                        "--set run.name=%s` continues an interrupted one there)", run_dir, what, kept, kept.name)
-        try:
-            _fit(cfg, run_dir, ddp, device, resume, progress, clock)
-        except KeyboardInterrupt:
-            log.warning("interrupted: %s keeps the last checkpoint (last.pt, or resume.pt mid-epoch); "
-                        "`plate train --resume` with this config continues it", run_dir)
-            raise
+    try:
+        with run_log(run_dir / "train.log", append=resume, enabled=ddp.main):
+            if kept is not None:
+                log.warning("%s held %s: kept aside as %s (a fresh start never deletes a run; `plate train --resume "
+                            "--set run.name=%s` continues an interrupted one there)", run_dir, what, kept, kept.name)
+            try:
+                _fit(cfg, run_dir, ddp, device, resume, progress, clock)
+            except KeyboardInterrupt:
+                saved = [f for f in ("last.pt", "resume.pt") if (run_dir / f).is_file()]
+                log.warning("interrupted: %s", f"{run_dir} keeps {' and '.join(saved)}; `plate train --resume` with "
+                            "this config continues it" if saved else f"{run_dir} holds no checkpoint of this run yet")
+                raise
+    except BaseException:
+        if kept is not None and not holds_run(run_dir):  # this start failed before it trained: the old run goes back
+            restore_run(kept, run_dir)
+            log.warning("%s is back in %s (this start wrote no checkpoint)", kept, run_dir)
+        raise
     if ddp.world > 1:
         dist.destroy_process_group()
     return run_dir
@@ -368,7 +378,8 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
     model, opt = _build(cfg, device)  # before the data: a model that cannot be built fails at once
     ck_path, ck = start(run_dir, cfg, resume, ddp.main)
     train, draw_weights, val = _training_data(cfg)
-    warn_if_too_few(cfg, len(train))
+    if ddp.main:
+        warn_if_too_few(cfg, len(train))
     provinces = list(cfg.provinces)
     train_ds, val_ds = PlateBatches(train, provinces), PlateBatches(val, provinces)
     weights = province_weights(train, provinces) if cfg.training.province_weights else torch.ones(len(provinces))

@@ -241,3 +241,15 @@ def test_one_checkpoint_given_twice_or_a_pattern_matching_nothing_is_refused(tmp
         average_checkpoints([SHIPPED, SHIPPED], tmp_path / "mean.pt")
     with pytest.raises(CheckpointError, match=r"got 1 \(runs/x/epoch\*\.pt: no such file; did a pattern match nothing\?\)"):
         average_checkpoints(["runs/x/epoch*.pt"], tmp_path / "mean.pt")
+
+
+def test_checkpoints_whose_tensors_differ_in_shape_are_not_averaged(tmp_path):
+    from plate_lib.checkpoints import average_checkpoints
+
+    ck = torch.load(SHIPPED, weights_only=True)
+    name = next(iter(ck["model"]))
+    ck["model"][name] = torch.zeros(3)
+    torch.save(ck, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="holds other tensors than"):
+        average_checkpoints([SHIPPED, tmp_path / "other.pt"], tmp_path / "mean.pt")
+    assert not (tmp_path / "mean.pt").exists()

@@ -64,6 +64,10 @@ def test_evaluate_takes_a_profile_as_it_takes_set_and_makes_the_out_folder_first
                                   "val", "--profile", "val.yaml", "--out", "new/dir/rows.csv", cwd=trained).stdout)
     assert by_profile["n"] == by_set["n"] > 30  # half of the 96 train plates held out either way (0.15: about 14)
     assert (trained / "new" / "dir" / "rows.csv").is_file()
+    (trained / "recipe.yaml").write_text("preprocess.height: 64\ntraining.epochs: 9\n", encoding="utf-8")
+    refused = plate("evaluate", "--checkpoint", "runs/default/best.pt", "--data", "syn.zip", "--profile", "recipe.yaml",
+                    cwd=trained, check=False)  # what the network was trained on is the checkpoint's, not a profile's
+    assert refused.returncode == 2 and "preprocess.height: fixed by the checkpoint" in refused.stderr
 
 
 def test_evaluate_by_colour_splits_the_plates_by_colour_and_adds_up_to_the_whole(trained):

@@ -203,4 +203,5 @@ def test_a_label_holding_i_or_o_is_refused_as_the_typo_it_is(label, likely):
 def test_names_zip_tools_on_chinese_windows_store_in_gbk_are_repaired_too():
     stored = "test/0-京N84E28.jpg".encode("gbk").decode("cp437")  # no UTF-8 flag: zipfile reads GBK bytes as cp437
     assert repair_zip_name(stored, utf8_flag=False) == "test/0-京N84E28.jpg"
-    assert repair_zip_name("Ä.jpg", utf8_flag=False) == "Ä.jpg"  # a cp437 name with no Chinese in any reading stays
+    for name in ("Ä.jpg", "café_1.jpg", "Müller.jpg", "naïve.png"):  # cp437 names, some also GBK, none a plate
+        assert repair_zip_name(name, utf8_flag=False) == name

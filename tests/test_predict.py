@@ -43,10 +43,12 @@ def test_a_folder_gives_its_image_files_recursively_and_sorted(tmp_path):
     # images of a format not read (TIFF, GIF) too: each becomes an error row saying so, not a file passed over
     for name in ["b.jpg", "a.PNG", "e.webp", "f.tif", "g.gif", "sub/c.bmp", "sub/deeper/d.jpeg", "labels.csv", "notes.txt"]:
         _touch(tmp_path / "crops" / name)
-    (tmp_path / "crops" / "linked").symlink_to(tmp_path / "crops" / "sub" / "deeper")  # a linked folder is entered
+    _touch(tmp_path / "elsewhere" / "h.jpg")
+    (tmp_path / "crops" / "linked").symlink_to(tmp_path / "elsewhere")  # a folder linked in is entered
+    (tmp_path / "crops" / "latest").symlink_to(tmp_path / "crops" / "sub")  # a link inside the tree: files once
     found = expand_inputs([str(tmp_path / "crops")])
     assert [Path(p).relative_to(tmp_path / "crops").as_posix() for p, _ in found] == \
-        ["a.PNG", "b.jpg", "e.webp", "f.tif", "g.gif", "linked/d.jpeg", "sub/c.bmp", "sub/deeper/d.jpeg"]
+        ["a.PNG", "b.jpg", "e.webp", "f.tif", "g.gif", "linked/h.jpg", "sub/c.bmp", "sub/deeper/d.jpeg"]
     assert all(error == "" for _, error in found)
 
 

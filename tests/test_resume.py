@@ -268,7 +268,7 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_said_and_logged(tmp_path, tiny_zip):
         err = proc.communicate(timeout=60)[1]
     finally:
         proc.kill()
-    assert proc.returncode == 130 and "plate train: interrupted; `plate train --resume` continues" in err
+    assert proc.returncode == 143 and "plate train: interrupted; `plate train --resume` continues" in err
     assert "interrupted: " in (run / "train.log").read_text(encoding="utf-8")  # the run's own record says so too
 
 
@@ -279,13 +279,17 @@ def test_a_fresh_start_keeps_the_previous_run_aside_even_when_it_then_fails(tmp_
     cfg = small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1})
     run = fit(cfg, progress=False)
     best = (run / "best.pt").read_bytes()
-    with pytest.raises(DataError, match="does not exist"):  # a typo'd rerun: the data is checked after the move
+    with pytest.raises(DataError, match="does not exist"):  # a typo'd rerun: it fails before training
         fit(small_cfg(tmp_path, tmp_path / "nope.zip", **{"training.epochs": 1}), progress=False)
-    assert (tmp_path / "runs" / "default.1" / "best.pt").read_bytes() == best  # the finished run, whole
     assert "held a finished run (1 epoch(s)" in caplog.text and "kept aside as" in caplog.text
-    fit(cfg, progress=False)  # a failed attempt (no checkpoint) is not kept aside, a second run is: default.2
-    fit(cfg, progress=False)
+    assert "is back in" in caplog.text and (run / "best.pt").read_bytes() == best  # it wrote nothing: put back
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["default"]
+    fit(cfg, progress=False)  # a run that trains keeps the one before aside: default.1, then default.2
+    fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1, "training.init_from": str(run / "best.pt")}),
+        progress=False)  # fine-tuning from the run it replaces: its checkpoint is read where it went
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["default", "default.1", "default.2"]
+    assert (tmp_path / "runs" / "default.1" / "best.pt").read_bytes() == best
+    assert "training.init_from" in caplog.text and "default.2/best.pt (the run it came from was kept aside)" in caplog.text
 
 
 def test_resume_with_nothing_to_resume_is_an_error_not_a_fresh_start(tmp_path, tiny_zip, keep_threads):
