@@ -11,27 +11,33 @@ from pathlib import Path
 from .errors import DISK_FULL, DiskFullError
 
 
-def files_under(folder: Path) -> list[Path]:
-    """Every file under ``folder``, sorted, into sub-folders that are symbolic links too (``Path.rglob`` passes them
-    over: a dataset linked into a data folder would be left out unseen). Each real folder is walked once: a link to a
-    folder inside the tree (``latest -> 2024-06``, or back up to the top) is not followed, its files being there
-    already, nor a second link to the same outside folder."""
+def files_under(folder: str | os.PathLike) -> list[str]:
+    """Every file under ``folder`` as a relative POSIX path, sorted as paths are (part by part), into sub-folders
+    that are symbolic links too (``Path.rglob`` passes them over: a dataset linked into a data folder would be left
+    out unseen). Each real folder is walked once: a link to a folder inside the tree (``latest -> 2024-06``, or back
+    up to the top) is not followed, its files being there already, nor a second link to the same outside folder.
+    Strings and ``os.scandir``'s cached file types, not ``Path`` objects and a stat a file: a CCPD folder holds
+    hundreds of thousands of photos. A folder that cannot be listed is passed over, as ``os.walk`` does."""
     top = os.path.realpath(folder)
     seen = {top}
-    out: list[Path] = []
-    for root, dirs, names in os.walk(folder, followlinks=True):
-        dirs.sort()
-        keep = []
-        for d in dirs:
-            path = os.path.join(root, d)
-            real = os.path.realpath(path)
-            inside = os.path.islink(path) and (real == top or real.startswith(top + os.sep))
-            if not inside and real not in seen:
-                seen.add(real)
-                keep.append(d)
-        dirs[:] = keep
-        out += [p for n in names if (p := Path(root, n)).is_file()]
-    return sorted(out)
+    out: list[str] = []
+    todo = [("", os.fspath(folder))]
+    while todo:
+        rel, path = todo.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_dir():  # a link to a folder too
+                real = os.path.realpath(e.path)
+                inside = e.is_symlink() and (real == top or real.startswith(top + os.sep))
+                if not inside and real not in seen:
+                    seen.add(real)
+                    todo.append((f"{rel}{e.name}/", e.path))
+            elif e.is_file():
+                out.append(rel + e.name)
+    return sorted(out, key=lambda r: r.split("/"))
 
 
 def size_text(n: float) -> str:

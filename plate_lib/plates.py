@@ -55,7 +55,8 @@ def _plate_regex(provinces: tuple[str, ...], tail: str) -> re.Pattern[str]:
 
 def check_plate(text: str, provinces: Sequence[str] = PROVINCES) -> str:
     """Return ``text`` if it is a valid plate, else raise ``PlateError`` saying what is wrong."""
-    if _plate_regex(tuple(provinces), LABEL_TAIL).match(text) and not set(text[1:]) & set(NOT_ON_PLATES):
+    not_on_plates = sorted(set(text[1:]) & NOT_ON_PLATES.keys())
+    if _plate_regex(tuple(provinces), LABEL_TAIL).match(text) and not not_on_plates:
         return text
     if len(text) not in PLATE_LENGTHS:
         why = f"has {len(text)} characters, expected 7 (blue) or 8 (green new-energy)"
@@ -66,9 +67,9 @@ def check_plate(text: str, provinces: Sequence[str] = PROVINCES) -> str:
                     "not read: civil single-row plates only, models/README.md, Limits)")
     elif not ("A" <= text[1] <= "Z"):
         why = f"has {text[1]!r} as city letter, expected A-Z"
-    elif set(text[1:]) & set(NOT_ON_PLATES):
+    elif not_on_plates:
         typo = text[:2] + "".join(NOT_ON_PLATES.get(c, c) for c in text[2:])
-        why = (f"holds {' and '.join(sorted(set(text[1:]) & set(NOT_ON_PLATES)))}, which Chinese plates never use (too like "
+        why = (f"holds {' and '.join(not_on_plates)}, which Chinese plates never use (too like "
                "1 and 0)" + (f"; the plate is likely {typo!r}" if typo != text and typo[1] not in NOT_ON_PLATES else ""))
     else:
         bad = sorted({c for c in text[2:] if c not in SYMBOLS})

@@ -25,9 +25,8 @@ import cv2
 import numpy as np
 
 from .config import Config, PredictConfig
-from .files import files_under
 from .plates import PlateError
-from .sources import CCPD_NAME, IMAGE_EXTS, OTHER_IMAGE_EXTS, DataError, load_image_file
+from .sources import ANY_IMAGE_EXTS, CCPD_NAME, IMAGE_EXTS, DataError, image_files, load_image_file
 
 COLUMNS = ("file", "plate", "confidence", "kind", "status", "error")
 STATUSES = ("ok", "low_confidence", "not_a_crop", "error")
@@ -42,11 +41,11 @@ NOT_A_CROP = ("plate_lib reads plate crops, and CCPD2019 photos with their annot
 def _is_image(p: Path) -> bool:
     """An image file by its extension: one read (``IMAGE_EXTS``) or one of a format not read (``OTHER_IMAGE_EXTS``,
     an ``error`` row saying so rather than a file passed over)."""
-    return p.suffix.lower() in IMAGE_EXTS + OTHER_IMAGE_EXTS and p.is_file()
+    return p.suffix.lower() in ANY_IMAGE_EXTS and p.is_file()
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return [p for p in files_under(folder) if _is_image(p)]
+    return [folder / rel for rel in image_files(folder)]
 
 
 def _expand(item: str) -> list[tuple[str, str]]:

@@ -266,12 +266,11 @@ def start(run_dir: Path, cfg: Config, resume: bool, main: bool) -> tuple[Path, d
     if ck is not None:
         check_resume_config(ck, cfg, path)
     if main:
+        # a fresh start finds no checkpoint here (fit moved any run aside, epoch<N>.pt included): only a failed
+        # attempt's leftovers are cleared
         for name in RUN_FILES if ck is None else ("summary.json",):
             (run_dir / name).unlink(missing_ok=True)
-        if ck is None:  # each epoch's weights (training.keep_epochs): plate average must not take an older run's
-            for kept in run_dir.glob("epoch[0-9]*.pt"):
-                kept.unlink()
-        else:  # rows an interrupted run wrote after its checkpoint are written again
+        if ck is not None:  # rows an interrupted run wrote after its checkpoint are written again
             for name, fields in (("metrics.csv", METRIC_FIELDS), ("timings.csv", TIMING_FIELDS)):
                 keep_rows(run_dir / name, position(ck)[0], fields)
     return path, ck

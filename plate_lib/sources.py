@@ -50,6 +50,7 @@ from .plates import PlateError, check_plate, label_from_filename, plate_from_ccp
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # what images.decode_image reads (by the files' first bytes)
 OTHER_IMAGE_EXTS = (".tif", ".tiff", ".gif", ".heic", ".heif", ".avif", ".jp2")  # images it does not: a bad sample each
+ANY_IMAGE_EXTS = IMAGE_EXTS + OTHER_IMAGE_EXTS  # every file a source or plate predict takes for an image
 SPLITS = ("train", "val", "test", "all")
 CROP_MODES = ("corners", "bbox")  # how a CCPD2019 photo becomes a crop (data.ccpd_crop)
 CORNER_SLACK = 0.05  # a CCPD annotation's corner may lie this share of the photo's size outside it, no more
@@ -342,7 +343,7 @@ class Dl1Zip(Source):
     def _scan(self) -> list[tuple[str, Record]]:
         members = [(repair_zip_name(info.filename, bool(info.flag_bits & 0x800)), info.filename)
                    for info in self._handle().infolist()
-                   if not info.is_dir() and info.filename.lower().endswith(IMAGE_EXTS + OTHER_IMAGE_EXTS)]
+                   if not info.is_dir() and info.filename.lower().endswith(ANY_IMAGE_EXTS)]
         times = Counter(name for name, _ in members)
         out = []
         for name, stored in members:
@@ -462,9 +463,9 @@ class CropFolder(Source):
 
     def _content(self) -> str:
         h = hashlib.sha1()
-        for p in files_under(self.path):
-            st = p.stat()
-            h.update(f"{p.relative_to(self.path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n"
+        for rel in files_under(self.path):
+            st = os.stat(os.path.join(self.path, rel))
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n"
                      .encode("utf-8", "surrogateescape"))  # a name the file system could not decode
         return h.hexdigest()
 
@@ -589,8 +590,7 @@ def load_image_file(path: str | os.PathLike, ccpd_crop: str = "corners", max_fil
 def image_files(folder: Path) -> list[str]:
     """The image files under ``folder`` (those read, ``IMAGE_EXTS``, and those named bad samples,
     ``OTHER_IMAGE_EXTS``), as sorted relative POSIX paths."""
-    exts = IMAGE_EXTS + OTHER_IMAGE_EXTS
-    return [p.relative_to(folder).as_posix() for p in files_under(folder) if p.suffix.lower() in exts]
+    return [rel for rel in files_under(folder) if os.path.splitext(rel)[1].lower() in ANY_IMAGE_EXTS]
 
 
 def looks_like_ccpd(folder: Path) -> bool:
@@ -599,7 +599,7 @@ def looks_like_ccpd(folder: Path) -> bool:
     file system lists them in."""
     if (folder / "labels.csv").is_file():
         return False
-    names = [Path(rel).stem for rel in image_files(folder)]
+    names = [os.path.splitext(rel.rsplit("/", 1)[-1])[0] for rel in image_files(folder)]
     return sum(bool(CCPD_NAME.match(n)) for n in names) * 2 > len(names)
 
 
