@@ -26,7 +26,7 @@ import numpy as np
 
 from .config import Config, PredictConfig
 from .plates import PlateError
-from .sources import ANY_IMAGE_EXTS, CCPD_NAME, IMAGE_EXTS, DataError, image_files, load_image_file
+from .sources import ANY_IMAGE_EXTS, CCPD_NAME, IMAGE_EXTS, DataError, image_files, load_image_file, shown
 
 COLUMNS = ("file", "plate", "confidence", "kind", "status", "error")
 STATUSES = ("ok", "low_confidence", "not_a_crop", "error")
@@ -170,6 +170,12 @@ def read_files(model, cfg: Config, settings: PredictConfig, inputs: list[tuple[s
 # --- output ---------------------------------------------------------------------------------------------
 
 
+def _printable(row: dict) -> dict:
+    """``row`` with bytes that a file name could not decode (kept as surrogates) shown as ``\\xNN`` escapes
+    (``sources.shown``): on a UTF-8 terminal or file, writing them as they are raised UnicodeEncodeError mid-output."""
+    return {k: shown(v) if isinstance(v, str) else v for k, v in row.items()}
+
+
 def _cells(row: dict) -> list[str]:
     conf = row["confidence"]
     return [("" if conf is None else f"{conf:.4f}") if k == "confidence" else str(row[k]) for k in COLUMNS]
@@ -178,7 +184,7 @@ def _cells(row: dict) -> list[str]:
 def write_rows(rows: Iterable[dict], fmt: str, out: TextIO) -> dict[str, int]:
     """Write the rows as ``tsv`` (a header line, tabs; tabs and line breaks in a value become spaces), ``csv``
     or ``json`` (an array of objects, one a line; no confidence is null) as they come; returns the count of each
-    status."""
+    status. A file name that is not UTF-8 is written with its undecodable bytes as ``\\xNN`` (``_printable``)."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not one of {FORMATS}")
     counts = dict.fromkeys(STATUSES, 0)
@@ -189,7 +195,7 @@ def write_rows(rows: Iterable[dict], fmt: str, out: TextIO) -> dict[str, int]:
         writer.writerow(COLUMNS)
     else:
         out.write("\t".join(COLUMNS) + "\n")
-    for n, row in enumerate(rows):
+    for n, row in enumerate(map(_printable, rows)):
         counts[row["status"]] += 1
         if fmt == "json":
             conf = row["confidence"]

@@ -4,6 +4,7 @@ blue, yellow or green), the rows in each format, and ``plate predict`` end to en
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -178,6 +179,19 @@ def test_csv_and_json_read_back_as_the_rows():
     write_rows(iter([]), "json", out)
     assert json.loads(out.getvalue()) == []
 
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "csv", "json"])
+def test_a_file_name_that_is_not_utf8_is_written_with_escapes_on_a_strict_utf8_stream(fmt):
+    # os.fsdecode(b"a\xb3\xa4.jpg") (GBK bytes) keeps the bytes as surrogates; a UTF-8 terminal refused them mid-output
+    name = os.fsdecode(b"a\xb3\xa4.jpg")
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    counts = write_rows(iter([{**ROWS[0], "file": name}, ROWS[1]]), fmt, out)
+    out.flush()
+    text = raw.getvalue().decode("utf-8")
+    assert counts["ok"] == 1 and counts["error"] == 1
+    assert r"a\xb3\xa4.jpg" in (json.loads(text)[0]["file"] if fmt == "json" else text)
 
 # --- plate predict, with the shipped model ---------------------------------------------------------------
 
