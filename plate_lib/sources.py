@@ -246,6 +246,7 @@ class Source:
         self.label_fixes: dict[str, str] = {}  # name → the plate it shows, where the published label is wrong
         self.label_fixes_path: Path | None = None  # the CSV they came from (named in errors)
         self.unlisted: list[str] = []  # image files a labels.csv does not list (not read; named in the log)
+        self._content_hash: str | None = None  # _content(), once: the splits' caches and the run's inputs ask it
 
     def _scan(self) -> list[tuple[str, Record]]:
         """Every record with its split (``hashed_split``)."""
@@ -267,9 +268,12 @@ class Source:
         return ",".join(parts)
 
     def fingerprint(self) -> str:
-        """Changes when the files change, or how crops are made from them (``variant``)."""
+        """Changes when the files change, or how crops are made from them (``variant``). The files as this source
+        first saw them: it hashes them once (each split's cache asks), as it lists and scans them once."""
+        if self._content_hash is None:
+            self._content_hash = self._content()
         v = self.variant()
-        return f"{self._content()}:{v}" if v else self._content()
+        return f"{self._content_hash}:{v}" if v else self._content_hash
 
     def scanned(self) -> list[tuple[str, Record]]:
         if self._all is None:
@@ -301,6 +305,8 @@ class Source:
     def __getstate__(self) -> dict:  # picklable for worker processes: open handles are not carried
         state = self.__dict__.copy()
         state["_zip"] = None
+        if "_listing" in state:  # a folder's file list: the scan is done; a worker only loads records
+            state["_listing"] = None
         return state
 
     def __repr__(self) -> str:
@@ -392,6 +398,22 @@ class CropFolder(Source):
 
     kind = "crop_folder"
 
+    def __init__(self, path: str | os.PathLike, val_fraction: float = 0.15, max_file_mb: float = MAX_FILE_MB,
+                 listing: list[str] | None = None):
+        super().__init__(path, val_fraction, max_file_mb)
+        self._listing = listing  # files_under(path), listed once (open_source passes the one it looked at)
+
+    def files(self) -> list[str]:
+        """Every file under the folder (``files.files_under``), listed once: the folder-kind check, the scan, the
+        labels.csv check and the fingerprint read the same listing (a CCPD folder holds hundreds of thousands of
+        photos; each listing took about a second a 100,000)."""
+        if self._listing is None:
+            self._listing = files_under(self.path)
+        return self._listing
+
+    def image_files(self) -> list[str]:
+        return image_files(self.path, self.files())
+
     def _placed(self, rel: str, rec: Record) -> tuple[str, Record]:
         folder = _split_folder(rel.split("/"))
         key = rel if folder or not rec.text else rec.text
@@ -402,7 +424,7 @@ class CropFolder(Source):
         if csv_path.is_file():
             return self._scan_csv(csv_path)
         out = []
-        for rel in image_files(self.path):
+        for rel in self.image_files():
             why = not_readable(rel)
             out.append(self._placed(shown(rel), Record(shown(rel), "", error=why) if why else
                                     _labelled(rel, label_from_filename(rel))))
@@ -444,7 +466,7 @@ class CropFolder(Source):
                 out.append(self._placed(rec.name, rec))
         except csv.Error as e:
             raise DataError(f"{csv_path}:{reader.line_num}: not a readable CSV row ({e})") from None
-        unlisted = [shown(rel) for rel in image_files(self.path) if rel not in lines]
+        unlisted = [shown(rel) for rel in self.image_files() if rel not in lines]
         if unlisted:  # read as labels.csv says; the others named, not dropped unseen
             log.warning("%s lists %d file(s); %d image file(s) in %s are not listed there and not read: %s%s",
                         csv_path, len(lines), len(unlisted), self.path, ", ".join(unlisted[:10]),
@@ -463,7 +485,7 @@ class CropFolder(Source):
 
     def _content(self) -> str:
         h = hashlib.sha1()
-        for rel in files_under(self.path):
+        for rel in self.files():
             st = os.stat(os.path.join(self.path, rel))
             h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n"
                      .encode("utf-8", "surrogateescape"))  # a name the file system could not decode
@@ -542,15 +564,15 @@ class CcpdPhotos(CropFolder):
     kind = "ccpd_photos"
 
     def __init__(self, path: str | os.PathLike, val_fraction: float = 0.15, crop: str = "corners",
-                 max_file_mb: float = MAX_FILE_MB):
-        super().__init__(path, val_fraction, max_file_mb)
+                 max_file_mb: float = MAX_FILE_MB, listing: list[str] | None = None):
+        super().__init__(path, val_fraction, max_file_mb, listing)
         if crop not in CROP_MODES:
             raise DataError(f"CCPD crop mode {crop!r} (data.ccpd_crop) is not one of {CROP_MODES}")
         self.crop = crop
 
     def _scan(self) -> list[tuple[str, Record]]:
         out = []
-        for rel in image_files(self.path):
+        for rel in self.image_files():
             subset = rel.split("/")[-2] if "/" in rel else self.path.name
             try:
                 if why := not_readable(rel):
@@ -587,19 +609,21 @@ def load_image_file(path: str | os.PathLike, ccpd_crop: str = "corners", max_fil
     return cut_ccpd(photo, p.name, ccpd_crop, scale)
 
 
-def image_files(folder: Path) -> list[str]:
+def image_files(folder: Path, listing: list[str] | None = None) -> list[str]:
     """The image files under ``folder`` (those read, ``IMAGE_EXTS``, and those named bad samples,
-    ``OTHER_IMAGE_EXTS``), as sorted relative POSIX paths."""
-    return [rel for rel in files_under(folder) if os.path.splitext(rel)[1].lower() in ANY_IMAGE_EXTS]
+    ``OTHER_IMAGE_EXTS``), as sorted relative POSIX paths; ``listing``: ``files_under(folder)`` where the caller
+    has it."""
+    return [rel for rel in (files_under(folder) if listing is None else listing)
+            if os.path.splitext(rel)[1].lower() in ANY_IMAGE_EXTS]
 
 
-def looks_like_ccpd(folder: Path) -> bool:
+def looks_like_ccpd(folder: Path, listing: list[str] | None = None) -> bool:
     """Whether ``folder`` holds CCPD2019 photos: no ``labels.csv`` (a label list makes it a crops folder), and
     most of its images named by a CCPD annotation (the rest are then bad samples, named), whatever order the
-    file system lists them in."""
+    file system lists them in. ``listing``: ``files_under(folder)`` where the caller has it."""
     if (folder / "labels.csv").is_file():
         return False
-    names = [os.path.splitext(rel.rsplit("/", 1)[-1])[0] for rel in image_files(folder)]
+    names = [os.path.splitext(rel.rsplit("/", 1)[-1])[0] for rel in image_files(folder, listing)]
     return sum(bool(CCPD_NAME.match(n)) for n in names) * 2 > len(names)
 
 
@@ -643,6 +667,7 @@ def _open(path: str | os.PathLike, val_fraction: float, ccpd_crop: str, max_file
     if p.suffix.lower() == ".zip":
         raise DataError(f"{p} is a directory, expected a zip file (a CCPD2019-dl1 zip); "
                         "name the zip itself, or rename the folder (no .zip) if it holds crops")
-    if looks_like_ccpd(p):
-        return CcpdPhotos(p, val_fraction, ccpd_crop, max_file_mb)
-    return CropFolder(p, val_fraction, max_file_mb)
+    listing = files_under(p)  # once, for the kind check and the source's own scan and fingerprint
+    if looks_like_ccpd(p, listing):
+        return CcpdPhotos(p, val_fraction, ccpd_crop, max_file_mb, listing)
+    return CropFolder(p, val_fraction, max_file_mb, listing)

@@ -427,6 +427,29 @@ def test_a_labels_csv_folder_names_the_images_it_does_not_list(tmp_path, caplog)
     assert "lists 1 file(s); 2 image file(s)" in caplog.text and "not listed there and not read: b.jpg, sub/c.png" in caplog.text
 
 
+@pytest.mark.parametrize("kind", ["crops", "labels.csv", "ccpd"])
+def test_a_folder_source_lists_its_tree_once_for_its_kind_scan_and_fingerprint(tmp_path, monkeypatch, kind):
+    import plate_lib.sources as sources
+
+    folder = tmp_path / kind
+    if kind == "labels.csv":
+        _labels(folder, "file,label\n车牌1.jpg,苏E12345\n", files=("车牌1.jpg", "b.jpg"))
+    else:
+        folder.mkdir()
+        name = "01-90_88-100&50_180&90-178&88_101&86_102&52_179&55-0_0_1_2_3_4_5-100-10.jpg" if kind == "ccpd" \
+            else "苏E12345.jpg"
+        (folder / name).write_bytes(plate_jpeg())
+    calls = []
+    real = sources.files_under
+    monkeypatch.setattr(sources, "files_under", lambda f: calls.append(f) or real(f))
+    src = open_source(folder)
+    for split in ("train", "val", "test"):  # as load_split does: a cache key (the fingerprint) for each split
+        src.fingerprint()
+        src.records(split)
+    assert len(calls) == 1 and len(src.records("all")) == 1
+    assert type(src) is (CcpdPhotos if kind == "ccpd" else CropFolder)
+
+
 def test_a_header_only_labels_csv_says_it_lists_nothing(tmp_path):
     from plate_lib.dataset import SplitData, require_plates
 
