@@ -554,12 +554,24 @@ def cut_ccpd(photo: np.ndarray, name: str, crop: str = "corners", scale: tuple[f
     return np.ascontiguousarray(photo[y1:y2, x1:x2])
 
 
+NO_PLATE_SUBSET = "ccpd_np"  # CCPD2019's photos of cars without a plate (1005.jpg …): no annotation, by design
+
+
+def no_plate_photo(rel: str) -> bool:
+    """Whether the file ``rel`` (a relative POSIX path) is one of CCPD2019's photos without a plate: in a
+    ``ccpd_np/`` folder and not named by an annotation."""
+    parts = rel.rsplit("/", 2)
+    return len(parts) > 1 and parts[-2] == NO_PLATE_SUBSET and not CCPD_NAME.match(os.path.splitext(parts[-1])[0])
+
+
 class CcpdPhotos(CropFolder):
-    """CCPD2019 photos (``ccpd_base/``, ``ccpd_green/`` …), or any folder of them.
+    """CCPD2019 photos (``ccpd_base/``, ``ccpd_green/`` …), or any folder of them, the whole CCPD2019 folder too.
 
     Split by file-name hash: ``val_fraction`` of the photos go to ``test``; ``val`` is ``val_fraction`` of the
     rest (with 0.15: test 15 %, val 12.75 %, train 72.25 %). ``meta`` keeps the sub-dataset, tilt,
-    brightness and blur for the analysis. ``crop``: ``corners`` or ``bbox`` (``cut_ccpd``)."""
+    brightness and blur for the analysis. ``crop``: ``corners`` or ``bbox`` (``cut_ccpd``). The photos of
+    ``ccpd_np/`` (``NO_PLATE_SUBSET``), which show no plate and carry no annotation, are no plate samples: they
+    are left out, counted and named in the log (``no_plate``), not bad samples that stop a run."""
 
     kind = "ccpd_photos"
 
@@ -569,11 +581,16 @@ class CcpdPhotos(CropFolder):
         if crop not in CROP_MODES:
             raise DataError(f"CCPD crop mode {crop!r} (data.ccpd_crop) is not one of {CROP_MODES}")
         self.crop = crop
+        self.no_plate: list[str] = []  # photos of ccpd_np/ (no plate, no annotation): left out, named in the log
 
     def _scan(self) -> list[tuple[str, Record]]:
         out = []
+        no_plate = []
         for rel in self.image_files():
             subset = rel.split("/")[-2] if "/" in rel else self.path.name
+            if no_plate_photo(rel):
+                no_plate.append(shown(rel))
+                continue
             try:
                 if why := not_readable(rel):
                     raise PlateError(why)
@@ -582,6 +599,11 @@ class CcpdPhotos(CropFolder):
             except PlateError as e:
                 rec = Record(shown(rel), "", {"subset": shown(subset)}, error=str(e))
             out.append((hashed_split(rec.name, self.val_fraction), rec))  # by file name, as the shipped model was split
+        if no_plate:
+            log.info("%s: %d photo(s) in %s/ are CCPD's photos without a plate (no annotation), not plate samples; "
+                     "left out: %s%s", self.path, len(no_plate), NO_PLATE_SUBSET, ", ".join(no_plate[:5]),
+                     " …" if len(no_plate) > 5 else "")
+        self.no_plate = no_plate
         return out
 
     def _load(self, record: Record) -> np.ndarray:
@@ -620,10 +642,12 @@ def image_files(folder: Path, listing: list[str] | None = None) -> list[str]:
 def looks_like_ccpd(folder: Path, listing: list[str] | None = None) -> bool:
     """Whether ``folder`` holds CCPD2019 photos: no ``labels.csv`` (a label list makes it a crops folder), and
     most of its images named by a CCPD annotation (the rest are then bad samples, named), whatever order the
-    file system lists them in. ``listing``: ``files_under(folder)`` where the caller has it."""
+    file system lists them in; the photos of ``ccpd_np/`` (CCPD's own, with no annotation) not counted.
+    ``listing``: ``files_under(folder)`` where the caller has it."""
     if (folder / "labels.csv").is_file():
         return False
-    names = [os.path.splitext(rel.rsplit("/", 1)[-1])[0] for rel in image_files(folder, listing)]
+    names = [os.path.splitext(rel.rsplit("/", 1)[-1])[0] for rel in image_files(folder, listing)
+             if not no_plate_photo(rel)]
     return sum(bool(CCPD_NAME.match(n)) for n in names) * 2 > len(names)
 
 

@@ -172,6 +172,24 @@ def test_ccpd_photos_are_cut_by_their_corners_or_by_their_bounding_box(tmp_path)
         CcpdPhotos(tmp_path, crop="box")
 
 
+def test_the_whole_ccpd2019_folder_is_read_leaving_out_its_no_plate_photos_by_name(tmp_path, caplog):
+    # CCPD2019 as unpacked: ccpd_base/ … , ccpd_np/ (cars without a plate, named 1005.jpg …), splits/*.txt, README.md
+    names = [f"0{i}-90_88-100&50_180&90-178&88_101&86_102&52_179&55-0_0_{i}_2_3_4_5-100-10.jpg" for i in range(3)]
+    for sub, name in [("ccpd_base", names[0]), ("ccpd_blur", names[1]), ("ccpd_np", names[2]), ("ccpd_np", "1005.jpg"),
+                      ("ccpd_np", "1019.jpg"), ("splits", "train.txt"), (".", "README.md")]:
+        (tmp_path / sub).mkdir(exist_ok=True)
+        (tmp_path / sub / name).write_bytes(plate_jpeg())
+    with caplog.at_level("INFO"):
+        src = open_source(tmp_path)
+        recs = src.records("all")
+    assert isinstance(src, CcpdPhotos) and not any(r.error for r in recs)
+    assert sorted(r.name for r in recs) == sorted(["ccpd_base/" + names[0], "ccpd_blur/" + names[1], "ccpd_np/" + names[2]])
+    assert src.no_plate == ["ccpd_np/1005.jpg", "ccpd_np/1019.jpg"]
+    assert "2 photo(s) in ccpd_np/ are CCPD's photos without a plate" in caplog.text and "ccpd_np/1005.jpg" in caplog.text
+    (tmp_path / "ccpd_base" / "1005.jpg").write_bytes(plate_jpeg())  # outside ccpd_np: a bad sample, as before
+    assert [r.name for r in open_source(tmp_path).records("all") if r.error] == ["ccpd_base/1005.jpg"]
+
+
 @needs_sample
 def test_ccpd_sample_photos_are_read_and_rectified():
     src = open_source(CCPD_SAMPLE)
