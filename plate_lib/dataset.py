@@ -62,8 +62,9 @@ def _save_npy(path: Path, images: np.ndarray) -> None:
         np.save(f, images)
 
 
-UNLABELLED = ("None of its file names is a plate and it has no labels.csv: a folder of crops is labelled by its "
-              "file names (<plate>.jpg, <id>-<plate>.jpg) or by a labels.csv (file,label). To read the plates of "
+UNLABELLED = ("None of its file names is a plate and it has no label list: a folder of crops is labelled by its "
+              "file names (<plate>.jpg, <id>-<plate>.jpg), by a labels.csv (file,label) or by a labels.txt (lines "
+              "<file> <plate>, a tab or spaces between). To read the plates of "
               "unlabelled images, use `plate predict FOLDER`.")
 
 
@@ -124,8 +125,7 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
         records = records[:limit]
     bad = [(r.name, r.error) for r in records if r.error]
     if bad and not skip_bad:
-        unlabelled = len(bad) == len(records) and source.kind == "crop_folder" and \
-            not (Path(source.path) / "labels.csv").is_file()
+        unlabelled = len(bad) == len(records) and source.kind == "crop_folder" and source.labels_path is None
         _reject(bad, source, UNLABELLED if unlabelled else "")
     records = [r for r in records if not r.error]
     decoded = decode_all(source, records, pre, workers or os.cpu_count() or 1)
@@ -157,7 +157,7 @@ def require_plates(data: SplitData, source: Source, fix: str, split_option: bool
     scanned = source.scanned()
     n_split = sum(data.split in ("all", where) for where, _ in scanned)
     found = (f"{len(scanned)} image file(s) in the source, {n_split} of them in this split" if scanned
-             else f"labels.csv lists no files ({len(source.unlisted)} image file(s) beside it are not listed)"
+             else f"{source.labels_path.name} lists no files ({len(source.unlisted)} image file(s) beside it are not listed)"
              if source.unlisted else f"no image files ({', '.join(IMAGE_EXTS)}) in it")
     if data.skipped:
         name, why = data.skipped[0]

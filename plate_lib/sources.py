@@ -2,7 +2,8 @@
 
 - ``Dl1Zip``: the CCPD2019-dl1 zip, read in place: ``<root>/{train,test}/<id>-<plate>.jpg``.
 - ``CropFolder``: a folder of crops with ``labels.csv`` (``file,label``, or other names label lists use:
-  ``label_columns``) or files named ``[<id>-]<plate>.jpg``;
+  ``label_columns``; commas, tabs or semicolons), ``labels.txt`` (lines ``<file> <plate>``, a tab or spaces
+  between, as PaddleOCR's and CBLPRD's lists are) or files named ``[<id>-]<plate>.jpg``;
   ``train/`` and ``test/`` sub-folders are used as splits when present, else the split is drawn by a hash of
   the plate text (test 15 %, validation 15 % of the rest), so every image of one plate lands in one split.
 - ``CcpdPhotos``: CCPD2019 photos whose file names carry the annotation; the plate is cut out with a
@@ -12,7 +13,7 @@
 
 Reading is bounded: a file or zip member over ``max_file_mb`` (``data.max_file_mb``, judged by its size on
 disk or its declared size in the zip, before reading) is a bad sample, and images are decoded within the limits
-of ``images.decode_image``. Names from the data (``labels.csv`` entries) never lead outside the source's folder.
+of ``images.decode_image``. Names from the data (label list entries) never lead outside the source's folder.
 
 Labels can be corrected without touching the data (``label_fixes``: a CSV of ``file,label[,note]``, the name as
 the source lists it and the plate it really shows; ``data.label_fixes`` names one per source). A corrected plate
@@ -37,7 +38,7 @@ import re
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
@@ -156,6 +157,41 @@ def labels_text(csv_path: Path, max_bytes: int) -> str:
                     "save it in one of those (UTF-8 is best)")
 
 
+LABEL_LISTS = ("labels.csv", "labels.txt")  # a folder's label list: a CSV with a header, or lines "<file> <plate>"
+
+
+def label_list(folder: Path) -> Path | None:
+    """The label list in ``folder`` (``LABEL_LISTS``), None where there is none; both is an error (which is meant?)."""
+    found = [folder / name for name in LABEL_LISTS if (folder / name).is_file()]
+    if len(found) > 1:
+        raise DataError(f"{folder} holds both labels.csv and labels.txt; keep the one that labels its crops "
+                        "(or move the other away)")
+    return found[0] if found else None
+
+
+def csv_delimiter(text: str) -> str:
+    """A label CSV's delimiter: the commonest of comma, tab and semicolon in its header line (comma on a tie)."""
+    header = text.split("\n", 1)[0]
+    return max(",\t;", key=header.count)
+
+
+def txt_rows(text: str) -> Iterator[tuple[int, str, str]]:
+    """``(line number, file, label)`` of each line of a labels.txt: ``<file><TAB><plate>`` (PaddleOCR's recognition
+    lists) or ``<file> <plate>`` (spaces; CBLPRD-330k's), anything after the plate ignored (CBLPRD's plate type);
+    blank lines and ``#`` comments passed over, and a first line that is a header (``file label``) too."""
+    first = True
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split("\t") if "\t" in line else line.split()
+        if first and parts[0].strip().lower() in FILE_COLUMNS:
+            first = False
+            continue
+        first = False
+        yield n, parts[0].strip(), parts[1].strip() if len(parts) > 1 else ""
+
+
 # labels.csv's two columns, by the names label lists use (ours first; fast-plate-ocr's image_path,plate_text; …)
 FILE_COLUMNS = ("file", "filename", "file_name", "image", "image_path", "img", "path")
 LABEL_COLUMNS = ("label", "plate", "plate_text", "text", "plate_number")
@@ -245,7 +281,8 @@ class Source:
         self._all: list[tuple[str, Record]] | None = None  # (split: train, val or test; record)
         self.label_fixes: dict[str, str] = {}  # name → the plate it shows, where the published label is wrong
         self.label_fixes_path: Path | None = None  # the CSV they came from (named in errors)
-        self.unlisted: list[str] = []  # image files a labels.csv does not list (not read; named in the log)
+        self.unlisted: list[str] = []  # image files a label list does not list (not read; named in the log)
+        self.labels_path: Path | None = None  # a folder's label list (labels.csv, labels.txt), once scanned
         self._content_hash: str | None = None  # _content(), once: the splits' caches and the run's inputs ask it
 
     def _scan(self) -> list[tuple[str, Record]]:
@@ -420,9 +457,9 @@ class CropFolder(Source):
         return hashed_split(key, self.val_fraction, folder), rec
 
     def _scan(self) -> list[tuple[str, Record]]:
-        csv_path = self.path / "labels.csv"
-        if csv_path.is_file():
-            return self._scan_csv(csv_path)
+        self.labels_path = label_list(self.path)
+        if self.labels_path is not None:
+            return self._scan_list(self.labels_path)
         out = []
         for rel in self.image_files():
             why = not_readable(rel)
@@ -430,46 +467,54 @@ class CropFolder(Source):
                                     _labelled(rel, label_from_filename(rel))))
         return out
 
-    def _row(self, csv_path: Path, line: int, row: dict, lines: dict[str, int], columns: tuple[str, str]) -> Record:
-        """One labels.csv row as a record (``columns``: the file and label columns' names); a file that is missing
-        or listed twice is a bad sample, a name that leads outside the folder an error."""
-        file_col, label_col = columns
-        raw = (row[file_col] or "").strip()
+    def _row(self, list_path: Path, line: int, raw: str, label: str, lines: dict[str, int]) -> Record:
+        """One label list row (file ``raw``, plate ``label``) as a record; a file that is missing or listed twice
+        is a bad sample, a name that leads outside the folder an error."""
+        raw, listed = raw.strip(), list_path.name
         if not raw:
-            raise DataError(f"{csv_path}:{line}: empty file name")
+            raise DataError(f"{list_path}:{line}: empty file name")
         rel = inside(raw)
         if rel is None:
-            raise DataError(f"{csv_path}:{line}: file name {raw!r} leads outside {self.path}; labels.csv names "
+            raise DataError(f"{list_path}:{line}: file name {raw!r} leads outside {self.path}; {listed} names "
                             "files inside its own folder, e.g. train/0001.jpg")
         if rel in lines:
-            return Record(rel, "", error=f"listed twice in labels.csv (lines {lines[rel]} and {line})")
+            return Record(rel, "", error=f"listed twice in {listed} (lines {lines[rel]} and {line})")
         lines[rel] = line
         if not (self.path / rel).is_file():
-            quote = "; the name spans lines: an unbalanced quote (\") in labels.csv?" if "\n" in rel else ""
-            return Record(rel, "", error=f"listed in labels.csv (line {line}) but missing{quote}")
-        return _labelled(rel, (row[label_col] or "").strip())
+            quote = f"; the name spans lines: an unbalanced quote (\") in {listed}?" if "\n" in rel else ""
+            return Record(rel, "", error=f"listed in {listed} (line {line}) but missing{quote}")
+        return _labelled(rel, label.strip())
 
-    def _scan_csv(self, csv_path: Path) -> list[tuple[str, Record]]:
+    def _list_rows(self, list_path: Path) -> Iterator[tuple[int, str, str]]:
+        """``(line, file, label)`` of each row of the label list ``list_path`` (``LABEL_LISTS``)."""
+        text = labels_text(list_path, self.max_bytes)
+        if list_path.suffix == ".txt":
+            yield from txt_rows(text)
+            return
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=csv_delimiter(text))
+        try:
+            file_col, label_col = label_columns(list_path, reader.fieldnames)
+            for row in reader:
+                yield reader.line_num, row[file_col] or "", row[label_col] or ""
+        except csv.Error as e:
+            raise DataError(f"{list_path}:{reader.line_num}: not a readable CSV row ({e})") from None
+
+    def _scan_list(self, list_path: Path) -> list[tuple[str, Record]]:
         out: list[tuple[str, Record]] = []
         bad: list[Record] = []  # a file of mostly bad rows is refused as it is read, before it can fill memory
         lines: dict[str, int] = {}  # file → the line that lists it
-        reader = csv.DictReader(io.StringIO(labels_text(csv_path, self.max_bytes), newline=""))
-        try:
-            columns = label_columns(csv_path, reader.fieldnames)
-            for row in reader:
-                rec = self._row(csv_path, reader.line_num, row, lines, columns)
-                if rec.error:
-                    bad.append(rec)
-                    if len(bad) > MAX_BAD_ROWS and 2 * len(bad) > len(out):
-                        raise DataError(f"{csv_path}: {len(bad)} of its first {len(out) + 1} rows name no usable "
-                                        f"sample ({bad[0].name}: {bad[0].error}); it is not a label list of this folder")
-                out.append(self._placed(rec.name, rec))
-        except csv.Error as e:
-            raise DataError(f"{csv_path}:{reader.line_num}: not a readable CSV row ({e})") from None
+        for line, raw, label in self._list_rows(list_path):
+            rec = self._row(list_path, line, raw, label, lines)
+            if rec.error:
+                bad.append(rec)
+                if len(bad) > MAX_BAD_ROWS and 2 * len(bad) > len(out):
+                    raise DataError(f"{list_path}: {len(bad)} of its first {len(out) + 1} rows name no usable "
+                                    f"sample ({bad[0].name}: {bad[0].error}); it is not a label list of this folder")
+            out.append(self._placed(rec.name, rec))
         unlisted = [shown(rel) for rel in self.image_files() if rel not in lines]
-        if unlisted:  # read as labels.csv says; the others named, not dropped unseen
+        if unlisted:  # read as the list says; the others named, not dropped unseen
             log.warning("%s lists %d file(s); %d image file(s) in %s are not listed there and not read: %s%s",
-                        csv_path, len(lines), len(unlisted), self.path, ", ".join(unlisted[:10]),
+                        list_path, len(lines), len(unlisted), self.path, ", ".join(unlisted[:10]),
                         " …" if len(unlisted) > 10 else "")
         self.unlisted = unlisted
         return out
@@ -640,11 +685,11 @@ def image_files(folder: Path, listing: list[str] | None = None) -> list[str]:
 
 
 def looks_like_ccpd(folder: Path, listing: list[str] | None = None) -> bool:
-    """Whether ``folder`` holds CCPD2019 photos: no ``labels.csv`` (a label list makes it a crops folder), and
+    """Whether ``folder`` holds CCPD2019 photos: no label list (``labels.csv``, ``labels.txt``: it makes a crops folder), and
     most of its images named by a CCPD annotation (the rest are then bad samples, named), whatever order the
     file system lists them in; the photos of ``ccpd_np/`` (CCPD's own, with no annotation) not counted.
     ``listing``: ``files_under(folder)`` where the caller has it."""
-    if (folder / "labels.csv").is_file():
+    if label_list(folder) is not None:
         return False
     names = [os.path.splitext(rel.rsplit("/", 1)[-1])[0] for rel in image_files(folder, listing)
              if not no_plate_photo(rel)]
@@ -683,7 +728,7 @@ def _open(path: str | os.PathLike, val_fraction: float, ccpd_crop: str, max_file
     if p.is_file():
         if p.suffix.lower() in IMAGE_EXTS:
             raise DataError(f"{p} is one image, not a data source; expected a CCPD2019-dl1 zip or a folder (crops "
-                            "named <plate>.jpg or listed in labels.csv, or CCPD2019 photos). `plate predict` reads "
+                            "named <plate>.jpg or listed in labels.csv or labels.txt, or CCPD2019 photos). `plate predict` reads "
                             "single images")
         if p.suffix.lower() != ".zip":
             raise DataError(f"{p} is a file but not a .zip; expected a CCPD2019-dl1 zip or a folder")

@@ -269,7 +269,8 @@ def _training_data(cfg: Config) -> tuple[SplitData, torch.Tensor | None, SplitDa
                     "data.eval_sets); its fixes are not used. Name the source as those keys do", key)
     (train, draw_weights), val = load_training_set(cfg), load_validation_set(cfg)
     require_plates(train, resolve_source(cfg), f"{len(val)} plate(s) are held out for validation. Put plate crops "
-                   "under train/ (named <id>-<plate>.jpg, or listed in labels.csv), or point data.source at another source")
+                   "under train/ (named <id>-<plate>.jpg, or listed in labels.csv or labels.txt), or point "
+                   "data.source at another source")
     if len(val) == 0:
         raise DataError(f"the val split of {val.source} is empty: data.val_fraction={cfg.data.val_fraction} of its "
                         f"{len(train)} training plates gave none. Add plates under train/ or raise data.val_fraction")

@@ -86,7 +86,7 @@ def test_bad_samples_fail_loudly_naming_each_file(tmp_path):
 def test_a_folder_of_unlabelled_images_points_to_plate_predict(tmp_path):
     for name in ("IMG_0001.jpg", "IMG_0002.jpg"):
         (tmp_path / name).write_bytes(plate_jpeg())
-    with pytest.raises(DataError, match=r"None of its file names is a plate and it has no labels\.csv.*"
+    with pytest.raises(DataError, match=r"None of its file names is a plate and it has no label list.*labels\.txt.*"
                                         r"use `plate predict FOLDER`"):
         load_split(open_source(tmp_path), "all", PRE)
 

@@ -283,13 +283,52 @@ def test_a_fixes_file_must_exist_and_have_file_and_label_columns(tmp_path):
 # --- labels.csv: encodings and names ------------------------------------------------------------------------------
 
 
-def _labels(folder, text: str, encoding: str = "utf-8", files=("车牌1.jpg",)):
+def _labels(folder, text: str, encoding: str = "utf-8", files=("车牌1.jpg",), list_name: str = "labels.csv"):
     folder.mkdir(exist_ok=True)
     for f in files:
         (folder / f).parent.mkdir(parents=True, exist_ok=True)
         (folder / f).write_bytes(plate_jpeg())
-    (folder / "labels.csv").write_bytes(text.encode(encoding))
+    (folder / list_name).write_bytes(text.encode(encoding))
     return CropFolder(folder)
+
+
+@pytest.mark.parametrize("text", ["file\tlabel\n车牌1.jpg\t苏E12345\nb.jpg\t京N84128\n",
+                                  "file;label\n车牌1.jpg;苏E12345\nb.jpg;京N84128\n"])
+def test_labels_csv_may_be_separated_by_tabs_or_semicolons(tmp_path, text):
+    src = _labels(tmp_path / "c", text, files=("车牌1.jpg", "b.jpg"))
+    assert sorted((r.name, r.text, r.error) for r in src.records("all")) == [
+        ("b.jpg", "京N84128", ""), ("车牌1.jpg", "苏E12345", "")]
+
+
+def test_labels_txt_lists_a_file_and_its_plate_a_line_as_paddleocr_and_cblprd_lists_do(tmp_path):
+    text = ("# plates\n"
+            "imgs/1.jpg\t苏E12345\n"                      # PaddleOCR: a tab
+            "imgs/2 copy.jpg\t京N84128\n"                 # a tab keeps a space in the name
+            "imgs/3.jpg 粤Z31632D 新能源大型车\n"           # CBLPRD-330k: spaces, the plate type after
+            "\n"
+            "imgs/4.jpg\n")                                # no plate: a bad sample naming it
+    src = _labels(tmp_path / "c", text, files=("imgs/1.jpg", "imgs/2 copy.jpg", "imgs/3.jpg", "imgs/4.jpg", "x.jpg"),
+                  list_name="labels.txt")
+    got = {r.name: (r.text, bool(r.error)) for r in src.records("all")}
+    assert got == {"imgs/1.jpg": ("苏E12345", False), "imgs/2 copy.jpg": ("京N84128", False),
+                   "imgs/3.jpg": ("粤Z31632D", False), "imgs/4.jpg": ("", True)}
+    assert src.unlisted == ["x.jpg"] and src.labels_path.name == "labels.txt"
+
+
+def test_labels_txt_may_start_with_a_header_and_names_its_lines_in_errors(tmp_path):
+    src = _labels(tmp_path / "c", "filename plate\n车牌1.jpg 苏E12345\nmissing.jpg 苏E12345\n", list_name="labels.txt")
+    recs = {r.name: r for r in src.records("all")}
+    assert recs["车牌1.jpg"].text == "苏E12345"
+    assert recs["missing.jpg"].error == "listed in labels.txt (line 3) but missing"
+    with pytest.raises(DataError, match=r"labels\.txt:1: file name '\.\./a\.jpg' leads outside"):
+        _labels(tmp_path / "d", "../a.jpg 苏E12345\n", list_name="labels.txt").records("all")
+
+
+def test_a_folder_with_both_labels_csv_and_labels_txt_is_refused(tmp_path):
+    _labels(tmp_path / "c", "file,label\n车牌1.jpg,苏E12345\n")
+    (tmp_path / "c" / "labels.txt").write_text("车牌1.jpg 苏E12345\n", encoding="utf-8")
+    with pytest.raises(DataError, match="holds both labels.csv and labels.txt; keep the one"):
+        open_source(tmp_path / "c")
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk", "gb18030"])
