@@ -29,7 +29,9 @@ from .preprocess import decode_all
 from .sources import IMAGE_EXTS, DataError, Source, open_source
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 3  # 2: the .json records the array's shape and byte size; 3: which files are samples changed (WebP, I/O labels, zip duplicates, GBK names)
+CACHE_VERSION = 4  # 2: the .json records the array's shape and byte size; 3: which files are samples changed (WebP,
+# I/O labels, zip duplicates, GBK names); 4: CCPD photos under train/ and test/ keep those splits, ccpd_np/ left out,
+# labels.txt and tab- or semicolon-separated labels.csv read
 
 
 @dataclass

@@ -350,13 +350,14 @@ class Source:
         return f"{type(self).__name__}({str(self.path)!r})"
 
 
+SPLIT_FOLDERS = {"train": "train", "test": "test", "val": "train", "valid": "train", "validation": "train"}
+
+
 def _split_folder(parts: list[str]) -> str | None:
     """``train`` or ``test`` from the folders of a path (``val``/``valid`` count as ``train``); None outside both."""
     for p in reversed(parts[:-1]):
-        if p.lower() in ("train", "test"):
-            return p.lower()
-        if p.lower() in ("val", "valid", "validation"):
-            return "train"
+        if p.lower() in SPLIT_FOLDERS:
+            return SPLIT_FOLDERS[p.lower()]
     return None
 
 
@@ -613,7 +614,8 @@ class CcpdPhotos(CropFolder):
     """CCPD2019 photos (``ccpd_base/``, ``ccpd_green/`` …), or any folder of them, the whole CCPD2019 folder too.
 
     Split by file-name hash: ``val_fraction`` of the photos go to ``test``; ``val`` is ``val_fraction`` of the
-    rest (with 0.15: test 15 %, val 12.75 %, train 72.25 %). ``meta`` keeps the sub-dataset, tilt,
+    rest (with 0.15: test 15 %, val 12.75 %, train 72.25 %); photos under ``train/`` and ``test/`` folders (CCPD2020's
+    ``ccpd_green/{train,val,test}``) keep those splits, as in a crops folder. ``meta`` keeps the sub-dataset, tilt,
     brightness and blur for the analysis. ``crop``: ``corners`` or ``bbox`` (``cut_ccpd``). The photos of
     ``ccpd_np/`` (``NO_PLATE_SUBSET``), which show no plate and carry no annotation, are no plate samples: they
     are left out, counted and named in the log (``no_plate``), not bad samples that stop a run."""
@@ -632,7 +634,9 @@ class CcpdPhotos(CropFolder):
         out = []
         no_plate = []
         for rel in self.image_files():
-            subset = rel.split("/")[-2] if "/" in rel else self.path.name
+            parts = rel.split("/")
+            named = [p for p in parts[:-1] if p.lower() not in SPLIT_FOLDERS]  # ccpd_green/test/…: ccpd_green
+            subset = named[-1] if named else self.path.name
             if no_plate_photo(rel):
                 no_plate.append(shown(rel))
                 continue
@@ -643,7 +647,8 @@ class CcpdPhotos(CropFolder):
                 rec = Record(rel, text, {"subset": subset, **meta})
             except PlateError as e:
                 rec = Record(shown(rel), "", {"subset": shown(subset)}, error=str(e))
-            out.append((hashed_split(rec.name, self.val_fraction), rec))  # by file name, as the shipped model was split
+            # by file name, as the shipped model was split; CCPD2020's train/ val/ test/ folders kept as a crops folder's
+            out.append((hashed_split(rec.name, self.val_fraction, _split_folder(parts)), rec))
         if no_plate:
             log.info("%s: %d photo(s) in %s/ are CCPD's photos without a plate (no annotation), not plate samples; "
                      "left out: %s%s", self.path, len(no_plate), NO_PLATE_SUBSET, ", ".join(no_plate[:5]),

@@ -190,6 +190,20 @@ def test_the_whole_ccpd2019_folder_is_read_leaving_out_its_no_plate_photos_by_na
     assert [r.name for r in open_source(tmp_path).records("all") if r.error] == ["ccpd_base/1005.jpg"]
 
 
+def test_ccpd2020_photos_keep_their_train_and_test_folders_and_their_subset_name(tmp_path):
+    names = [f"0{i}-90_88-100&50_180&90-178&88_101&86_102&52_179&55-0_0_{i}_2_3_4_5_6-100-10.jpg" for i in range(12)]
+    for i, name in enumerate(names):
+        folder = tmp_path / "ccpd_green" / ("train", "val", "test")[i % 3]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(plate_jpeg())
+    src = open_source(tmp_path)
+    assert isinstance(src, CcpdPhotos)
+    test = src.records("test")
+    assert sorted(r.name for r in test) == sorted(f"ccpd_green/test/{n}" for n in names[2::3])
+    assert {r.meta["subset"] for r in src.records("all")} == {"ccpd_green"}
+    assert not {r.name for r in src.records("train") + src.records("val")} & {r.name for r in test}
+
+
 @needs_sample
 def test_ccpd_sample_photos_are_read_and_rectified():
     src = open_source(CCPD_SAMPLE)
