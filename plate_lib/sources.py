@@ -177,8 +177,9 @@ def csv_delimiter(text: str) -> str:
 
 def txt_rows(text: str) -> Iterator[tuple[int, str, str]]:
     """``(line number, file, label)`` of each line of a labels.txt: ``<file><TAB><plate>`` (PaddleOCR's recognition
-    lists) or ``<file> <plate>`` (spaces; CBLPRD-330k's), anything after the plate ignored (CBLPRD's plate type);
-    blank lines and ``#`` comments passed over, and a first line that is a header (``file label``) too."""
+    lists) or ``<file> <plate>`` (spaces; CBLPRD-330k's), anything after the plate ignored (CBLPRD's plate type),
+    ``<plate> <file>`` read the other way round; blank lines and ``#`` comments passed over, and a first line that is
+    a header (``file label``) too."""
     first = True
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -189,7 +190,14 @@ def txt_rows(text: str) -> Iterator[tuple[int, str, str]]:
             first = False
             continue
         first = False
-        yield n, parts[0].strip(), parts[1].strip() if len(parts) > 1 else ""
+        file, label = parts[0].strip(), parts[1].strip() if len(parts) > 1 else ""
+        if _is_image_name(label) and not _is_image_name(file):  # "<plate> <file>": the order some lists use
+            file, label = label, file
+        yield n, file, label
+
+
+def _is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in ANY_IMAGE_EXTS
 
 
 # labels.csv's two columns, by the names label lists use (ours first; fast-plate-ocr's image_path,plate_text; …)

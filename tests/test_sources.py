@@ -320,12 +320,13 @@ def test_labels_txt_lists_a_file_and_its_plate_a_line_as_paddleocr_and_cblprd_li
             "imgs/2 copy.jpg\t京N84128\n"                 # a tab keeps a space in the name
             "imgs/3.jpg 粤Z31632D 新能源大型车\n"           # CBLPRD-330k: spaces, the plate type after
             "\n"
+            "沪A12345 imgs/5.png\n"                        # the plate first
             "imgs/4.jpg\n")                                # no plate: a bad sample naming it
-    src = _labels(tmp_path / "c", text, files=("imgs/1.jpg", "imgs/2 copy.jpg", "imgs/3.jpg", "imgs/4.jpg", "x.jpg"),
-                  list_name="labels.txt")
+    src = _labels(tmp_path / "c", text, files=("imgs/1.jpg", "imgs/2 copy.jpg", "imgs/3.jpg", "imgs/4.jpg", "imgs/5.png",
+                                               "x.jpg"), list_name="labels.txt")
     got = {r.name: (r.text, bool(r.error)) for r in src.records("all")}
     assert got == {"imgs/1.jpg": ("苏E12345", False), "imgs/2 copy.jpg": ("京N84128", False),
-                   "imgs/3.jpg": ("粤Z31632D", False), "imgs/4.jpg": ("", True)}
+                   "imgs/3.jpg": ("粤Z31632D", False), "imgs/4.jpg": ("", True), "imgs/5.png": ("沪A12345", False)}
     assert src.unlisted == ["x.jpg"] and src.labels_path.name == "labels.txt"
 
 
