@@ -90,13 +90,28 @@ def is_issued_format(text: str, provinces: Sequence[str] = PROVINCES) -> bool:
 
 
 def label_from_filename(name: str) -> str:
-    """The plate in a dl1-style file name: ``<id>-<plate>.jpg`` or ``<plate>.jpg`` (any folders before it).
-
-    The plate is the part after the last ``-`` of the stem, so ids may hold dashes themselves.
+    """The plate in a crop's file name (any folders before it): dl1's ``<id>-<plate>.jpg`` or ``<plate>.jpg``, the
+    part after the last ``-`` of the stem, so ids may hold dashes themselves. Where that is no plate, the one part
+    of the stem split at ``-``, ``_``, spaces and brackets that is: ``<id>_<plate>.jpg``, copies of one plate
+    (``<plate>_2.jpg``, ``<plate> (2).jpg``). Else (none, or two plates) the part after the last ``-``, whose
+    check then says what is wrong with it.
     """
     stem = name.replace("\\", "/").rsplit("/", 1)[-1]
     stem = stem.rsplit(".", 1)[0] if "." in stem else stem
-    return stem.rsplit("-", 1)[-1]
+    last = stem.rsplit("-", 1)[-1]
+    if is_plate(last):
+        return last
+    found = {part for part in re.split(r"[-_ ()（）]+", stem) if is_plate(part)}
+    return found.pop() if len(found) == 1 else last
+
+
+def is_plate(text: str) -> bool:
+    """Whether ``check_plate`` accepts ``text``."""
+    try:
+        check_plate(text)
+    except PlateError:
+        return False
+    return True
 
 
 def repair_zip_name(name: str, utf8_flag: bool) -> str:

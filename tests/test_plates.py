@@ -53,6 +53,19 @@ def test_label_is_the_part_after_the_last_dash(name, plate):
     assert label_from_filename(name) == plate
 
 
+@pytest.mark.parametrize("name, plate", [
+    ("crops/0001_苏E12345.jpg", "苏E12345"),      # an id joined by an underscore
+    ("苏E12345_2.jpg", "苏E12345"),               # copies of one plate
+    ("苏E12345 (2).jpg", "苏E12345"),
+    ("苏E12345(2).png", "苏E12345"),
+    ("cam3_20240601-苏E12345_1.jpg", "苏E12345"),
+    ("IMG_0001.jpg", "IMG_0001"),                 # no plate in it: the part after the last dash, checked as before
+    ("苏E12345_苏E12346.jpg", "苏E12345_苏E12346"),  # two plates: which is meant? the check says it is none
+])
+def test_a_name_whose_last_part_is_no_plate_gives_the_one_part_that_is(name, plate):
+    assert label_from_filename(name) == plate
+
+
 def test_cp437_mangled_names_are_repaired_and_flagged_names_kept():
     original = "CCPD2019-dl1/test/000001-皖A12345.jpg"
     mangled = original.encode("utf-8").decode("cp437")  # what zipfile shows without the UTF-8 flag
