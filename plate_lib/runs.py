@@ -25,7 +25,7 @@ import yaml
 from .checkpoints import CheckpointError, check_fits, read_checkpoint
 from .config import Config, ConfigError, config_changes, from_dict
 from .dataset import open_cfg_source
-from .files import atomic_write
+from .files import atomic_write, size_text
 from .sources import DataError
 
 log = logging.getLogger(__name__)
@@ -216,15 +216,30 @@ def describe_run(run_dir: Path) -> str:
     return f"{state} ({done})"
 
 
+def kept_runs(run_dir: Path) -> list[Path]:
+    """The earlier runs ``keep_aside`` kept of the run ``run_dir``: ``<run_dir>.<n>``, in the order of ``n``."""
+    prefix = run_dir.name + "."
+    if not run_dir.parent.is_dir():
+        return []
+    kept = [p for p in run_dir.parent.iterdir() if p.name.startswith(prefix) and p.name[len(prefix):].isdigit()]
+    return sorted(kept, key=lambda p: int(p.name[len(prefix):]))
+
+
 def keep_aside(run_dir: Path) -> Path:
     """Move the run folder ``run_dir`` out of the way, whole, to ``<run_dir>.<n>`` (the next free number): a fresh
     start in its place never deletes a run's work. Returns where it went."""
-    prefix = run_dir.name + "."
-    taken = [int(p.name[len(prefix):]) for p in run_dir.parent.iterdir()
-             if p.name.startswith(prefix) and p.name[len(prefix):].isdigit()]
-    dest = run_dir.with_name(f"{prefix}{max(taken, default=0) + 1}")
+    kept = kept_runs(run_dir)
+    dest = run_dir.with_name(f"{run_dir.name}.{int(kept[-1].name.rsplit('.', 1)[1]) + 1 if kept else 1}")
     run_dir.rename(dest)
     return dest
+
+
+def kept_note(run_dir: Path) -> str:
+    """How many earlier runs of ``run_dir`` are kept and the disk they take, for the log: nothing prunes them."""
+    kept = kept_runs(run_dir)
+    size = sum(os.path.getsize(os.path.join(top, f)) for k in kept for top, _, files in os.walk(k) for f in files)
+    return (f"{len(kept)} earlier run(s) of this name are kept beside it ({size_text(size)}: "
+            f"{', '.join(k.name for k in kept[:5])}{' …' if len(kept) > 5 else ''}); delete those you no longer need")
 
 
 def restore_run(kept: Path, run_dir: Path) -> None:

@@ -59,6 +59,7 @@ from .runs import (
     follow_init_from,
     holds_run,
     keep_aside,
+    kept_note,
     position,
     restore_run,
     run_inputs,
@@ -353,7 +354,8 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = 
         with run_log(run_dir / "train.log", append=resume, enabled=ddp.main):
             if kept is not None:
                 log.warning("%s held %s: kept aside as %s (a fresh start never deletes a run; `plate train --resume "
-                            "--set run.name=%s` continues an interrupted one there)", run_dir, what, kept, kept.name)
+                            "--set run.name=%s` continues an interrupted one there). %s", run_dir, what, kept, kept.name,
+                            kept_note(run_dir))
             try:
                 _fit(cfg, run_dir, ddp, device, resume, progress, clock)
             except KeyboardInterrupt:

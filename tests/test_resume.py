@@ -289,6 +289,8 @@ def test_a_fresh_start_keeps_the_previous_run_aside_even_when_it_then_fails(tmp_
         progress=False)  # fine-tuning from the run it replaces: its checkpoint is read where it went
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["default", "default.1", "default.2"]
     assert (tmp_path / "runs" / "default.1" / "best.pt").read_bytes() == best
+    assert "2 earlier run(s) of this name are kept beside it (" in caplog.text  # what they take: nothing prunes them
+    assert "default.1, default.2); delete those you no longer need" in caplog.text
     assert "training.init_from" in caplog.text and "default.2/best.pt (the run it came from was kept aside)" in caplog.text
 
 
