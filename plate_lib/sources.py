@@ -1,6 +1,7 @@
 """Sources: where plates come from. Each yields records ``(name, plate text)`` per split and loads images.
 
-- ``Dl1Zip``: the CCPD2019-dl1 zip, read in place: ``<root>/{train,test}/<id>-<plate>.jpg``.
+- ``Dl1Zip``: the CCPD2019-dl1 zip, read in place: ``<root>/{train,test}/<id>-<plate>.jpg``; or a zipped folder
+  of crops, labelled by the label list it holds (one) or by its file names, split as the folder would be.
 - ``CropFolder``: a folder of crops with ``labels.csv`` (``file,label``, or other names label lists use:
   ``label_columns``; commas, tabs or semicolons), ``labels.txt`` (lines ``<file> <plate>``, a tab or spaces
   between, as PaddleOCR's and CBLPRD's lists are) or files named ``[<id>-]<plate>.jpg``;
@@ -146,14 +147,18 @@ def warn_case_clashes(names: list[str], where: str) -> list[list[str]]:
 
 def labels_text(csv_path: Path, max_bytes: int) -> str:
     """A label CSV's text, in UTF-8 (with or without a BOM) or GB18030/GBK, as Chinese Windows tools write it."""
-    raw = read_file(csv_path, max_bytes)
+    return decode_labels(read_file(csv_path, max_bytes), str(csv_path))
+
+
+def decode_labels(raw: bytes, where: str) -> str:
+    """A label list's bytes as text (``labels_text``); ``where`` names it in the error."""
     for encoding in LABEL_ENCODINGS:
         try:
             return raw.decode(encoding).removeprefix("\ufeff")
         except UnicodeDecodeError:
             continue
     hint = " (it starts with a UTF-16 byte-order mark)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
-    raise DataError(f"{csv_path}: cannot be read as UTF-8, UTF-8 with BOM, or GB18030/GBK{hint}; "
+    raise DataError(f"{where}: cannot be read as UTF-8, UTF-8 with BOM, or GB18030/GBK{hint}; "
                     "save it in one of those (UTF-8 is best)")
 
 
@@ -173,6 +178,32 @@ def csv_delimiter(text: str) -> str:
     """A label CSV's delimiter: the commonest of comma, tab and semicolon in its header line (comma on a tie)."""
     header = text.split("\n", 1)[0]
     return max(",\t;", key=header.count)
+
+
+@dataclass(frozen=True)
+class LabelList:
+    """A label list a source holds (``LABEL_LISTS``): ``where`` names it in messages (its path, or zip:member),
+    ``folder`` the folder its entries are relative to (as named in messages), ``base`` that folder inside the
+    source (``""``, or ``crops/`` in a zip), which every entry's name is given."""
+
+    where: str
+    name: str
+    folder: str
+    base: str = ""
+
+
+def label_rows(lst: LabelList, text: str) -> Iterator[tuple[int, str, str]]:
+    """``(line, file, label)`` of each row of the label list ``lst`` whose text is ``text``."""
+    if lst.name.endswith(".txt"):
+        yield from txt_rows(text)
+        return
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=csv_delimiter(text))
+    try:
+        file_col, label_col = label_columns(lst.where, reader.fieldnames)
+        for row in reader:
+            yield reader.line_num, row[file_col] or "", row[label_col] or ""
+    except csv.Error as e:
+        raise DataError(f"{lst.where}:{reader.line_num}: not a readable CSV row ({e})") from None
 
 
 def txt_rows(text: str) -> Iterator[tuple[int, str, str]]:
@@ -205,7 +236,7 @@ FILE_COLUMNS = ("file", "filename", "file_name", "image", "image_path", "img", "
 LABEL_COLUMNS = ("label", "plate", "plate_text", "text", "plate_number")
 
 
-def label_columns(csv_path: Path, fieldnames: list[str] | None) -> tuple[str, str]:
+def label_columns(csv_path: str | Path, fieldnames: list[str] | None) -> tuple[str, str]:
     """The header names of a labels.csv's file and label columns: ``file,label``, or one of the other names
     label lists use for each (``FILE_COLUMNS``, ``LABEL_COLUMNS``; any case, spaces around ignored)."""
     names = {(n or "").strip().lower(): n for n in fieldnames or []}
@@ -300,6 +331,57 @@ class Source:
     def _read(self, name: str) -> bytes:
         raise NotImplementedError
 
+    def _placed(self, rel: str, rec: Record) -> tuple[str, Record]:
+        """``rec``'s split: its ``train/`` or ``test/`` folder's (dl1's layout), else by a hash of its plate text."""
+        folder = _split_folder(rel.split("/"))
+        key = rel if folder or not rec.text else rec.text
+        return hashed_split(key, self.val_fraction, folder), rec
+
+    def _has(self, name: str) -> bool:
+        """Whether the source holds the file ``name`` (a label list's entry)."""
+        raise NotImplementedError
+
+    def _row(self, lst: LabelList, line: int, raw: str, label: str, lines: dict[str, int]) -> Record:
+        """One label list row (file ``raw``, plate ``label``) as a record; a file that is missing or listed twice
+        is a bad sample, a name that leads outside the list's folder an error."""
+        raw = raw.strip()
+        if not raw:
+            raise DataError(f"{lst.where}:{line}: empty file name")
+        rel = inside(raw)
+        if rel is None:
+            raise DataError(f"{lst.where}:{line}: file name {raw!r} leads outside {lst.folder}; {lst.name} names "
+                            "files inside its own folder, e.g. train/0001.jpg")
+        name = lst.base + rel
+        if name in lines:
+            return Record(name, "", error=f"listed twice in {lst.name} (lines {lines[name]} and {line})")
+        lines[name] = line
+        if not self._has(name):
+            quote = f"; the name spans lines: an unbalanced quote (\") in {lst.name}?" if "\n" in rel else ""
+            return Record(name, "", error=f"listed in {lst.name} (line {line}) but missing{quote}")
+        return _labelled(name, label.strip())
+
+    def _scan_list(self, lst: LabelList, text: str, images: list[str]) -> list[tuple[str, Record]]:
+        """The records the label list ``lst`` (its ``text``) names; the ``images`` of the source it does not list
+        are counted and named in the log (``unlisted``), not read."""
+        out: list[tuple[str, Record]] = []
+        bad: list[Record] = []  # a file of mostly bad rows is refused as it is read, before it can fill memory
+        lines: dict[str, int] = {}  # file → the line that lists it
+        for line, raw, label in label_rows(lst, text):
+            rec = self._row(lst, line, raw, label, lines)
+            if rec.error:
+                bad.append(rec)
+                if len(bad) > MAX_BAD_ROWS and 2 * len(bad) > len(out):
+                    raise DataError(f"{lst.where}: {len(bad)} of its first {len(out) + 1} rows name no usable "
+                                    f"sample ({bad[0].name}: {bad[0].error}); it is not a label list of this folder")
+            out.append(self._placed(rec.name, rec))
+        unlisted = [shown(name) for name in images if name not in lines]
+        if unlisted:  # read as the list says; the others named, not dropped unseen
+            log.warning("%s lists %d file(s); %d image file(s) in %s are not listed there and not read: %s%s",
+                        lst.where, len(lines), len(unlisted), self.path, ", ".join(unlisted[:10]),
+                        " …" if len(unlisted) > 10 else "")
+        self.unlisted = unlisted
+        return out
+
     def _content(self) -> str:
         raise NotImplementedError
 
@@ -393,22 +475,39 @@ class Dl1Zip(Source):
         return self._zip
 
     def _scan(self) -> list[tuple[str, Record]]:
-        members = [(repair_zip_name(info.filename, bool(info.flag_bits & 0x800)), info.filename)
-                   for info in self._handle().infolist()
-                   if not info.is_dir() and info.filename.lower().endswith(ANY_IMAGE_EXTS)]
+        files = [(repair_zip_name(info.filename, bool(info.flag_bits & 0x800)), info.filename)
+                 for info in self._handle().infolist() if not info.is_dir()]
+        members = [(name, stored) for name, stored in files if name.lower().endswith(ANY_IMAGE_EXTS)]
+        lists = [name for name, _ in files if name.rsplit("/", 1)[-1] in LABEL_LISTS]
+        self._names = dict(files)
         times = Counter(name for name, _ in members)
+        if len(lists) > 1:
+            raise DataError(f"{self.path} holds {len(lists)} label lists ({', '.join(lists[:5])}); a zip is read with "
+                            "one: keep the one that labels its crops")
+        if lists:  # a zipped folder of crops and its labels.csv or labels.txt, read in place as the folder would be
+            self.labels_path = Path(lists[0])
+            base = lists[0][:-len(self.labels_path.name)]
+            lst = LabelList(f"{self.path}:{lists[0]}", self.labels_path.name, f"{self.path}:{base or '/'}", base)
+            scanned = self._scan_list(lst, decode_labels(self._read(lists[0]), lst.where), [n for n, _ in members])
+            return [(where, Record(rec.name, "", rec.meta, error=self._stored_twice(times[rec.name]))
+                     if not rec.error and times[rec.name] > 1 else rec) for where, rec in scanned]
         out = []
-        for name, stored in members:
-            folder = _split_folder(name.split("/")) or "test"  # the dl1 layout: anything else is test data
+        for name, _ in members:
             if times[name] > 1:  # zipfile reads the last of them whichever is asked for
-                rec = Record(name, "", error=f"stored {times[name]} times in the zip (members of one name: which is meant?)")
+                rec = Record(name, "", error=self._stored_twice(times[name]))
             elif why := not_readable(name):
                 rec = Record(name, "", error=why)
             else:
                 rec = _labelled(name, label_from_filename(name))
-            self._names[name] = stored
-            out.append((hashed_split(name, self.val_fraction, folder), rec))
+            out.append(self._placed(name, rec))  # outside train/ and test/ (a zipped folder of crops): by plate text
         return out
+
+    @staticmethod
+    def _stored_twice(times: int) -> str:
+        return f"stored {times} times in the zip (members of one name: which is meant?)"
+
+    def _has(self, name: str) -> bool:
+        return name in self._names
 
     def _read(self, name: str) -> bytes:
         """The member's bytes; its declared size is checked first, then at most that many are inflated (a
@@ -460,15 +559,11 @@ class CropFolder(Source):
     def image_files(self) -> list[str]:
         return image_files(self.path, self.files())
 
-    def _placed(self, rel: str, rec: Record) -> tuple[str, Record]:
-        folder = _split_folder(rel.split("/"))
-        key = rel if folder or not rec.text else rec.text
-        return hashed_split(key, self.val_fraction, folder), rec
-
     def _scan(self) -> list[tuple[str, Record]]:
         self.labels_path = label_list(self.path)
         if self.labels_path is not None:
-            return self._scan_list(self.labels_path)
+            lst = LabelList(str(self.labels_path), self.labels_path.name, str(self.path))
+            return self._scan_list(lst, labels_text(self.labels_path, self.max_bytes), self.image_files())
         out = []
         for rel in self.image_files():
             why = not_readable(rel)
@@ -476,57 +571,8 @@ class CropFolder(Source):
                                     _labelled(rel, label_from_filename(rel))))
         return out
 
-    def _row(self, list_path: Path, line: int, raw: str, label: str, lines: dict[str, int]) -> Record:
-        """One label list row (file ``raw``, plate ``label``) as a record; a file that is missing or listed twice
-        is a bad sample, a name that leads outside the folder an error."""
-        raw, listed = raw.strip(), list_path.name
-        if not raw:
-            raise DataError(f"{list_path}:{line}: empty file name")
-        rel = inside(raw)
-        if rel is None:
-            raise DataError(f"{list_path}:{line}: file name {raw!r} leads outside {self.path}; {listed} names "
-                            "files inside its own folder, e.g. train/0001.jpg")
-        if rel in lines:
-            return Record(rel, "", error=f"listed twice in {listed} (lines {lines[rel]} and {line})")
-        lines[rel] = line
-        if not (self.path / rel).is_file():
-            quote = f"; the name spans lines: an unbalanced quote (\") in {listed}?" if "\n" in rel else ""
-            return Record(rel, "", error=f"listed in {listed} (line {line}) but missing{quote}")
-        return _labelled(rel, label.strip())
-
-    def _list_rows(self, list_path: Path) -> Iterator[tuple[int, str, str]]:
-        """``(line, file, label)`` of each row of the label list ``list_path`` (``LABEL_LISTS``)."""
-        text = labels_text(list_path, self.max_bytes)
-        if list_path.suffix == ".txt":
-            yield from txt_rows(text)
-            return
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=csv_delimiter(text))
-        try:
-            file_col, label_col = label_columns(list_path, reader.fieldnames)
-            for row in reader:
-                yield reader.line_num, row[file_col] or "", row[label_col] or ""
-        except csv.Error as e:
-            raise DataError(f"{list_path}:{reader.line_num}: not a readable CSV row ({e})") from None
-
-    def _scan_list(self, list_path: Path) -> list[tuple[str, Record]]:
-        out: list[tuple[str, Record]] = []
-        bad: list[Record] = []  # a file of mostly bad rows is refused as it is read, before it can fill memory
-        lines: dict[str, int] = {}  # file → the line that lists it
-        for line, raw, label in self._list_rows(list_path):
-            rec = self._row(list_path, line, raw, label, lines)
-            if rec.error:
-                bad.append(rec)
-                if len(bad) > MAX_BAD_ROWS and 2 * len(bad) > len(out):
-                    raise DataError(f"{list_path}: {len(bad)} of its first {len(out) + 1} rows name no usable "
-                                    f"sample ({bad[0].name}: {bad[0].error}); it is not a label list of this folder")
-            out.append(self._placed(rec.name, rec))
-        unlisted = [shown(rel) for rel in self.image_files() if rel not in lines]
-        if unlisted:  # read as the list says; the others named, not dropped unseen
-            log.warning("%s lists %d file(s); %d image file(s) in %s are not listed there and not read: %s%s",
-                        list_path, len(lines), len(unlisted), self.path, ", ".join(unlisted[:10]),
-                        " …" if len(unlisted) > 10 else "")
-        self.unlisted = unlisted
-        return out
+    def _has(self, name: str) -> bool:
+        return (self.path / name).is_file()
 
     def _read(self, name: str) -> bytes:
         rel = inside(name)

@@ -35,6 +35,45 @@ def test_dl1_zip_without_utf8_flag_yields_repaired_chinese_labels(dl1_zip):
     assert img.dtype == np.uint8 and img.shape == (40, 120, 3)
 
 
+def test_a_zipped_folder_of_crops_is_split_by_plate_text_as_the_folder_is(tmp_path):
+    # members outside train/ and test/ were all test data: a zipped crops folder then had no train split
+    plates = [f"苏E{i:05d}" for i in range(60)]
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    with zipfile.ZipFile(tmp_path / "crops.zip", "w") as zf:
+        for p in plates:
+            (folder / f"{p}.jpg").write_bytes(plate_jpeg())
+            zf.writestr(f"crops/{p}.jpg", plate_jpeg())
+    zipped, unzipped = open_source(tmp_path / "crops.zip"), open_source(folder)
+    for split in ("train", "val", "test"):
+        assert sorted(r.text for r in zipped.records(split)) == sorted(r.text for r in unzipped.records(split))
+    assert len(zipped.records("train")) > len(zipped.records("test")) > 0
+
+
+@pytest.mark.parametrize("base", ["crops/", ""])
+def test_a_zipped_folder_of_crops_is_labelled_by_the_label_list_it_holds(tmp_path, base, caplog):
+    with zipfile.ZipFile(tmp_path / "crops.zip", "w") as zf:
+        zf.writestr(base + "labels.csv", "file,label\n0001.jpg,苏E12345\nsub/0002.jpg,京N84128\n0003.jpg,沪A12345\n")
+        for name in ("0001.jpg", "sub/0002.jpg", "0004.jpg"):
+            zf.writestr(base + name, plate_jpeg())
+    src = open_source(tmp_path / "crops.zip")
+    with caplog.at_level("WARNING"):
+        recs = {r.name: r for r in src.records("all")}
+    assert (recs[base + "0001.jpg"].text, recs[base + "sub/0002.jpg"].text) == ("苏E12345", "京N84128")
+    assert recs[base + "0003.jpg"].error == "listed in labels.csv (line 4) but missing"
+    assert src.unlisted == [base + "0004.jpg"] and "not listed there and not read" in caplog.text
+    assert src.load(recs[base + "0001.jpg"]).shape[:2] == (40, 120)
+
+
+def test_a_zip_holding_two_label_lists_is_refused(tmp_path):
+    with zipfile.ZipFile(tmp_path / "crops.zip", "w") as zf:
+        zf.writestr("a/labels.csv", "file,label\n")
+        zf.writestr("b/labels.txt", "")
+        zf.writestr("a/1.jpg", plate_jpeg())
+    with pytest.raises(DataError, match=r"holds 2 label lists \(a/labels\.csv, b/labels\.txt\); a zip is read with one"):
+        open_source(tmp_path / "crops.zip").records("all")
+
+
 def test_dl1_zip_with_utf8_flag_is_read_as_stored(tmp_path):
     path = write_dl1_zip(tmp_path / "flag.zip", {"train": ["鲁Q12345"], "test": ["皖A00000"]}, utf8_flag=True)
     assert {r.text for r in Dl1Zip(path).records("all")} == {"鲁Q12345", "皖A00000"}
