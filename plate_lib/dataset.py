@@ -127,7 +127,7 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
         records = records[:limit]
     bad = [(r.name, r.error) for r in records if r.error]
     if bad and not skip_bad:
-        unlabelled = len(bad) == len(records) and source.kind == "crop_folder" and source.labels_path is None
+        unlabelled = len(bad) == len(records) and source.kind in ("crop_folder", "dl1_zip") and source.labels_path is None
         _reject(bad, source, UNLABELLED if unlabelled else "")
     records = [r for r in records if not r.error]
     decoded = decode_all(source, records, pre, workers or os.cpu_count() or 1)

@@ -89,6 +89,10 @@ def test_a_folder_of_unlabelled_images_points_to_plate_predict(tmp_path):
     with pytest.raises(DataError, match=r"None of its file names is a plate and it has no label list.*labels\.txt.*"
                                         r"use `plate predict FOLDER`"):
         load_split(open_source(tmp_path), "all", PRE)
+    with zipfile.ZipFile(tmp_path / "zipped.zip", "w") as zf:  # the same folder zipped
+        zf.write(tmp_path / "IMG_0001.jpg", "photos/IMG_0001.jpg")
+    with pytest.raises(DataError, match=r"None of its file names is a plate and it has no label list"):
+        load_split(open_source(tmp_path / "zipped.zip"), "all", PRE)
 
 
 def test_skip_bad_counts_and_lists_the_skipped(tmp_path, caplog):
