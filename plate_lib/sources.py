@@ -321,7 +321,7 @@ class Source:
         self.label_fixes: dict[str, str] = {}  # name → the plate it shows, where the published label is wrong
         self.label_fixes_path: Path | None = None  # the CSV they came from (named in errors)
         self.unlisted: list[str] = []  # image files a label list does not list (not read; named in the log)
-        self.labels_path: Path | None = None  # a folder's label list (labels.csv, labels.txt), once scanned
+        self.labels_path: Path | None = None  # the label list read (labels.csv, labels.txt; in a zip, the member), once scanned
         self._content_hash: str | None = None  # _content(), once: the splits' caches and the run's inputs ask it
 
     def _scan(self) -> list[tuple[str, Record]]:
