@@ -32,6 +32,9 @@ class RunConfig(_Section):
     name: str = Field("default", description="Run folder name under training.out_dir: a plain name, no separators")
     seed: int = Field(0, description="Seeds python, numpy and torch; the data split does not depend on it")
     device: str = Field("auto", description="auto (cuda if available, else cpu), cpu, cuda, cuda:N or mps")
+    keep_replaced: bool = Field(True, description="A fresh start where a run of this name was keeps that run aside as "
+                                "<name>.<n> (true), or deletes it once this one has finished (false: throwaway runs, "
+                                "such as the smoke run the tests execute)")
 
     @field_validator("name")
     @classmethod

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 METRIC_FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_word_acc", "val_char_acc", "val_cer",
                  "val_province_acc"]
 TIMING_FIELDS = ["epoch", "train_plates_per_s", "epoch_s"]
-NOT_TRAINING = ("predict",)  # config sections that change no trained weight: a run is not compared by them
+NOT_TRAINING = ("predict", "run.keep_replaced")  # config that changes no trained weight: a run is not compared by it
 def versions() -> dict:
     import cv2
 

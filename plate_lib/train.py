@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -352,10 +353,13 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = 
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         with run_log(run_dir / "train.log", append=resume, enabled=ddp.main):
-            if kept is not None:
+            if kept is not None and cfg.run.keep_replaced:
                 log.warning("%s held %s: kept aside as %s (a fresh start never deletes a run; `plate train --resume "
                             "--set run.name=%s` continues an interrupted one there). %s", run_dir, what, kept, kept.name,
                             kept_note(run_dir))
+            elif kept is not None:
+                log.info("%s held %s: moved to %s, to be deleted when this run finishes (run.keep_replaced: false)",
+                         run_dir, what, kept)
             try:
                 _fit(cfg, run_dir, ddp, device, resume, progress, clock)
             except KeyboardInterrupt:
@@ -363,6 +367,9 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = 
                 log.warning("interrupted: %s", f"{run_dir} keeps {' and '.join(saved)}; `plate train --resume` with "
                             "this config continues it" if saved else f"{run_dir} holds no checkpoint of this run yet")
                 raise
+            if kept is not None and not cfg.run.keep_replaced:  # a throwaway run: the one it replaced goes now
+                shutil.rmtree(kept, ignore_errors=True)
+                log.info("%s deleted: %s finished, and run.keep_replaced is false", kept, run_dir)
     except BaseException:
         if kept is not None and not holds_run(run_dir):  # this start failed before it trained: the old run goes back
             restore_run(kept, run_dir)

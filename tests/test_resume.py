@@ -294,6 +294,19 @@ def test_a_fresh_start_keeps_the_previous_run_aside_even_when_it_then_fails(tmp_
     assert "training.init_from" in caplog.text and "default.2/best.pt (the run it came from was kept aside)" in caplog.text
 
 
+def test_a_throwaway_run_replaces_the_one_before_only_once_it_has_finished(tmp_path, tiny_zip, keep_threads, caplog):
+    cfg = small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1, "run.keep_replaced": False})
+    run = fit(cfg, progress=False)
+    best = (run / "best.pt").read_bytes()
+    with pytest.raises(DataError, match="does not exist"):  # a start that fails: the run before is back, whole
+        fit(small_cfg(tmp_path, tmp_path / "nope.zip", **{"training.epochs": 1, "run.keep_replaced": False}),
+            progress=False)
+    assert (run / "best.pt").read_bytes() == best
+    fit(cfg, progress=False)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["default"]  # nothing kept aside
+    assert "run.keep_replaced is false" in caplog.text
+
+
 def test_resume_with_nothing_to_resume_is_an_error_not_a_fresh_start(tmp_path, tiny_zip, keep_threads):
     with pytest.raises(ConfigError, match=r"--resume: .*typo holds no last\.pt or resume\.pt to continue from"):
         fit(small_cfg(tmp_path, tiny_zip, **{"run.name": "typo"}), resume=True, progress=False)
