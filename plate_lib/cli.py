@@ -135,7 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
            "skipped": len(data.skipped), "rectify_below": settings.rectify_below, "tta": settings.tta,
            "runtime": pick_runtime(settings.runtime, device)}
     if source.kind == "ccpd_photos":
-        out["ccpd_crop"] = cfg.data.ccpd_crop
+        out["ccpd_crop"], out["ccpd_split"] = cfg.data.ccpd_crop, cfg.data.ccpd_split
     if "subset" in rows:
         out["subsets"] = {s: _json_safe({"n": int(len(g)), "word_acc": float(g["correct"].mean())})
                           for s, g in rows.groupby("subset")}

@@ -193,10 +193,11 @@ def resolve_source(cfg: Config, path: str | None = None, crop: str | None = None
 
 def open_cfg_source(cfg: Config, path: str | os.PathLike, crop: str | None = None, rectify: bool = False) -> Source:
     """``open_source`` with the config's split share (``data.val_fraction``), crop mode (``crop``, default
-    ``data.ccpd_crop``), file-size cap (``data.max_file_mb``) and crop size (``data.resize_crops``); ``rectify``
+    ``data.ccpd_crop``), CCPD split (``data.ccpd_split``), file-size cap (``data.max_file_mb``) and crop size (``data.resize_crops``); ``rectify``
     warps each crop level (a train source's ``rectify``); its ``data.label_fixes`` entry, if it has one."""
     return open_source(path, cfg.data.val_fraction, crop or cfg.data.ccpd_crop, max_file_mb=cfg.data.max_file_mb,
-                       resize=cfg.data.resize_crops, rectify=rectify, label_fixes=label_fixes_of(cfg, path))
+                       resize=cfg.data.resize_crops, rectify=rectify, label_fixes=label_fixes_of(cfg, path),
+                       ccpd_split=cfg.data.ccpd_split)
 
 
 def unused_label_fixes(cfg: Config) -> list[str]:

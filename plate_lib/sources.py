@@ -55,6 +55,7 @@ OTHER_IMAGE_EXTS = (".tif", ".tiff", ".gif", ".heic", ".heif", ".avif", ".jp2") 
 ANY_IMAGE_EXTS = IMAGE_EXTS + OTHER_IMAGE_EXTS  # every file a source or plate predict takes for an image
 SPLITS = ("train", "val", "test", "all")
 CROP_MODES = ("corners", "bbox")  # how a CCPD2019 photo becomes a crop (data.ccpd_crop)
+SPLIT_MODES = ("hash", "official")  # how CCPD2019 photos are split (data.ccpd_split)
 CORNER_SLACK = 0.05  # a CCPD annotation's corner may lie this share of the photo's size outside it, no more
 MAX_FILE_MB = 16.0  # default of data.max_file_mb: a plate crop or a CCPD photo is well under 1 MB
 LABEL_ENCODINGS = ("utf-8-sig", "gb18030")  # UTF-8 with or without a BOM; GB18030, a superset of GBK and GB2312
@@ -677,22 +678,47 @@ class CcpdPhotos(CropFolder):
     kind = "ccpd_photos"
 
     def __init__(self, path: str | os.PathLike, val_fraction: float = 0.15, crop: str = "corners",
-                 max_file_mb: float = MAX_FILE_MB, listing: list[str] | None = None):
+                 max_file_mb: float = MAX_FILE_MB, listing: list[str] | None = None, split: str = "hash"):
         super().__init__(path, val_fraction, max_file_mb, listing)
         if crop not in CROP_MODES:
             raise DataError(f"CCPD crop mode {crop!r} (data.ccpd_crop) is not one of {CROP_MODES}")
+        if split not in SPLIT_MODES:
+            raise DataError(f"CCPD split {split!r} (data.ccpd_split) is not one of {SPLIT_MODES}")
         self.crop = crop
+        self.split = split
         self.no_plate: list[str] = []  # photos of ccpd_np/ (no plate, no annotation): left out, named in the log
+
+    def official_splits(self) -> dict[str, str]:
+        """Each photo CCPD2019's ``splits/{train,val,test}.txt`` list (relative paths, ``ccpd_base/….jpg``) → its
+        split; a ``DataError`` naming the lists that are not there."""
+        folder = self.path / "splits"
+        missing = [f"splits/{s}.txt" for s in SPLITS[:3] if not (folder / f"{s}.txt").is_file()]
+        if missing:
+            raise DataError(f"{self.path}: data.ccpd_split official reads CCPD2019's own splits/train.txt, val.txt and "
+                            f"test.txt; {', '.join(missing)} not found there. Name the CCPD2019 folder itself, or set "
+                            "data.ccpd_split: hash (a hash of the file name)")
+        where: dict[str, str] = {}
+        for split in SPLITS[:3]:
+            for line in labels_text(folder / f"{split}.txt", 64 * 2**20).splitlines():
+                rel = inside(line.strip()) if line.strip() else None
+                if rel is not None:
+                    where.setdefault(rel, split)
+        return where
 
     def _scan(self) -> list[tuple[str, Record]]:
         out = []
         no_plate = []
+        official = self.official_splits() if self.split == "official" else None
+        unlisted = []
         for rel in self.image_files():
             parts = rel.split("/")
             named = [p for p in parts[:-1] if p.lower() not in SPLIT_FOLDERS]  # ccpd_green/test/…: ccpd_green
             subset = named[-1] if named else self.path.name
             if no_plate_photo(rel):
                 no_plate.append(shown(rel))
+                continue
+            if official is not None and rel not in official:
+                unlisted.append(shown(rel))
                 continue
             try:
                 if why := not_readable(rel):
@@ -702,12 +728,20 @@ class CcpdPhotos(CropFolder):
             except PlateError as e:
                 rec = Record(shown(rel), "", {"subset": shown(subset)}, error=str(e))
             # by file name, as the shipped model was split; CCPD2020's train/ val/ test/ folders kept as a crops folder's
-            out.append((hashed_split(rec.name, self.val_fraction, _split_folder(parts)), rec))
+            out.append((official[rel] if official is not None
+                        else hashed_split(rec.name, self.val_fraction, _split_folder(parts)), rec))
         if no_plate:
             log.info("%s: %d photo(s) in %s/ are CCPD's photos without a plate (no annotation), not plate samples; "
                      "left out: %s%s", self.path, len(no_plate), NO_PLATE_SUBSET, ", ".join(no_plate[:5]),
                      " …" if len(no_plate) > 5 else "")
         self.no_plate = no_plate
+        if official is not None:  # what the lists and the folder hold, counted: neither drops a photo unseen
+            counts = ", ".join(f"{split} {sum(w == split for w, _ in out)}" for split in SPLITS[:3])
+            listed_only = f"; {len(unlisted)} photo(s) listed in none, not read: {', '.join(unlisted[:5])}" + \
+                (" …" if len(unlisted) > 5 else "") if unlisted else ""
+            log.info("%s: split by CCPD2019's splits/*.txt (data.ccpd_split official): %s; %d listed photo(s) not in "
+                     "the folder%s", self.path, counts, len(official) - len(out), listed_only)
+            self.unlisted = unlisted
         return out
 
     def _load(self, record: Record) -> np.ndarray:
@@ -716,10 +750,11 @@ class CcpdPhotos(CropFolder):
         return cut_ccpd(photo, record.name, self.crop, scale)
 
     def variant(self) -> str:
-        return ",".join(v for v in (f"crop={self.crop}", super().variant()) if v)
+        split = "split=official" if self.split == "official" else ""
+        return ",".join(v for v in (f"crop={self.crop}", split, super().variant()) if v)
 
     def __repr__(self) -> str:
-        return f"CcpdPhotos({str(self.path)!r}, crop={self.crop!r})"
+        return f"CcpdPhotos({str(self.path)!r}, crop={self.crop!r}, split={self.split!r})"
 
 
 def load_image_file(path: str | os.PathLike, ccpd_crop: str = "corners", max_file_mb: float = MAX_FILE_MB) -> np.ndarray:
@@ -757,12 +792,13 @@ def looks_like_ccpd(folder: Path, listing: list[str] | None = None) -> bool:
 
 def open_source(path: str | os.PathLike, val_fraction: float = 0.15, ccpd_crop: str = "corners",
                 max_file_mb: float = MAX_FILE_MB, resize: Sequence[int] | None = None, rectify: bool = False,
-                label_fixes: str | os.PathLike | None = None) -> Source:
+                label_fixes: str | os.PathLike | None = None, ccpd_split: str = "hash") -> Source:
     """A dl1 zip, a CCPD2019 photo folder or a crops folder, by what ``path`` is; ``ccpd_crop`` says how a
-    CCPD2019 photo becomes a crop (``cut_ccpd``); a file above ``max_file_mb`` is a bad sample; ``resize``
-    (width, height) is the size every crop is brought to; ``rectify`` warps each crop level (``rectify.py``);
-    ``label_fixes`` is a CSV of corrected labels (``read_label_fixes``)."""
-    source = _open(path, val_fraction, ccpd_crop, max_file_mb)
+    CCPD2019 photo becomes a crop (``cut_ccpd``) and ``ccpd_split`` how CCPD2019 photos are split (``CcpdPhotos``);
+    a file above ``max_file_mb`` is a bad sample; ``resize`` (width, height) is the size every crop is brought to;
+    ``rectify`` warps each crop level (``rectify.py``); ``label_fixes`` is a CSV of corrected labels
+    (``read_label_fixes``)."""
+    source = _open(path, val_fraction, ccpd_crop, max_file_mb, ccpd_split)
     source.rectify = rectify
     if label_fixes is not None:
         source.label_fixes, source.label_fixes_path = read_label_fixes(label_fixes), Path(label_fixes)
@@ -773,7 +809,8 @@ def open_source(path: str | os.PathLike, val_fraction: float = 0.15, ccpd_crop: 
     return source
 
 
-def _open(path: str | os.PathLike, val_fraction: float, ccpd_crop: str, max_file_mb: float) -> Source:
+def _open(path: str | os.PathLike, val_fraction: float, ccpd_crop: str, max_file_mb: float,
+          ccpd_split: str = "hash") -> Source:
     p = Path(path).expanduser()
     if not p.exists():
         hint = ""
@@ -797,5 +834,5 @@ def _open(path: str | os.PathLike, val_fraction: float, ccpd_crop: str, max_file
                         "name the zip itself, or rename the folder (no .zip) if it holds crops")
     listing = files_under(p)  # once, for the kind check and the source's own scan and fingerprint
     if looks_like_ccpd(p, listing):
-        return CcpdPhotos(p, val_fraction, ccpd_crop, max_file_mb, listing)
+        return CcpdPhotos(p, val_fraction, ccpd_crop, max_file_mb, listing, ccpd_split)
     return CropFolder(p, val_fraction, max_file_mb, listing)

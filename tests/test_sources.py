@@ -229,6 +229,30 @@ def test_the_whole_ccpd2019_folder_is_read_leaving_out_its_no_plate_photos_by_na
     assert [r.name for r in open_source(tmp_path).records("all") if r.error] == ["ccpd_base/1005.jpg"]
 
 
+def test_ccpd2019_photos_may_be_split_by_its_own_split_lists(tmp_path, caplog):
+    names = {i: f"0{i}-90_88-100&50_180&90-178&88_101&86_102&52_179&55-0_0_{i}_2_3_4_5-100-10.jpg" for i in range(6)}
+    where = {0: "ccpd_base", 1: "ccpd_base", 2: "ccpd_base", 3: "ccpd_blur", 4: "ccpd_blur", 5: "ccpd_db"}
+    for i, name in names.items():
+        (tmp_path / where[i]).mkdir(exist_ok=True)
+        (tmp_path / where[i] / name).write_bytes(plate_jpeg())
+    (tmp_path / "splits").mkdir()
+    lists = {"train": [0, 1], "val": [2], "test": [3, 4]}  # ccpd_db's photo listed in none
+    for split, ids in lists.items():
+        text = "".join(f"{where[i]}/{names[i]}\n" for i in ids) + ("ccpd_tilt/absent.jpg\n" if split == "test" else "")
+        (tmp_path / "splits" / f"{split}.txt").write_text(text, encoding="utf-8")
+    official = open_source(tmp_path, ccpd_split="official")
+    with caplog.at_level("INFO"):
+        got = {split: sorted(r.name for r in official.records(split)) for split in lists}
+    assert got == {split: sorted(f"{where[i]}/{names[i]}" for i in ids) for split, ids in lists.items()}
+    assert official.unlisted == [f"ccpd_db/{names[5]}"]
+    assert "train 2, val 1, test 2; 1 listed photo(s) not in the folder; 1 photo(s) listed in none" in caplog.text
+    hashed = open_source(tmp_path)  # by default, a hash of the file name, as before
+    assert len(hashed.records("all")) == 6 and hashed.fingerprint() != official.fingerprint()
+    (tmp_path / "splits" / "val.txt").unlink()
+    with pytest.raises(DataError, match=r"data\.ccpd_split official reads .*splits/val\.txt not found"):
+        open_source(tmp_path, ccpd_split="official").records("all")
+
+
 def test_ccpd2020_photos_keep_their_train_and_test_folders_and_their_subset_name(tmp_path):
     names = [f"0{i}-90_88-100&50_180&90-178&88_101&86_102&52_179&55-0_0_{i}_2_3_4_5_6-100-10.jpg" for i in range(12)]
     for i, name in enumerate(names):
