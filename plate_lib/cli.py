@@ -126,7 +126,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:  # before the evaluation, not after it: a folder that is not there is made
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     ckpt, device, model, cfg = _load_checkpoint(args, settings.runtime)
-    source = open_cfg_source(cfg, args.data)
+    source = open_cfg_source(cfg, args.data, ccpd_split=cfg.data.ccpd_split)  # --data stands for data.source
     data = load_split(source, args.split, cfg.preprocess, cfg.data.cache_dir, args.skip_bad or cfg.data.skip_bad)
     require_plates(data, source, NO_PLATES_FIX, split_option=True)
     summary, rows = evaluate(model, data, list(cfg.provinces), here.training.eval_batch_size, device, source,

@@ -83,8 +83,9 @@ class DataConfig(_Section):
         "corners", description="CCPD2019 photos: cut the plate from its 4 annotated corners (upright), or by its "
                                "bounding box as CCPD2019-dl1 crops are (tilted, tight)")
     ccpd_split: Literal["hash", "official"] = Field(
-        "hash", description="CCPD2019 photos: split by a hash of the file name (hash), or by CCPD2019's own "
-                            "splits/train.txt, val.txt and test.txt (official: ccpd_base trains, the other subsets test)")
+        "hash", description="CCPD2019 photos in data.source (and plate evaluate --data): split by a hash of the file "
+                            "name (hash), or by CCPD2019's own splits/train.txt, val.txt and test.txt (official: "
+                            "ccpd_base trains, the other subsets test); train_sources and eval_sets split by hash")
     resize_crops: tuple[int, int] | None = Field(
         None, description="Resize every crop to [width, height] before preprocessing, e.g. [94, 24] to read what "
                           "a low-resolution camera gives (LPRNet's input size); null = as they are")

@@ -29,9 +29,10 @@ from .preprocess import decode_all
 from .sources import IMAGE_EXTS, DataError, Source, open_source
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 4  # 2: the .json records the array's shape and byte size; 3: which files are samples changed (WebP,
-# I/O labels, zip duplicates, GBK names); 4: CCPD photos under train/ and test/ keep those splits, ccpd_np/ left out,
-# labels.txt and tab- or semicolon-separated labels.csv read
+CACHE_VERSION = 5  # 2: the .json records the array's shape and byte size; 3: which files are samples changed (WebP,
+# I/O labels, zip duplicates, GBK names); 4, 5: CCPD photos under train/ and test/ keep those splits, ccpd_np/ left
+# out, labels.txt and tab- or semicolon-separated labels.csv read, a zip's crops outside train/ and test/ split by
+# plate text and labelled by a label list it holds, plates found in more file-name forms
 
 
 @dataclass
@@ -158,8 +159,10 @@ def require_plates(data: SplitData, source: Source, fix: str, split_option: bool
         return data
     scanned = source.scanned()
     n_split = sum(data.split in ("all", where) for where, _ in scanned)
+    lists = f"its {source.labels_path.name} names" if source.labels_path is not None else \
+        "its split lists (splits/*.txt) name"
     found = (f"{len(scanned)} image file(s) in the source, {n_split} of them in this split" if scanned
-             else f"{source.labels_path.name} lists no files ({len(source.unlisted)} image file(s) beside it are not listed)"
+             else f"{lists} none of its files ({len(source.unlisted)} image file(s) there are not listed)"
              if source.unlisted else f"no image files ({', '.join(IMAGE_EXTS)}) in it")
     if data.skipped:
         name, why = data.skipped[0]
@@ -191,13 +194,19 @@ def resolve_source(cfg: Config, path: str | None = None, crop: str | None = None
     return open_cfg_source(cfg, path, crop, rectify)
 
 
-def open_cfg_source(cfg: Config, path: str | os.PathLike, crop: str | None = None, rectify: bool = False) -> Source:
+def open_cfg_source(cfg: Config, path: str | os.PathLike, crop: str | None = None, rectify: bool = False,
+                    ccpd_split: str | None = None) -> Source:
     """``open_source`` with the config's split share (``data.val_fraction``), crop mode (``crop``, default
-    ``data.ccpd_crop``), CCPD split (``data.ccpd_split``), file-size cap (``data.max_file_mb``) and crop size (``data.resize_crops``); ``rectify``
-    warps each crop level (a train source's ``rectify``); its ``data.label_fixes`` entry, if it has one."""
+    ``data.ccpd_crop``), file-size cap (``data.max_file_mb``) and crop size (``data.resize_crops``); ``rectify``
+    warps each crop level (a train source's ``rectify``); its ``data.label_fixes`` entry, if it has one. CCPD2019
+    photos are split as ``ccpd_split`` says; by default ``data.ccpd_split`` where ``path`` is ``data.source``, and
+    by a hash of the file name elsewhere (``data.train_sources``, ``data.eval_sets``: a folder without CCPD2019's
+    split lists, as the shared sample is, reads there as before)."""
+    if ccpd_split is None:
+        ccpd_split = cfg.data.ccpd_split if _resolved(path) == _resolved(cfg.data.source) else "hash"
     return open_source(path, cfg.data.val_fraction, crop or cfg.data.ccpd_crop, max_file_mb=cfg.data.max_file_mb,
                        resize=cfg.data.resize_crops, rectify=rectify, label_fixes=label_fixes_of(cfg, path),
-                       ccpd_split=cfg.data.ccpd_split)
+                       ccpd_split=ccpd_split)
 
 
 def unused_label_fixes(cfg: Config) -> list[str]:

@@ -91,18 +91,22 @@ def is_issued_format(text: str, provinces: Sequence[str] = PROVINCES) -> bool:
 
 def label_from_filename(name: str) -> str:
     """The plate in a crop's file name (any folders before it): dl1's ``<id>-<plate>.jpg`` or ``<plate>.jpg``, the
-    part after the last ``-`` of the stem, so ids may hold dashes themselves. Where that is no plate, the one part
-    of the stem split at ``-``, ``_``, spaces and brackets that is: ``<id>_<plate>.jpg``, copies of one plate
-    (``<plate>_2.jpg``, ``<plate> (2).jpg``). Else (none, or two plates) the part after the last ``-``, whose
-    check then says what is wrong with it.
+    part after the last ``-`` of the stem, so ids may hold dashes themselves. Where that is no plate: the one part
+    that starts with a province, split at ``-``, ``_``, spaces and brackets, of the part after the last ``-``, else of
+    the whole name (``<id>_<plate>.jpg``, copies of one plate ``<plate>_2.jpg`` and ``<plate> (2).jpg``; a mistyped
+    plate is returned as it is, for its check to say what is wrong); with two such parts, or none, the part after
+    the last ``-``, whose check says what is wrong with it.
     """
     stem = name.replace("\\", "/").rsplit("/", 1)[-1]
     stem = stem.rsplit(".", 1)[0] if "." in stem else stem
     last = stem.rsplit("-", 1)[-1]
     if is_plate(last):
         return last
-    found = {part for part in re.split(r"[-_ ()（）]+", stem) if is_plate(part)}
-    return found.pop() if len(found) == 1 else last
+    for scope in (last, stem):  # the part after the last dash first, then the whole name
+        meant = [part for part in re.split(r"[-_ ()（）]+", scope) if part[:1] in PROVINCES]  # parts that try a plate
+        if meant:
+            return meant[0] if len(meant) == 1 else last
+    return last
 
 
 def is_plate(text: str) -> bool:

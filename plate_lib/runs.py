@@ -237,7 +237,11 @@ def keep_aside(run_dir: Path) -> Path:
 def kept_note(run_dir: Path) -> str:
     """How many earlier runs of ``run_dir`` are kept and the disk they take, for the log: nothing prunes them."""
     kept = kept_runs(run_dir)
-    size = sum(os.path.getsize(os.path.join(top, f)) for k in kept for top, _, files in os.walk(k) for f in files)
+    size = 0
+    for top, _, files in (entry for k in kept for entry in os.walk(k)):
+        for f in files:
+            with suppress(OSError):  # a file gone meanwhile, a dangling link: not counted
+                size += os.path.getsize(os.path.join(top, f))
     return (f"{len(kept)} earlier run(s) of this name are kept beside it ({size_text(size)}: "
             f"{', '.join(k.name for k in kept[:5])}{' …' if len(kept) > 5 else ''}); delete those you no longer need")
 

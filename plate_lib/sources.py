@@ -124,8 +124,12 @@ def not_readable(rel: str) -> str:
 
 
 def shown(rel: str) -> str:
-    """``rel`` safe to print and write: bytes a file system name could not decode shown as escapes."""
-    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """``rel`` safe to print and write: bytes a file system name could not decode shown as escapes (and any other
+    lone surrogate, as a Windows name may hold, as ``\\udXXX``)."""
+    try:
+        return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return rel.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def warn_case_clashes(names: list[str], where: str) -> list[list[str]]:
@@ -217,7 +221,7 @@ def txt_rows(text: str) -> Iterator[tuple[int, str, str]]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.split("\t") if "\t" in line else line.split()
+        parts = line.split("\t") if "\t" in line else _spaced_fields(line)
         if first and parts[0].strip().lower() in FILE_COLUMNS:
             first = False
             continue
@@ -226,6 +230,21 @@ def txt_rows(text: str) -> Iterator[tuple[int, str, str]]:
         if _is_image_name(label) and not _is_image_name(file):  # "<plate> <file>": the order some lists use
             file, label = label, file
         yield n, file, label
+
+
+_EXT = "|".join(re.escape(e) for e in sorted(ANY_IMAGE_EXTS, key=len, reverse=True))
+_FILE_FIRST = re.compile(rf"^(.+?(?:{_EXT}))\s+(\S+)", re.IGNORECASE)  # "<file> <plate>[ anything]"
+_FILE_LAST = re.compile(rf"^(\S+)\s+(.+?(?:{_EXT}))\s*$", re.IGNORECASE)  # "<plate> <file>"
+
+
+def _spaced_fields(line: str) -> list[str]:
+    """A labels.txt line without tabs as its fields: a file name (which may hold spaces: ``苏E12345 (2).jpg``) up to
+    its image extension, then the plate; or the plate, then the file name; else split at spaces."""
+    if m := _FILE_FIRST.match(line):
+        return [m[1], m[2]]
+    if m := _FILE_LAST.match(line):
+        return [m[1], m[2]]
+    return line.split()
 
 
 def _is_image_name(name: str) -> bool:
@@ -658,6 +677,11 @@ def cut_ccpd(photo: np.ndarray, name: str, crop: str = "corners", scale: tuple[f
 NO_PLATE_SUBSET = "ccpd_np"  # CCPD2019's photos of cars without a plate (1005.jpg …): no annotation, by design
 
 
+def official_key(path: str) -> str:
+    """A CCPD2019 photo as its split lists are matched to the folder: its sub-folder and file name."""
+    return "/".join(path.replace("\\", "/").rsplit("/", 2)[-2:])
+
+
 def no_plate_photo(rel: str) -> bool:
     """Whether the file ``rel`` (a relative POSIX path) is one of CCPD2019's photos without a plate: in a
     ``ccpd_np/`` folder and not named by an annotation."""
@@ -689,8 +713,9 @@ class CcpdPhotos(CropFolder):
         self.no_plate: list[str] = []  # photos of ccpd_np/ (no plate, no annotation): left out, named in the log
 
     def official_splits(self) -> dict[str, str]:
-        """Each photo CCPD2019's ``splits/{train,val,test}.txt`` list (relative paths, ``ccpd_base/….jpg``) → its
-        split; a ``DataError`` naming the lists that are not there."""
+        """Each photo CCPD2019's ``splits/{train,val,test}.txt`` list (``ccpd_base/….jpg``), by its sub-folder and
+        name (``official_key``: a list written with another prefix, ``CCPD2019/ccpd_base/…``, or ``\\``, reads
+        alike) → its split, the first list naming it; a ``DataError`` naming the lists that are not there."""
         folder = self.path / "splits"
         missing = [f"splits/{s}.txt" for s in SPLITS[:3] if not (folder / f"{s}.txt").is_file()]
         if missing:
@@ -700,9 +725,8 @@ class CcpdPhotos(CropFolder):
         where: dict[str, str] = {}
         for split in SPLITS[:3]:
             for line in labels_text(folder / f"{split}.txt", 64 * 2**20).splitlines():
-                rel = inside(line.strip()) if line.strip() else None
-                if rel is not None:
-                    where.setdefault(rel, split)
+                if line.strip():
+                    where.setdefault(official_key(line.strip()), split)
         return where
 
     def _scan(self) -> list[tuple[str, Record]]:
@@ -717,7 +741,7 @@ class CcpdPhotos(CropFolder):
             if no_plate_photo(rel):
                 no_plate.append(shown(rel))
                 continue
-            if official is not None and rel not in official:
+            if official is not None and official_key(rel) not in official:
                 unlisted.append(shown(rel))
                 continue
             try:
@@ -728,7 +752,7 @@ class CcpdPhotos(CropFolder):
             except PlateError as e:
                 rec = Record(shown(rel), "", {"subset": shown(subset)}, error=str(e))
             # by file name, as the shipped model was split; CCPD2020's train/ val/ test/ folders kept as a crops folder's
-            out.append((official[rel] if official is not None
+            out.append((official[official_key(rel)] if official is not None
                         else hashed_split(rec.name, self.val_fraction, _split_folder(parts)), rec))
         if no_plate:
             log.info("%s: %d photo(s) in %s/ are CCPD's photos without a plate (no annotation), not plate samples; "
@@ -739,8 +763,9 @@ class CcpdPhotos(CropFolder):
             counts = ", ".join(f"{split} {sum(w == split for w, _ in out)}" for split in SPLITS[:3])
             listed_only = f"; {len(unlisted)} photo(s) listed in none, not read: {', '.join(unlisted[:5])}" + \
                 (" …" if len(unlisted) > 5 else "") if unlisted else ""
+            absent = len(official.keys() - {official_key(rel) for rel in self.image_files()})
             log.info("%s: split by CCPD2019's splits/*.txt (data.ccpd_split official): %s; %d listed photo(s) not in "
-                     "the folder%s", self.path, counts, len(official) - len(out), listed_only)
+                     "the folder%s", self.path, counts, absent, listed_only)
             self.unlisted = unlisted
         return out
 

@@ -368,12 +368,17 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = 
                             "this config continues it" if saved else f"{run_dir} holds no checkpoint of this run yet")
                 raise
             if kept is not None and not cfg.run.keep_replaced:  # a throwaway run: the one it replaced goes now
-                shutil.rmtree(kept, ignore_errors=True)
-                log.info("%s deleted: %s finished, and run.keep_replaced is false", kept, run_dir)
+                if cfg.training.init_from and Path(cfg.training.init_from).resolve().is_relative_to(kept.resolve()):
+                    log.info("%s kept: this run started from its weights (training.init_from)", kept)
+                else:
+                    shutil.rmtree(kept, ignore_errors=True)
+                    log.info("%s deleted: %s finished, and run.keep_replaced is false", kept, run_dir)
     except BaseException:
         if kept is not None and not holds_run(run_dir):  # this start failed before it trained: the old run goes back
             restore_run(kept, run_dir)
             log.warning("%s is back in %s (this start wrote no checkpoint)", kept, run_dir)
+        elif kept is not None and not cfg.run.keep_replaced:
+            log.warning("%s is kept: this run did not finish (run.keep_replaced deletes it only then)", kept)
         raise
     if ddp.world > 1:
         dist.destroy_process_group()

@@ -61,6 +61,9 @@ def test_label_is_the_part_after_the_last_dash(name, plate):
     ("cam3_20240601-苏E12345_1.jpg", "苏E12345"),
     ("IMG_0001.jpg", "IMG_0001"),                 # no plate in it: the part after the last dash, checked as before
     ("苏E12345_苏E12346.jpg", "苏E12345_苏E12346"),  # two plates: which is meant? the check says it is none
+    ("京A12345-京A1234.jpg", "京A1234"),          # the last part tries a plate: its check names what is wrong
+    ("x/皖A12345-京A1234I.jpg", "京A1234I"),
+    ("京A1234I_2.jpg", "京A1234I"),               # the one part that tries a plate, mistyped: its check names the I
 ])
 def test_a_name_whose_last_part_is_no_plate_gives_the_one_part_that_is(name, plate):
     assert label_from_filename(name) == plate

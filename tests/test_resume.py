@@ -305,6 +305,10 @@ def test_a_throwaway_run_replaces_the_one_before_only_once_it_has_finished(tmp_p
     fit(cfg, progress=False)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["default"]  # nothing kept aside
     assert "run.keep_replaced is false" in caplog.text
+    fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1, "run.keep_replaced": False,
+                                         "training.init_from": str(run / "best.pt")}), progress=False)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["default", "default.1"]  # its weights' source stays
+    assert "default.1 kept: this run started from its weights" in caplog.text
 
 
 def test_resume_with_nothing_to_resume_is_an_error_not_a_fresh_start(tmp_path, tiny_zip, keep_threads):

@@ -239,6 +239,8 @@ def test_ccpd2019_photos_may_be_split_by_its_own_split_lists(tmp_path, caplog):
     lists = {"train": [0, 1], "val": [2], "test": [3, 4]}  # ccpd_db's photo listed in none
     for split, ids in lists.items():
         text = "".join(f"{where[i]}/{names[i]}\n" for i in ids) + ("ccpd_tilt/absent.jpg\n" if split == "test" else "")
+        if split == "test":  # another prefix and Windows separators read alike: matched by sub-folder and name
+            text = text.replace("ccpd_blur/", "CCPD2019\\ccpd_blur\\")
         (tmp_path / "splits" / f"{split}.txt").write_text(text, encoding="utf-8")
     official = open_source(tmp_path, ccpd_split="official")
     with caplog.at_level("INFO"):
@@ -248,9 +250,31 @@ def test_ccpd2019_photos_may_be_split_by_its_own_split_lists(tmp_path, caplog):
     assert "train 2, val 1, test 2; 1 listed photo(s) not in the folder; 1 photo(s) listed in none" in caplog.text
     hashed = open_source(tmp_path)  # by default, a hash of the file name, as before
     assert len(hashed.records("all")) == 6 and hashed.fingerprint() != official.fingerprint()
+    for split in lists:  # lists that name none of the folder's photos: said so, not a crash
+        (tmp_path / "splits" / f"{split}.txt").write_text("elsewhere/1.jpg\n", encoding="utf-8")
+    from plate_lib.dataset import load_split, require_plates
+
+    src = open_source(tmp_path, ccpd_split="official")
+    with pytest.raises(DataError, match=r"split lists \(splits/\*\.txt\) name none of its files \(6 image"):
+        require_plates(load_split(src, "train", PreprocessConfig(), tmp_path / "cache"), src, "fix")
     (tmp_path / "splits" / "val.txt").unlink()
     with pytest.raises(DataError, match=r"data\.ccpd_split official reads .*splits/val\.txt not found"):
         open_source(tmp_path, ccpd_split="official").records("all")
+
+
+def test_data_ccpd_split_applies_to_data_source_and_other_ccpd_sources_split_by_hash(tmp_path):
+    from plate_lib.config import from_dict
+    from plate_lib.dataset import open_cfg_source
+
+    name = "01-90_88-100&50_180&90-178&88_101&86_102&52_179&55-0_0_1_2_3_4_5-100-10.jpg"
+    for folder in ("sample", "CCPD2019"):  # the sample without CCPD2019's split lists
+        (tmp_path / folder / "ccpd_base").mkdir(parents=True)
+        (tmp_path / folder / "ccpd_base" / name).write_bytes(plate_jpeg())
+    cfg = from_dict({"data": {"source": str(tmp_path / "CCPD2019"), "ccpd_split": "official",
+                              "eval_sets": [str(tmp_path / "sample")]}}, "test")
+    assert open_cfg_source(cfg, str(tmp_path / "sample")).split == "hash"  # an eval set: read as before
+    assert open_cfg_source(cfg, str(tmp_path / "CCPD2019") + "/").split == "official"  # data.source
+    assert open_cfg_source(cfg, str(tmp_path / "sample"), ccpd_split="official").split == "official"  # evaluate --data
 
 
 def test_ccpd2020_photos_keep_their_train_and_test_folders_and_their_subset_name(tmp_path):
@@ -384,12 +408,14 @@ def test_labels_txt_lists_a_file_and_its_plate_a_line_as_paddleocr_and_cblprd_li
             "imgs/3.jpg 粤Z31632D 新能源大型车\n"           # CBLPRD-330k: spaces, the plate type after
             "\n"
             "沪A12345 imgs/5.png\n"                        # the plate first
+            "imgs/沪A12345 (2).jpg 沪A12345\n"             # spaces in the name, spaces between: split after the .jpg
             "imgs/4.jpg\n")                                # no plate: a bad sample naming it
     src = _labels(tmp_path / "c", text, files=("imgs/1.jpg", "imgs/2 copy.jpg", "imgs/3.jpg", "imgs/4.jpg", "imgs/5.png",
-                                               "x.jpg"), list_name="labels.txt")
+                                               "imgs/沪A12345 (2).jpg", "x.jpg"), list_name="labels.txt")
     got = {r.name: (r.text, bool(r.error)) for r in src.records("all")}
     assert got == {"imgs/1.jpg": ("苏E12345", False), "imgs/2 copy.jpg": ("京N84128", False),
-                   "imgs/3.jpg": ("粤Z31632D", False), "imgs/4.jpg": ("", True), "imgs/5.png": ("沪A12345", False)}
+                   "imgs/3.jpg": ("粤Z31632D", False), "imgs/4.jpg": ("", True), "imgs/5.png": ("沪A12345", False),
+                   "imgs/沪A12345 (2).jpg": ("沪A12345", False)}
     assert src.unlisted == ["x.jpg"] and src.labels_path.name == "labels.txt"
 
 
@@ -590,7 +616,7 @@ def test_a_header_only_labels_csv_says_it_lists_nothing(tmp_path):
 
     src = _labels(tmp_path / "c", "file,label\n", files=("a.jpg", "b.jpg"))
     empty = SplitData(np.zeros((0, 48, 144, 1), np.uint8), [], [], split="all")
-    with pytest.raises(DataError, match=r"labels\.csv lists no files \(2 image file\(s\) beside it are not listed\)"):
+    with pytest.raises(DataError, match=r"its labels\.csv names none of its files \(2 image file\(s\) there are not listed\)"):
         require_plates(empty, src, "fix it")
 
 
