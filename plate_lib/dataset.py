@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch
 
 from .config import Config, PreprocessConfig
 from .errors import DiskFullError  # noqa: F401  (importable here, as before errors.py)
-from .files import atomic_write
+from .files import atomic_write, size_text
 from .plates import SYMBOL_CLASS
 from .preprocess import decode_all
 from .sources import IMAGE_EXTS, DataError, Source, open_source
@@ -148,7 +149,19 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
                 "names": data.names, "meta": data.meta, "skipped": data.skipped}
         text = json.dumps(info, ensure_ascii=False).encode("utf-8")
         atomic_write(json_path, lambda p: p.write_bytes(text), nbytes=len(text))
+        log.info(cache_note(arr_path.parent))
     return data
+
+
+def cache_note(cache_dir: Path) -> str:
+    """What ``cache_dir`` holds, for the log: nothing prunes it, and a change of source or preprocessing adds a
+    cache beside the old ones."""
+    sizes = []
+    for p in cache_dir.glob("*.npy"):
+        with suppress(OSError):  # a file another process removed meanwhile
+            sizes.append(p.stat().st_size)
+    return (f"{cache_dir} holds {len(sizes)} cached split(s), {size_text(sum(sizes))}; nothing prunes them: delete "
+            "the folder (or `make clean`) to free the space, and they are decoded again when next needed")
 
 
 def require_plates(data: SplitData, source: Source, fix: str, split_option: bool = False) -> SplitData:

@@ -60,11 +60,13 @@ def test_split_is_decoded_once_then_read_from_the_cache(dl1_zip, tmp_path):
     assert len(list((tmp_path / "cache").iterdir())) == 4
 
 
-def test_a_changed_source_rebuilds_the_cache(tmp_path):
+def test_a_changed_source_rebuilds_the_cache(tmp_path, caplog):
     path = write_dl1_zip(tmp_path / "d.zip", {"test": ["皖A00000"]})
     assert load_split(Dl1Zip(path), "test", PRE, tmp_path / "c").texts == ["皖A00000"]
     write_dl1_zip(path, {"test": ["皖A00000", "苏A11111"]})
-    assert load_split(Dl1Zip(path), "test", PRE, tmp_path / "c").texts == ["皖A00000", "苏A11111"]
+    with caplog.at_level("INFO"):
+        assert load_split(Dl1Zip(path), "test", PRE, tmp_path / "c").texts == ["皖A00000", "苏A11111"]
+    assert "holds 2 cached split(s)" in caplog.text and "nothing prunes them" in caplog.text  # the old one stays
 
 
 def _folder_with_bad_samples(tmp_path):
