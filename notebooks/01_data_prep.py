@@ -46,6 +46,12 @@ print(f"{source!r}: {source.kind}, data.source = {cfg.data.source}")
 analysis.split_counts(source).round(3)
 
 # %% [markdown]
+# Files in no split, counted (the log names them): images a label list leaves out, CCPD2019's photos without a plate.
+
+# %%
+analysis.not_read(source)
+
+# %% [markdown]
 # ## Provinces
 # CCPD was photographed in Anhui: 皖 dominates (log scale).
 

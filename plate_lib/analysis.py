@@ -55,6 +55,17 @@ def split_counts(source: Source, splits: tuple[str, ...] = ("train", "val", "tes
     return pd.DataFrame.from_dict(out, orient="index")
 
 
+def not_read(source: Source) -> dict[str, int]:
+    """Files in the source that are in no split, each counted (the log names them): images its label list does
+    not list (or, with ``data.ccpd_split: official``, that CCPD2019's split lists do not), and CCPD2019's
+    ``ccpd_np/`` photos of cars without a plate."""
+    source.scanned()
+    listing = "CCPD2019's split lists" if getattr(source, "split", "hash") == "official" else \
+        (source.labels_path.name if source.labels_path is not None else "a label list")
+    return {f"images {listing} does not list": len(source.unlisted),
+            "ccpd_np/ photos without a plate": len(getattr(source, "no_plate", []))}
+
+
 def province_counts(texts: list[str]) -> pd.Series:
     """Plates per province (first character), most frequent first."""
     counts = Counter(t[0] for t in texts if t)

@@ -164,6 +164,23 @@ def test_split_counts_and_province_counts(dl1_zip):
     assert provinces.index[0] == "皖" and provinces["皖"] == 12 and provinces.sum() == 33
 
 
+def test_files_in_no_split_are_counted_for_the_data_notebook(tmp_path, dl1_zip):
+    from conftest import plate_jpeg
+
+    assert analysis.not_read(open_source(dl1_zip)) == {"images a label list does not list": 0,
+                                                       "ccpd_np/ photos without a plate": 0}
+    (tmp_path / "c").mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (tmp_path / "c" / name).write_bytes(plate_jpeg())
+    (tmp_path / "c" / "labels.txt").write_text("a.jpg 苏E12345\n", encoding="utf-8")
+    assert analysis.not_read(open_source(tmp_path / "c"))["images labels.txt does not list"] == 2
+    name = "01-90_88-100&50_180&90-178&88_101&86_102&52_179&55-0_0_1_2_3_4_5-100-10.jpg"
+    for sub, file in (("ccpd_base", name), ("ccpd_np", "1005.jpg")):
+        (tmp_path / "ccpd" / sub).mkdir(parents=True)
+        (tmp_path / "ccpd" / sub / file).write_bytes(plate_jpeg())
+    assert analysis.not_read(open_source(tmp_path / "ccpd"))["ccpd_np/ photos without a plate"] == 1
+
+
 def test_sample_records_is_seeded_and_keeps_listed_order(dl1_zip):
     source = open_source(dl1_zip)
     a, b = (analysis.sample_records(source, "all", 5, seed=3) for _ in range(2))
