@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "no plate crop's size or shape, not read; error: the file cannot be read, the error column says "
                        "why). Exit status 0, or 1 when any row is an error.")
     r.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="an image file, a folder (its images, recursively), a glob pattern, or - (paths on stdin)")
+                   help="an image file, a folder (its images, recursively), a zip (its images, read in place), "
+                        "a glob pattern, or - (paths on stdin)")
     r.add_argument("--format", default="tsv", choices=["tsv", "csv", "json"],
                    help="columns file, plate, confidence, kind, status, error (default: tsv)")
     r.add_argument("--checkpoint", help="default: models/plate_default.pt, else runs/default/best.pt")

@@ -2,8 +2,9 @@
 confidence, kind, status, error) read in batches, and the rows written as TSV, CSV or JSON.
 
 - Inputs (``expand_inputs``): a file as given; a folder's image files (by extension, ``sources.IMAGE_EXTS``),
-  recursively and sorted; a glob pattern's image files, sorted (for shells that do not expand it); ``-``: the
-  paths on standard input, one a line, each taken the same way. A name that leads to no file is an ``error`` row.
+  recursively and sorted; a zip's image members, sorted, each named ``<zip>:<member>`` (``ZipMember``; read in
+  place); a glob pattern's image files, sorted (for shells that do not expand it); ``-``: the paths on standard
+  input, one a line, each taken the same way. A name that leads to no file is an ``error`` row.
 - Status: ``ok``; ``low_confidence``, a reading below ``predict.min_confidence``; ``not_a_crop``, an image whose
   size or aspect ratio is nothing like a plate crop's (``predict.crop_aspect``, ``predict.max_crop_height``),
   which is not read; ``error``, a file that cannot be read (the message says why). CCPD2019 photos (annotation in
@@ -26,7 +27,17 @@ import numpy as np
 
 from .config import Config, PredictConfig
 from .plates import PlateError
-from .sources import ANY_IMAGE_EXTS, CCPD_NAME, IMAGE_EXTS, DataError, image_files, load_image_file, shown
+from .sources import (
+    ANY_IMAGE_EXTS,
+    CCPD_NAME,
+    IMAGE_EXTS,
+    DataError,
+    Dl1Zip,
+    image_files,
+    image_from_bytes,
+    load_image_file,
+    shown,
+)
 
 COLUMNS = ("file", "plate", "confidence", "kind", "status", "error")
 STATUSES = ("ok", "low_confidence", "not_a_crop", "error")
@@ -48,8 +59,32 @@ def _images_in(folder: Path) -> list[Path]:
     return [folder / rel for rel in image_files(folder)]
 
 
+class ZipMember(str):
+    """An image inside a zip, as an input: the string ``<zip>:<member>`` (what the row's ``file`` says), with the
+    ``archive`` and the ``member`` name to read it by."""
+
+    archive: str
+    member: str
+
+    def __new__(cls, archive: str, member: str) -> ZipMember:
+        self = super().__new__(cls, f"{archive}:{member}")
+        self.archive, self.member = archive, member
+        return self
+
+
+def _zip_members(item: str, p: Path) -> list[tuple[str, str]]:
+    """The image members of the zip ``p`` (given as ``item``) as inputs, or the row that says why there are none."""
+    try:
+        members = Dl1Zip(p).image_members()
+    except DataError as e:
+        return [(item, str(e))]
+    return [(ZipMember(item, m), "") for m in members] or [(item, f"the zip holds no image files ({', '.join(IMAGE_EXTS)})")]
+
+
 def _expand(item: str) -> list[tuple[str, str]]:
     p = Path(item).expanduser()
+    if p.is_file() and p.suffix.lower() == ".zip":
+        return _zip_members(item, p)
     if p.is_dir():
         found = _images_in(p)
         return [(str(f), "") for f in found] or [(item, f"folder holds no image files ({', '.join(IMAGE_EXTS)})")]
@@ -128,13 +163,21 @@ def _row(file: str, status: str, error: str = "", plate: str = "", confidence: f
     return {"file": file, "plate": plate, "confidence": confidence, "kind": kind, "status": status, "error": error}
 
 
-def load_crop(path: str, cfg: Config, settings: PredictConfig) -> tuple[np.ndarray | None, dict | None]:
-    """The crop to read from ``path``, or the row that says why there is none (``error``, ``not_a_crop``)."""
+def load_crop(path: str, cfg: Config, settings: PredictConfig,
+              zips: dict[str, Dl1Zip] | None = None) -> tuple[np.ndarray | None, dict | None]:
+    """The crop to read from ``path`` (a file, or a ``ZipMember``: ``zips`` keeps each zip open between its
+    members), or the row that says why there is none (``error``, ``not_a_crop``)."""
     try:
-        crop = load_image_file(path, cfg.data.ccpd_crop, cfg.data.max_file_mb)
+        if isinstance(path, ZipMember):
+            archive = (zips if zips is not None else {}).setdefault(
+                path.archive, Dl1Zip(Path(path.archive).expanduser(), max_file_mb=cfg.data.max_file_mb))
+            crop = image_from_bytes(archive.read_member(path.member), path.member, path, cfg.data.ccpd_crop)
+        else:
+            crop = load_image_file(path, cfg.data.ccpd_crop, cfg.data.max_file_mb)
     except (DataError, PlateError, OSError, cv2.error) as e:
         return None, _row(path, "error", str(e))
-    if not CCPD_NAME.match(Path(path).stem):  # a CCPD photo is cut by its annotation: a crop by construction
+    name = path.member if isinstance(path, ZipMember) else path
+    if not CCPD_NAME.match(Path(name).stem):  # a CCPD photo is cut by its annotation: a crop by construction
         problem = crop_problem(crop.shape[1], crop.shape[0], settings)
         if problem:
             return None, _row(path, "not_a_crop", problem)
@@ -149,11 +192,12 @@ def read_files(model, cfg: Config, settings: PredictConfig, inputs: list[tuple[s
     from .reading import read_plates
 
     batch = batch or cfg.training.eval_batch_size
+    zips: dict[str, Dl1Zip] = {}  # each zip an input names, opened once
     with tqdm(total=len(inputs), desc="plates", unit="file", disable=not progress, mininterval=0.5) as bar:
         for start in range(0, len(inputs), batch):
             rows, crops, read = [], [], []
             for path, error in inputs[start:start + batch]:
-                crop, row = (None, _row(path, "error", error)) if error else load_crop(path, cfg, settings)
+                crop, row = (None, _row(path, "error", error)) if error else load_crop(path, cfg, settings, zips)
                 rows.append(row)
                 if crop is not None:
                     read.append(len(rows) - 1)

@@ -494,12 +494,28 @@ class Dl1Zip(Source):
                 raise DataError(f"{self.path}: its table of contents cannot be read ({e}); the zip is damaged") from None
         return self._zip
 
-    def _scan(self) -> list[tuple[str, Record]]:
+    def _files(self) -> list[tuple[str, str]]:
+        """(name, stored name) of every file in the zip, in its order: names stored without the UTF-8 flag repaired
+        (``repair_zip_name``); ``_names`` maps the first to the second, for ``_read``."""
         files = [(repair_zip_name(info.filename, bool(info.flag_bits & 0x800)), info.filename)
                  for info in self._handle().infolist() if not info.is_dir()]
+        self._names = dict(files)
+        return files
+
+    def image_members(self) -> list[str]:
+        """The names of the zip's image members (``ANY_IMAGE_EXTS``), sorted as a folder's files are: what ``plate
+        predict`` reads of a zip (each by ``read_member``)."""
+        names = {name for name, _ in self._files() if name.lower().endswith(ANY_IMAGE_EXTS)}
+        return sorted(names, key=lambda n: n.split("/"))
+
+    def read_member(self, name: str) -> bytes:
+        """The bytes of the member ``name`` (as ``image_members`` names it), within ``max_file_mb``."""
+        return self._read(name)
+
+    def _scan(self) -> list[tuple[str, Record]]:
+        files = self._files()
         members = [(name, stored) for name, stored in files if name.lower().endswith(ANY_IMAGE_EXTS)]
         lists = [name for name, _ in files if name.rsplit("/", 1)[-1] in LABEL_LISTS]
-        self._names = dict(files)
         times = Counter(name for name, _ in members)
         if len(lists) > 1:
             raise DataError(f"{self.path} holds {len(lists)} label lists ({', '.join(lists[:5])}); a zip is read with "
@@ -533,7 +549,7 @@ class Dl1Zip(Source):
         """The member's bytes; its declared size is checked first, then at most that many are inflated (a
         member that would inflate further fails its CRC check)."""
         if not self._names:
-            self.scanned()
+            self._files()
         try:
             info = self._handle().getinfo(self._names.get(name, name))
         except KeyError:
@@ -787,12 +803,17 @@ def load_image_file(path: str | os.PathLike, ccpd_crop: str = "corners", max_fil
     p = Path(path)
     if not p.is_file():
         raise DataError(f"image {p} not found")
-    ccpd = bool(CCPD_NAME.match(p.stem))
-    buf = read_file(p, int(max_file_mb * 2**20))
-    if not ccpd:
-        return decode_image(buf, str(p))
-    photo, scale = decode_photo(buf, str(p))
-    return cut_ccpd(photo, p.name, ccpd_crop, scale)
+    return image_from_bytes(read_file(p, int(max_file_mb * 2**20)), p.name, str(p), ccpd_crop)
+
+
+def image_from_bytes(buf: bytes, name: str, where: str, ccpd_crop: str = "corners") -> np.ndarray:
+    """An image file's bytes (its file name ``name``; ``where`` names it in errors) as a plate crop, as
+    ``load_image_file`` reads a file."""
+    stem = os.path.splitext(name.rsplit("/", 1)[-1])[0]
+    if not CCPD_NAME.match(stem):
+        return decode_image(buf, where)
+    photo, scale = decode_photo(buf, where)
+    return cut_ccpd(photo, name.rsplit("/", 1)[-1], ccpd_crop, scale)
 
 
 def image_files(folder: Path, listing: list[str] | None = None) -> list[str]:

@@ -231,6 +231,25 @@ def test_a_folder_is_read_into_one_row_a_file_with_kind_and_status(images, capsy
     assert rows["noise.png"]["status"] == "low_confidence" and rows["noise.png"]["confidence"] < 0.1
 
 
+def test_a_zip_is_read_in_place_one_row_a_member(images, capsys):
+    import zipfile
+
+    with zipfile.ZipFile("crops.zip", "w") as zf:
+        zf.write("crops/blue.png", "z/blue.png")
+        zf.write("crops/b/yellow.png", "z/b/yellow.png")
+        zf.write("broken.jpg", "z/broken.jpg")
+        zf.writestr("z/notes.txt", "not an image")
+    code, out = predict(capsys, "crops.zip", "--format", "json")
+    rows = {r["file"]: r for r in json.loads(out)}
+    assert code == 1 and list(rows) == ["crops.zip:z/b/yellow.png", "crops.zip:z/blue.png", "crops.zip:z/broken.jpg"]
+    assert (rows["crops.zip:z/blue.png"]["plate"], rows["crops.zip:z/b/yellow.png"]["kind"]) == ("苏E1W8MQ", "yellow")
+    assert rows["crops.zip:z/broken.jpg"]["status"] == "error" and "crops.zip:z/broken.jpg" in rows[
+        "crops.zip:z/broken.jpg"]["error"]
+    Path("bad.zip").write_bytes(b"PK\x03\x04 cut short")
+    code, out = predict(capsys, "bad.zip")
+    assert code == 1 and "bad.zip\t\t\t\terror\t" in out
+
+
 def test_a_bad_file_among_good_ones_is_an_error_row_and_the_exit_status_is_1(images, capsys):
     code, out = predict(capsys, "broken.jpg", "crops/blue.png", "missing.jpg")
     rows = list(csv.DictReader(io.StringIO(out), delimiter="\t"))
