@@ -873,7 +873,10 @@ def _open(path: str | os.PathLike, val_fraction: float, ccpd_crop: str, max_file
                             "named <plate>.jpg or listed in labels.csv or labels.txt, or CCPD2019 photos). `plate predict` reads "
                             "single images")
         if p.suffix.lower() != ".zip":
-            raise DataError(f"{p} is a file but not a .zip; expected a CCPD2019-dl1 zip or a folder")
+            archive = p.name.lower().endswith((".tar", ".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".7z", ".rar"))
+            hint = ("; an archive of that kind cannot be read in place (only a zip can): unpack it (CCPD2019 comes as "
+                    "CCPD2019.tar.xz: tar xf CCPD2019.tar.xz) and name the folder it makes") if archive else ""
+            raise DataError(f"{p} is a file but not a .zip; expected a CCPD2019-dl1 zip or a folder{hint}")
         return Dl1Zip(p, val_fraction, max_file_mb)
     if p.suffix.lower() == ".zip":
         raise DataError(f"{p} is a directory, expected a zip file (a CCPD2019-dl1 zip); "

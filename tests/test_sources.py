@@ -211,6 +211,12 @@ def test_ccpd_photos_are_cut_by_their_corners_or_by_their_bounding_box(tmp_path)
         CcpdPhotos(tmp_path, crop="box")
 
 
+def test_a_tar_archive_is_refused_saying_to_unpack_it(tmp_path):
+    (tmp_path / "CCPD2019.tar.xz").write_bytes(b"\xfd7zXZ\x00")
+    with pytest.raises(DataError, match=r"not a \.zip.*cannot be read in place.*tar xf CCPD2019\.tar\.xz"):
+        open_source(tmp_path / "CCPD2019.tar.xz")
+
+
 def test_the_whole_ccpd2019_folder_is_read_leaving_out_its_no_plate_photos_by_name(tmp_path, caplog):
     # CCPD2019 as unpacked: ccpd_base/ … , ccpd_np/ (cars without a plate, named 1005.jpg …), splits/*.txt, README.md
     names = [f"0{i}-90_88-100&50_180&90-178&88_101&86_102&52_179&55-0_0_{i}_2_3_4_5-100-10.jpg" for i in range(3)]
