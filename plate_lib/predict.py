@@ -90,10 +90,13 @@ def _expand(item: str) -> list[tuple[str, str]]:
         return [(str(f), "") for f in found] or [(item, f"folder holds no image files ({', '.join(IMAGE_EXTS)})")]
     if p.exists() or not any(c in item for c in GLOB_CHARS):  # a file, shown as given (~ expanded)
         return [(str(p) if item.startswith("~") and p.exists() else item, "" if p.exists() else "no such file or folder")]
-    found = []
+    found: list[tuple[str, str]] = []
     for mp in sorted(map(Path, glob.glob(str(p), recursive=True))):  # sorted as paths, as a folder's files are
-        found += _images_in(mp) if mp.is_dir() else [mp] if _is_image(mp) else []
-    return [(str(f), "") for f in found] or [(item, f"the pattern matches no image file ({', '.join(IMAGE_EXTS)})")]
+        if mp.is_file() and mp.suffix.lower() == ".zip":
+            found += _zip_members(str(mp), mp)
+        else:
+            found += [(str(f), "") for f in (_images_in(mp) if mp.is_dir() else [mp] if _is_image(mp) else [])]
+    return found or [(item, f"the pattern matches no image file ({', '.join(IMAGE_EXTS)})")]
 
 
 def expand_inputs(items: Iterable[str], stdin: TextIO | None = None) -> list[tuple[str, str]]:

@@ -245,6 +245,8 @@ def test_a_zip_is_read_in_place_one_row_a_member(images, capsys):
     assert (rows["crops.zip:z/blue.png"]["plate"], rows["crops.zip:z/b/yellow.png"]["kind"]) == ("苏E1W8MQ", "yellow")
     assert rows["crops.zip:z/broken.jpg"]["status"] == "error" and "crops.zip:z/broken.jpg" in rows[
         "crops.zip:z/broken.jpg"]["error"]
+    _, out = predict(capsys, "*.zip", "--format", "json")  # a pattern's zips too
+    assert [r["file"] for r in json.loads(out)] == list(rows)
     Path("bad.zip").write_bytes(b"PK\x03\x04 cut short")
     code, out = predict(capsys, "bad.zip")
     assert code == 1 and "bad.zip\t\t\t\terror\t" in out
