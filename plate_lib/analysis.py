@@ -61,8 +61,8 @@ def not_read(source: Source) -> dict[str, int]:
     ``ccpd_np/`` photos of cars without a plate."""
     source.scanned()
     listing = "CCPD2019's split lists" if getattr(source, "split", "hash") == "official" else \
-        (source.labels_path.name if source.labels_path is not None else "a label list")
-    return {f"images {listing} does not list": len(source.unlisted),
+        (f"the label list ({source.labels_path.name})" if source.labels_path is not None else "a label list (none)")
+    return {f"images not in {listing}": len(source.unlisted),
             "ccpd_np/ photos without a plate": len(getattr(source, "no_plate", []))}
 
 

@@ -156,11 +156,12 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
 def cache_note(cache_dir: Path) -> str:
     """What ``cache_dir`` holds, for the log: nothing prunes it, and a change of source or preprocessing adds a
     cache beside the old ones."""
-    sizes = []
-    for p in cache_dir.glob("*.npy"):
+    sizes = {}
+    for p in cache_dir.glob("*.*"):  # each split's array (.npy) and its index (.json)
         with suppress(OSError):  # a file another process removed meanwhile
-            sizes.append(p.stat().st_size)
-    return (f"{cache_dir} holds {len(sizes)} cached split(s), {size_text(sum(sizes))}; nothing prunes them: delete "
+            sizes[p] = p.stat().st_size
+    splits = sum(p.suffix == ".npy" for p in sizes)
+    return (f"{cache_dir} holds {splits} cached split(s), {size_text(sum(sizes.values()))}; nothing prunes them: delete "
             "the folder (or `make clean`) to free the space, and they are decoded again when next needed")
 
 

@@ -15,9 +15,11 @@ confidence, kind, status, error) read in batches, and the rows written as TSV, C
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import json
+import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
@@ -71,20 +73,32 @@ class ZipMember(str):
         self.archive, self.member = archive, member
         return self
 
+    def __getnewargs__(self) -> tuple[str, str]:  # pickle and copy rebuild it from both parts
+        return self.archive, self.member
+
+
+NO_ZIP_IMAGES = f"the zip holds no image files ({', '.join(IMAGE_EXTS)})"
+
 
 def _zip_members(item: str, p: Path) -> list[tuple[str, str]]:
-    """The image members of the zip ``p`` (given as ``item``) as inputs, or the row that says why there are none."""
+    """The image members of the zip ``p`` (given as ``item``) as inputs, sorted, or the row that says why there are
+    none; a name stored twice is an error row (which is meant?)."""
+    if not zipfile.is_zipfile(p):
+        return [(item, f"{item}: not a readable zip file (damaged or cut short)")]
     try:
-        members = Dl1Zip(p).image_members()
+        source = Dl1Zip(p)
+        members = source.image_members()
+        source.close()
     except DataError as e:
         return [(item, str(e))]
-    return [(ZipMember(item, m), "") for m in members] or [(item, f"the zip holds no image files ({', '.join(IMAGE_EXTS)})")]
+    return [(ZipMember(item, m), "" if times == 1 else f"stored {times} times in the zip (which is meant?)")
+            for m, times in members] or [(item, NO_ZIP_IMAGES)]
 
 
 def _expand(item: str) -> list[tuple[str, str]]:
     p = Path(item).expanduser()
     if p.is_file() and p.suffix.lower() == ".zip":
-        return _zip_members(item, p)
+        return _zip_members(str(p) if item.startswith("~") else item, p)
     if p.is_dir():
         found = _images_in(p)
         return [(str(f), "") for f in found] or [(item, f"folder holds no image files ({', '.join(IMAGE_EXTS)})")]
@@ -92,8 +106,8 @@ def _expand(item: str) -> list[tuple[str, str]]:
         return [(str(p) if item.startswith("~") and p.exists() else item, "" if p.exists() else "no such file or folder")]
     found: list[tuple[str, str]] = []
     for mp in sorted(map(Path, glob.glob(str(p), recursive=True))):  # sorted as paths, as a folder's files are
-        if mp.is_file() and mp.suffix.lower() == ".zip":
-            found += _zip_members(str(mp), mp)
+        if mp.is_file() and mp.suffix.lower() == ".zip":  # its images; a zip of none is no image the pattern matched
+            found += [f for f in _zip_members(str(mp), mp) if f[1] != NO_ZIP_IMAGES]
         else:
             found += [(str(f), "") for f in (_images_in(mp) if mp.is_dir() else [mp] if _is_image(mp) else [])]
     return found or [(item, f"the pattern matches no image file ({', '.join(IMAGE_EXTS)})")]
@@ -168,13 +182,17 @@ def _row(file: str, status: str, error: str = "", plate: str = "", confidence: f
 
 def load_crop(path: str, cfg: Config, settings: PredictConfig,
               zips: dict[str, Dl1Zip] | None = None) -> tuple[np.ndarray | None, dict | None]:
-    """The crop to read from ``path`` (a file, or a ``ZipMember``: ``zips`` keeps each zip open between its
-    members), or the row that says why there is none (``error``, ``not_a_crop``)."""
+    """The crop to read from ``path`` (a file, or a ``ZipMember``: ``zips`` holds the zip open between its members,
+    one zip at a time), or the row that says why there is none (``error``, ``not_a_crop``)."""
     try:
         if isinstance(path, ZipMember):
-            archive = (zips if zips is not None else {}).setdefault(
-                path.archive, Dl1Zip(Path(path.archive).expanduser(), max_file_mb=cfg.data.max_file_mb))
-            crop = image_from_bytes(archive.read_member(path.member), path.member, path, cfg.data.ccpd_crop)
+            zips = {} if zips is None else zips
+            if path.archive not in zips:
+                for other in zips.values():  # inputs come a zip at a time: no more than one left open
+                    other.close()
+                zips.clear()
+                zips[path.archive] = Dl1Zip(Path(path.archive).expanduser(), max_file_mb=cfg.data.max_file_mb)
+            crop = image_from_bytes(zips[path.archive].read_member(path.member), path.member, path, cfg.data.ccpd_crop)
         else:
             crop = load_image_file(path, cfg.data.ccpd_crop, cfg.data.max_file_mb)
     except (DataError, PlateError, OSError, cv2.error) as e:
@@ -195,8 +213,10 @@ def read_files(model, cfg: Config, settings: PredictConfig, inputs: list[tuple[s
     from .reading import read_plates
 
     batch = batch or cfg.training.eval_batch_size
-    zips: dict[str, Dl1Zip] = {}  # each zip an input names, opened once
-    with tqdm(total=len(inputs), desc="plates", unit="file", disable=not progress, mininterval=0.5) as bar:
+    zips: dict[str, Dl1Zip] = {}  # the zip being read, open between its members
+    with tqdm(total=len(inputs), desc="plates", unit="file", disable=not progress, mininterval=0.5) as bar, \
+            contextlib.ExitStack() as closing:
+        closing.callback(lambda: [z.close() for z in zips.values()])
         for start in range(0, len(inputs), batch):
             rows, crops, read = [], [], []
             for path, error in inputs[start:start + batch]:

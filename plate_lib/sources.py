@@ -502,15 +502,22 @@ class Dl1Zip(Source):
         self._names = dict(files)
         return files
 
-    def image_members(self) -> list[str]:
-        """The names of the zip's image members (``ANY_IMAGE_EXTS``), sorted as a folder's files are: what ``plate
-        predict`` reads of a zip (each by ``read_member``)."""
-        names = {name for name, _ in self._files() if name.lower().endswith(ANY_IMAGE_EXTS)}
-        return sorted(names, key=lambda n: n.split("/"))
+    def image_members(self) -> list[tuple[str, int]]:
+        """The names of the zip's image members (``ANY_IMAGE_EXTS``), sorted as a folder's files are, each with how
+        many times it is stored (more than once: which is meant?): what ``plate predict`` reads of a zip (each by
+        ``read_member``)."""
+        times = Counter(name for name, _ in self._files() if name.lower().endswith(ANY_IMAGE_EXTS))
+        return sorted(times.items(), key=lambda kv: kv[0].split("/"))
 
     def read_member(self, name: str) -> bytes:
         """The bytes of the member ``name`` (as ``image_members`` names it), within ``max_file_mb``."""
         return self._read(name)
+
+    def close(self) -> None:
+        """Let go of the zip's file handle (it is opened again when next read)."""
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
 
     def _scan(self) -> list[tuple[str, Record]]:
         files = self._files()
@@ -873,9 +880,11 @@ def _open(path: str | os.PathLike, val_fraction: float, ccpd_crop: str, max_file
                             "named <plate>.jpg or listed in labels.csv or labels.txt, or CCPD2019 photos). `plate predict` reads "
                             "single images")
         if p.suffix.lower() != ".zip":
-            archive = p.name.lower().endswith((".tar", ".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".7z", ".rar"))
-            hint = ("; an archive of that kind cannot be read in place (only a zip can): unpack it (CCPD2019 comes as "
-                    "CCPD2019.tar.xz: tar xf CCPD2019.tar.xz) and name the folder it makes") if archive else ""
+            archive = p.name.lower().endswith((".tar", ".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tar.zst",
+                                               ".tzst", ".7z", ".rar"))
+            hint = ("; an archive of that kind cannot be read in place (only a zip can): unpack it (tar xf for a .tar.*, "
+                    "as CCPD2019 comes, CCPD2019.tar.xz; 7z x or unrar x for the others) and name the folder it makes"
+                    ) if archive else ""
             raise DataError(f"{p} is a file but not a .zip; expected a CCPD2019-dl1 zip or a folder{hint}")
         return Dl1Zip(p, val_fraction, max_file_mb)
     if p.suffix.lower() == ".zip":

@@ -167,18 +167,23 @@ def test_split_counts_and_province_counts(dl1_zip):
 def test_files_in_no_split_are_counted_for_the_data_notebook(tmp_path, dl1_zip):
     from conftest import plate_jpeg
 
-    assert analysis.not_read(open_source(dl1_zip)) == {"images a label list does not list": 0,
+    assert analysis.not_read(open_source(dl1_zip)) == {"images not in a label list (none)": 0,
                                                        "ccpd_np/ photos without a plate": 0}
     (tmp_path / "c").mkdir()
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         (tmp_path / "c" / name).write_bytes(plate_jpeg())
     (tmp_path / "c" / "labels.txt").write_text("a.jpg 苏E12345\n", encoding="utf-8")
-    assert analysis.not_read(open_source(tmp_path / "c"))["images labels.txt does not list"] == 2
+    assert analysis.not_read(open_source(tmp_path / "c"))["images not in the label list (labels.txt)"] == 2
     name = "01-90_88-100&50_180&90-178&88_101&86_102&52_179&55-0_0_1_2_3_4_5-100-10.jpg"
     for sub, file in (("ccpd_base", name), ("ccpd_np", "1005.jpg")):
         (tmp_path / "ccpd" / sub).mkdir(parents=True)
         (tmp_path / "ccpd" / sub / file).write_bytes(plate_jpeg())
     assert analysis.not_read(open_source(tmp_path / "ccpd"))["ccpd_np/ photos without a plate"] == 1
+    (tmp_path / "ccpd" / "splits").mkdir()
+    for split in ("train", "val", "test"):
+        (tmp_path / "ccpd" / "splits" / f"{split}.txt").write_text("", encoding="utf-8")
+    assert analysis.not_read(open_source(tmp_path / "ccpd", ccpd_split="official")) == {
+        "images not in CCPD2019's split lists": 1, "ccpd_np/ photos without a plate": 1}
 
 
 def test_sample_records_is_seeded_and_keeps_listed_order(dl1_zip):

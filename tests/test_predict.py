@@ -245,11 +245,30 @@ def test_a_zip_is_read_in_place_one_row_a_member(images, capsys):
     assert (rows["crops.zip:z/blue.png"]["plate"], rows["crops.zip:z/b/yellow.png"]["kind"]) == ("苏E1W8MQ", "yellow")
     assert rows["crops.zip:z/broken.jpg"]["status"] == "error" and "crops.zip:z/broken.jpg" in rows[
         "crops.zip:z/broken.jpg"]["error"]
+    with zipfile.ZipFile("notes.zip", "w") as zf:  # matched by the pattern, no images in it: not an input
+        zf.writestr("notes.txt", "not an image")
     _, out = predict(capsys, "*.zip", "--format", "json")  # a pattern's zips too
     assert [r["file"] for r in json.loads(out)] == list(rows)
+    with zipfile.ZipFile("twice.zip", "w") as zf:
+        zf.write("crops/blue.png", "blue.png")
+        with pytest.warns(UserWarning, match="Duplicate name"):  # one name, two members: which is meant?
+            zf.write("crops/b/yellow.png", "blue.png")
+    code, out = predict(capsys, "twice.zip", "--format", "json")
+    assert code == 1 and json.loads(out)[0]["error"] == "stored 2 times in the zip (which is meant?)"
     Path("bad.zip").write_bytes(b"PK\x03\x04 cut short")
     code, out = predict(capsys, "bad.zip")
     assert code == 1 and "bad.zip\t\t\t\terror\t" in out
+
+
+def test_a_zip_member_input_survives_pickling_and_copying():
+    import copy
+    import pickle
+
+    from plate_lib.predict import ZipMember
+
+    m = ZipMember("crops.zip", "z/blue.png")
+    for back in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
+        assert back == "crops.zip:z/blue.png" and (back.archive, back.member) == ("crops.zip", "z/blue.png")
 
 
 def test_a_bad_file_among_good_ones_is_an_error_row_and_the_exit_status_is_1(images, capsys):

@@ -213,7 +213,7 @@ def test_ccpd_photos_are_cut_by_their_corners_or_by_their_bounding_box(tmp_path)
 
 def test_a_tar_archive_is_refused_saying_to_unpack_it(tmp_path):
     (tmp_path / "CCPD2019.tar.xz").write_bytes(b"\xfd7zXZ\x00")
-    with pytest.raises(DataError, match=r"not a \.zip.*cannot be read in place.*tar xf CCPD2019\.tar\.xz"):
+    with pytest.raises(DataError, match=r"not a \.zip.*cannot be read in place.*tar xf for a \.tar\.\*, as CCPD2019 comes, CCPD2019\.tar\.xz"):
         open_source(tmp_path / "CCPD2019.tar.xz")
 
 
