@@ -87,8 +87,10 @@ def _zip_members(item: str, p: Path) -> list[tuple[str, str]]:
         return [(item, f"{item}: not a readable zip file (damaged or cut short)")]
     try:
         source = Dl1Zip(p)
-        members = source.image_members()
-        source.close()
+        try:
+            members = source.image_members()
+        finally:
+            source.close()
     except DataError as e:
         return [(item, str(e))]
     return [(ZipMember(item, m), "" if times == 1 else f"stored {times} times in the zip (which is meant?)")
