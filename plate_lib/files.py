@@ -40,6 +40,11 @@ def files_under(folder: str | os.PathLike) -> list[str]:
     return sorted(out, key=lambda r: r.split("/"))
 
 
+def some(names: list[str], n: int, sep: str = ", ") -> str:
+    """The first ``n`` of ``names`` for a message, joined by ``sep``, ``" …"`` after them where there are more."""
+    return sep.join(names[:n]) + (" …" if len(names) > n else "")
+
+
 def size_text(n: float) -> str:
     """A byte count as people read it: ``512 bytes``, ``2.4 MB``."""
     if n < 1024:

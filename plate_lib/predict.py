@@ -30,13 +30,13 @@ import numpy as np
 from .config import Config, PredictConfig
 from .plates import PlateError
 from .sources import (
-    ANY_IMAGE_EXTS,
     CCPD_NAME,
     IMAGE_EXTS,
     DataError,
     Dl1Zip,
     image_files,
     image_from_bytes,
+    is_image_name,
     load_image_file,
     shown,
 )
@@ -54,7 +54,7 @@ NOT_A_CROP = ("plate_lib reads plate crops, and CCPD2019 photos with their annot
 def _is_image(p: Path) -> bool:
     """An image file by its extension: one read (``IMAGE_EXTS``) or one of a format not read (``OTHER_IMAGE_EXTS``,
     an ``error`` row saying so rather than a file passed over)."""
-    return p.suffix.lower() in ANY_IMAGE_EXTS and p.is_file()
+    return is_image_name(p.name) and p.is_file()
 
 
 def _images_in(folder: Path) -> list[Path]:

@@ -25,7 +25,7 @@ import yaml
 from .checkpoints import CheckpointError, check_fits, read_checkpoint
 from .config import Config, ConfigError, config_changes, from_dict
 from .dataset import open_cfg_source
-from .files import atomic_write, size_text
+from .files import atomic_write, size_text, some
 from .sources import DataError
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ def kept_note(run_dir: Path) -> str:
             with suppress(OSError):  # a file gone meanwhile, a dangling link: not counted
                 size += os.path.getsize(os.path.join(top, f))
     return (f"{len(kept)} earlier run(s) of this name are kept beside it ({size_text(size)}: "
-            f"{', '.join(k.name for k in kept[:5])}{' …' if len(kept) > 5 else ''}); delete those you no longer need")
+            f"{some([k.name for k in kept], 5)}); delete those you no longer need")
 
 
 def restore_run(kept: Path, run_dir: Path) -> None:

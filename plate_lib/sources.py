@@ -46,7 +46,7 @@ from pathlib import Path, PureWindowsPath
 import cv2
 import numpy as np
 
-from .files import files_under
+from .files import files_under, some
 from .images import MIN_SIDE, DataError, decode_image, decode_photo, read_file, too_large
 from .plates import PlateError, check_plate, label_from_filename, plate_from_ccpd_indices, repair_zip_name
 
@@ -146,7 +146,7 @@ def warn_case_clashes(names: list[str], where: str) -> list[list[str]]:
     if clashes:
         log.warning("%s: %d group(s) of file names differ only in case (all kept; they would collide on a "
                     "case-insensitive file system): %s", where, len(clashes),
-                    "; ".join(" / ".join(g[:5]) + (" …" if len(g) > 5 else "") for g in clashes[:10]))
+                    "; ".join(some(g, 5, " / ") for g in clashes[:10]))
     return clashes
 
 
@@ -227,7 +227,7 @@ def txt_rows(text: str) -> Iterator[tuple[int, str, str]]:
             continue
         first = False
         file, label = parts[0].strip(), parts[1].strip() if len(parts) > 1 else ""
-        if _is_image_name(label) and not _is_image_name(file):  # "<plate> <file>": the order some lists use
+        if is_image_name(label) and not is_image_name(file):  # "<plate> <file>": the order some lists use
             file, label = label, file
         yield n, file, label
 
@@ -247,7 +247,8 @@ def _spaced_fields(line: str) -> list[str]:
     return line.split()
 
 
-def _is_image_name(name: str) -> bool:
+def is_image_name(name: str) -> bool:
+    """Whether a file is an image by its name's extension (``ANY_IMAGE_EXTS``, any case)."""
     return os.path.splitext(name)[1].lower() in ANY_IMAGE_EXTS
 
 
@@ -309,7 +310,7 @@ def apply_label_fixes(scanned: list[tuple[str, Record]], fixes: dict[str, str], 
     unknown = sorted(set(fixes) - {rec.name for _, rec in scanned})
     if unknown:
         raise DataError(f"{fixes_path}: corrects {len(unknown)} file(s) that {source_path} does not hold "
-                        f"({', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}); is it the fixes file of "
+                        f"({some(unknown, 5)}); is it the fixes file of "
                         "another source?")
     split_of = {rec.text: split for split, rec in scanned if rec.text and rec.name not in fixes}
     out, moved = [], []
@@ -396,9 +397,8 @@ class Source:
             out.append(self._placed(rec.name, rec))
         unlisted = [shown(name) for name in images if name not in lines]
         if unlisted:  # read as the list says; the others named, not dropped unseen
-            log.warning("%s lists %d file(s); %d image file(s) in %s are not listed there and not read: %s%s",
-                        lst.where, len(lines), len(unlisted), self.path, ", ".join(unlisted[:10]),
-                        " …" if len(unlisted) > 10 else "")
+            log.warning("%s lists %d file(s); %d image file(s) in %s are not listed there and not read: %s",
+                        lst.where, len(lines), len(unlisted), self.path, some(unlisted, 10))
         self.unlisted = unlisted
         return out
 
@@ -757,6 +757,7 @@ class CcpdPhotos(CropFolder):
         no_plate = []
         official = self.official_splits() if self.split == "official" else None
         unlisted = []
+        present: set[str] = set()  # the folder's photos as the split lists name them (official_key)
         for rel in self.image_files():
             parts = rel.split("/")
             named = [p for p in parts[:-1] if p.lower() not in SPLIT_FOLDERS]  # ccpd_green/test/…: ccpd_green
@@ -764,9 +765,11 @@ class CcpdPhotos(CropFolder):
             if no_plate_photo(rel):
                 no_plate.append(shown(rel))
                 continue
-            if official is not None and official_key(rel) not in official:
-                unlisted.append(shown(rel))
-                continue
+            if official is not None:
+                present.add(key := official_key(rel))
+                if key not in official:
+                    unlisted.append(shown(rel))
+                    continue
             try:
                 if why := not_readable(rel):
                     raise PlateError(why)
@@ -775,18 +778,16 @@ class CcpdPhotos(CropFolder):
             except PlateError as e:
                 rec = Record(shown(rel), "", {"subset": shown(subset)}, error=str(e))
             # by file name, as the shipped model was split; CCPD2020's train/ val/ test/ folders kept as a crops folder's
-            out.append((official[official_key(rel)] if official is not None
+            out.append((official[key] if official is not None
                         else hashed_split(rec.name, self.val_fraction, _split_folder(parts)), rec))
         if no_plate:
             log.info("%s: %d photo(s) in %s/ are CCPD's photos without a plate (no annotation), not plate samples; "
-                     "left out: %s%s", self.path, len(no_plate), NO_PLATE_SUBSET, ", ".join(no_plate[:5]),
-                     " …" if len(no_plate) > 5 else "")
+                     "left out: %s", self.path, len(no_plate), NO_PLATE_SUBSET, some(no_plate, 5))
         self.no_plate = no_plate
         if official is not None:  # what the lists and the folder hold, counted: neither drops a photo unseen
             counts = ", ".join(f"{split} {sum(w == split for w, _ in out)}" for split in SPLITS[:3])
-            listed_only = f"; {len(unlisted)} photo(s) listed in none, not read: {', '.join(unlisted[:5])}" + \
-                (" …" if len(unlisted) > 5 else "") if unlisted else ""
-            absent = len(official.keys() - {official_key(rel) for rel in self.image_files()})
+            listed_only = f"; {len(unlisted)} photo(s) listed in none, not read: {some(unlisted, 5)}" if unlisted else ""
+            absent = len(official.keys() - present)
             log.info("%s: split by CCPD2019's splits/*.txt (data.ccpd_split official): %s; %d listed photo(s) not in "
                      "the folder%s", self.path, counts, absent, listed_only)
             self.unlisted = unlisted
@@ -827,8 +828,7 @@ def image_files(folder: Path, listing: list[str] | None = None) -> list[str]:
     """The image files under ``folder`` (those read, ``IMAGE_EXTS``, and those named bad samples,
     ``OTHER_IMAGE_EXTS``), as sorted relative POSIX paths; ``listing``: ``files_under(folder)`` where the caller
     has it."""
-    return [rel for rel in (files_under(folder) if listing is None else listing)
-            if os.path.splitext(rel)[1].lower() in ANY_IMAGE_EXTS]
+    return [rel for rel in (files_under(folder) if listing is None else listing) if is_image_name(rel)]
 
 
 def looks_like_ccpd(folder: Path, listing: list[str] | None = None) -> bool:

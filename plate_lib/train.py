@@ -345,11 +345,13 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = 
         log.info("training %s afresh rather than reusing it: %s", run_dir, why)
     clock = CheckpointClock(checkpoint_steps(checkpoint_every))
     ddp, device = init_distributed(cfg)
-    kept = None
+    kept, started_from_kept = None, False
     if not resume and ddp.main and holds_run(run_dir):  # never delete a run's work: the folder moves aside, whole
         what = describe_run(run_dir)
         kept = keep_aside(run_dir)
+        init = cfg.training.init_from
         cfg = follow_init_from(cfg, run_dir, kept)
+        started_from_kept = cfg.training.init_from != init  # init_from pointed into the run now kept aside
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         with run_log(run_dir / "train.log", append=resume, enabled=ddp.main):
@@ -368,7 +370,7 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = 
                             "this config continues it" if saved else f"{run_dir} holds no checkpoint of this run yet")
                 raise
             if kept is not None and not cfg.run.keep_replaced:  # a throwaway run: the one it replaced goes now
-                if cfg.training.init_from and Path(cfg.training.init_from).resolve().is_relative_to(kept.resolve()):
+                if started_from_kept:
                     log.info("%s kept: this run started from its weights (training.init_from)", kept)
                 else:
                     shutil.rmtree(kept, ignore_errors=True)
