@@ -227,6 +227,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return run_report(args)
 
 
+OPENCV = ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless")
+
+
+def version_text() -> str:
+    """``plate --version``: plate_lib's version, Python's and the installed versions of what reads and trains
+    (read from the packages' metadata: nothing is imported), for a bug report."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    def installed(*names: str) -> str:  # the first of the names (one library's distributions) installed
+        for name in names:
+            try:
+                return f"{name} {version(name)}"
+            except PackageNotFoundError:
+                pass
+        return f"{names[0]} not installed"
+
+    libs = ", ".join(installed(*names) for names in (("torch",), ("torchvision",), OPENCV, ("onnxruntime",)))
+    return f"plate_lib {__version__} (Python {sys.version.split()[0]}; {libs})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     plain = argparse.ArgumentParser(add_help=False)  # commands that read no config: checkpoints carry their own
     plain.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -238,7 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a file of dotted-key overrides (profiles/), applied before --set; repeat to stack")
     common.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. training.epochs=3")
 
-    p = argparse.ArgumentParser(prog="plate", description="Chinese licence-plate recognition on CCPD.")
+    p = argparse.ArgumentParser(prog="plate", description="Chinese licence-plate recognition on CCPD.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # --version's line unwrapped
+    p.add_argument("--version", action="version", version=version_text(),
+                   help="show plate_lib's version and those of the libraries it runs on, and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", parents=[common], help="write synthetic plates as a CCPD2019-dl1-layout zip")

@@ -506,7 +506,7 @@ class Dl1Zip(Source):
         """The names of the zip's image members (``ANY_IMAGE_EXTS``), sorted as a folder's files are, each with how
         many times it is stored (more than once: which is meant?): what ``plate predict`` reads of a zip (each by
         ``read_member``)."""
-        times = Counter(name for name, _ in self._files() if name.lower().endswith(ANY_IMAGE_EXTS))
+        times = Counter(name for name, _ in self._files() if is_image_name(name))
         return sorted(times.items(), key=lambda kv: kv[0].split("/"))
 
     def read_member(self, name: str) -> bytes:
@@ -521,7 +521,7 @@ class Dl1Zip(Source):
 
     def _scan(self) -> list[tuple[str, Record]]:
         files = self._files()
-        members = [(name, stored) for name, stored in files if name.lower().endswith(ANY_IMAGE_EXTS)]
+        members = [(name, stored) for name, stored in files if is_image_name(name)]
         lists = [name for name, _ in files if name.rsplit("/", 1)[-1] in LABEL_LISTS]
         times = Counter(name for name, _ in members)
         if len(lists) > 1:

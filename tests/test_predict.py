@@ -378,3 +378,13 @@ def test_plate_predict_as_a_process_reads_paths_piped_in_and_exits_1_when_a_file
     rows = list(csv.DictReader(io.StringIO(proc.stdout), delimiter="\t"))
     assert proc.returncode == 1 and [r["status"] for r in rows] == ["ok", "error"]
     assert "2 files: 1 ok, 1 error" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_version_names_plate_lib_and_the_libraries_it_runs_on(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("plate_lib 0.1.0 (Python 3.") and "\n" not in line  # one line for a bug report
+    for lib in ("torch ", "torchvision ", "opencv-python", "onnxruntime"):
+        assert lib in line
