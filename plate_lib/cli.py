@@ -1,5 +1,5 @@
-"""The command line: ``plate generate | train | evaluate | predict | export | models | report | convert-checkpoint
-| average`` (or ``python -m plate_lib``).
+"""The command line: ``plate generate | train | evaluate | predict | export | models | cache | report |
+convert-checkpoint | average`` (or ``python -m plate_lib``).
 
 Errors that a user can fix (config, data, checkpoint, a full disk) print one paragraph and exit with status 2;
 ``--debug`` shows the traceback instead.
@@ -159,13 +159,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _, device, model, cfg = _load_checkpoint(args, settings.runtime)
     inputs = expand_inputs(args.images, sys.stdin)
     progress = not args.quiet and len(inputs) > 8 and sys.stderr.isatty()
-    try:
-        rows = read_files(model, cfg, settings, inputs, device, progress, here.training.eval_batch_size)
-        counts = write_rows(rows, args.format, sys.stdout)
-        sys.stdout.flush()
-    except BrokenPipeError:  # `plate predict … | head`: the reader has gone; stop without a traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    rows = read_files(model, cfg, settings, inputs, device, progress, here.training.eval_batch_size)
+    counts = write_rows(rows, args.format, sys.stdout)
+    sys.stdout.flush()  # `plate predict … | head`: a reader gone is main's BrokenPipeError, here and not at exit
     if not args.quiet:
         print(f"plate predict: {len(inputs)} file{'s' * (len(inputs) != 1)}: "
               + ", ".join(f"{n} {status}" for status, n in counts.items() if n), file=sys.stderr)
@@ -202,6 +198,39 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .models import list_models
 
     print("\n".join(list_models()))
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """List the decoded splits cached in ``data.cache_dir`` (least recently used first) and, with ``--prune DAYS``,
+    delete those unused for that long."""
+    import time
+
+    from .dataset import cached_splits, prune_cache
+    from .files import size_text
+
+    folder = Path(args.dir or _cfg(args).data.cache_dir)
+    if not folder.is_dir():
+        print(f"{folder} holds no cache (data.cache_dir; it is made when a split is first decoded)", file=sys.stderr)
+        return 0
+    caches = cached_splits(folder)
+    if args.prune is not None:
+        gone = prune_cache(folder, args.prune)
+        for c in gone:
+            print(f"deleted {c.name} ({size_text(c.bytes)}, {c.about.get('source', 'source not recorded')})",
+                  file=sys.stderr)
+        left = cached_splits(folder)
+        print(f"{len(gone)} cached split(s) unused for {args.prune:g} day(s) deleted, {size_text(sum(c.bytes for c in gone))} "
+              f"freed; {len(left)} kept in {folder}, {size_text(sum(c.bytes for c in left))}", file=sys.stderr)
+        return 0
+    print("last_used\tsplit\tplates\tsize\tsource\tcache")
+    for c in caches:
+        split = c.about.get("split", c.name.rsplit("-", 1)[0])
+        source = c.about.get("source", "(not recorded: a cache from before plate_lib recorded its source)")
+        print(f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(c.last_used))}\t{split}\t"
+              f"{'' if c.plates is None else c.plates}\t{size_text(c.bytes)}\t{source}\t{c.name}")
+    print(f"{len(caches)} cached split(s) in {folder}, {size_text(sum(c.bytes for c in caches))}; "
+          "`plate cache --prune DAYS` deletes those unused for DAYS days", file=sys.stderr)
     return 0
 
 
@@ -247,6 +276,17 @@ def version_text() -> str:
 
     libs = ", ".join(installed(*names) for names in (("torch",), ("torchvision",), OPENCV, ("onnxruntime",)))
     return f"plate_lib {__version__} (Python {sys.version.split()[0]}; {libs})"
+
+
+def days(text: str) -> float:
+    """``plate cache --prune``'s argument: a number of days, 0 or more."""
+    try:
+        n = float(text)
+    except ValueError:
+        n = -1.0
+    if not n >= 0 or math.isinf(n):
+        raise argparse.ArgumentTypeError(f"expected a number of days, 0 or more (0 deletes every cache); got {text!r}")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", parents=[plain], help="list the registered models")
     m.set_defaults(func=cmd_models)
 
+    ca = sub.add_parser("cache", parents=[common], help="list the decoded splits cached in data.cache_dir; "
+                        "--prune DAYS deletes those unused for that long")
+    ca.add_argument("--prune", type=days, metavar="DAYS",
+                    help="delete the cached splits not read for DAYS days (0: all); they are decoded again when needed")
+    ca.add_argument("--dir", help="the cache folder (default: data.cache_dir)")
+    ca.set_defaults(func=cmd_cache)
+
     rep = sub.add_parser("report", parents=[common], help="run the notebooks 01-03 (data, training, error analysis) "
                          "with papermill into reports/ and HTML, as `make report` does")
     rep.add_argument("--data", help="a dl1 zip, crops folder or CCPD2019 folder (default: data.source)")
@@ -360,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         return _user_error(args, e)
+    except BrokenPipeError:  # `plate predict … | head`, `plate cache | head`: the reader has gone; not every row was
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # delivered: status 1, as Python's own
+        return 1  # documentation does, without a traceback (and none at exit, flushing into the closed pipe)
     except OSError as e:  # a full disk anywhere else (run logs, CSV rows, the synthetic zip)
         if args.debug or e.errno not in DISK_FULL:
             raise

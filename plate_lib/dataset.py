@@ -3,7 +3,9 @@
 ``load_split`` decodes every image of a split in parallel, letterboxes it to the model's input size and
 stores the array under ``data.cache_dir`` keyed by the source's content and the preprocessing settings (a
 change to either builds a new cache). Cache files are written atomically, the array before its ``.json`` index,
-and checked against the index before use: one cut short by a crash is rebuilt with a warning. Epochs then
+and checked against the index before use: one cut short by a crash is rebuilt with a warning. The index records
+what the split was decoded from, and its time is the last use (``cached_splits``, ``prune_cache``: ``plate
+cache``). Epochs then
 slice memory instead of decoding JPEGs. Bad images and labels raise a ``DataError`` naming the file, or with
 ``skip_bad`` are counted, logged and listed in ``skipped``.
 """
@@ -15,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +122,8 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
         cached = _read_cache(arr_path, json_path, pre)
         if cached is not None:
             images, info = cached
+            with suppress(OSError):  # the index's time is the cache's last use (plate cache --prune); a
+                os.utime(json_path)  # read-only cache folder is read all the same
             data = SplitData(images, info["texts"], info["names"], info["meta"],
                              [tuple(s) for s in info["skipped"]], str(source.path), split)
             _log_skipped(data)
@@ -145,7 +150,10 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
         log.info("%s split of %s: %d crops decoded, cached in %s (data.cache_dir%s)", split, source.path, len(data),
                  arr_path.parent, "" if arr_path.is_absolute() else ", under the working folder")
         atomic_write(arr_path, lambda p: _save_npy(p, images), nbytes=images.nbytes)
-        info = {"shape": list(images.shape), "npy_bytes": arr_path.stat().st_size, "texts": data.texts,
+        info = {"shape": list(images.shape), "npy_bytes": arr_path.stat().st_size,
+                "about": {"source": str(source.path), "kind": source.kind, "split": split, "version": CACHE_VERSION,
+                          "preprocess": pre.model_dump(), "limit": limit},
+                "texts": data.texts,
                 "names": data.names, "meta": data.meta, "skipped": data.skipped}
         text = json.dumps(info, ensure_ascii=False).encode("utf-8")
         atomic_write(json_path, lambda p: p.write_bytes(text), nbytes=len(text))
@@ -154,15 +162,67 @@ def load_split(source: Source, split: str, pre: PreprocessConfig, cache_dir: str
 
 
 def cache_note(cache_dir: Path) -> str:
-    """What ``cache_dir`` holds, for the log: nothing prunes it, and a change of source or preprocessing adds a
-    cache beside the old ones."""
-    sizes = {}
-    for p in cache_dir.glob("*.*"):  # each split's array (.npy) and its index (.json)
-        with suppress(OSError):  # a file another process removed meanwhile
-            sizes[p] = p.stat().st_size
-    splits = sum(p.suffix == ".npy" for p in sizes)
-    return (f"{cache_dir} holds {splits} cached split(s), {size_text(sum(sizes.values()))}; nothing prunes them: delete "
-            "the folder (or `make clean`) to free the space, and they are decoded again when next needed")
+    """What ``cache_dir`` holds, for the log: nothing prunes it unasked, and a change of source or preprocessing adds
+    a cache beside the old ones."""
+    caches = cached_splits(cache_dir)
+    return (f"{cache_dir} holds {len(caches)} cached split(s), {size_text(sum(c.bytes for c in caches))}; nothing "
+            "prunes them unasked: `plate cache` lists them, `plate cache --prune DAYS` deletes those unused for DAYS "
+            "days, and a deleted one is decoded again when next needed")
+
+
+@dataclass
+class CachedSplit:
+    """One cached split in a cache folder: its array and index files, what it was decoded from (``about``, as the
+    index records it; empty for a cache written before plate_lib recorded it), its plates, bytes on disk and
+    last use (the index's modification time, which every read renews; the array's when the index is missing)."""
+
+    name: str  # <split>-<key>, the files' stem
+    files: list[Path]
+    about: dict
+    plates: int | None
+    bytes: int
+    last_used: float
+
+
+def cached_splits(cache_dir: str | Path) -> list[CachedSplit]:
+    """The cached splits in ``cache_dir`` (``load_split``'s ``<split>-<key>.npy`` and ``.json``), least recently
+    used first; an array without its index (a run stopped while writing it) is one too, with no plates."""
+    groups: dict[str, list[Path]] = {}
+    for p in Path(cache_dir).glob("*-*.*"):
+        if p.suffix in (".npy", ".json") and not p.name.startswith("."):  # "."-named: another run's file being written
+            groups.setdefault(p.stem, []).append(p)
+    out = []
+    for name, files in groups.items():
+        stats = {}
+        for p in files:
+            with suppress(OSError):  # removed by another process meanwhile
+                stats[p.suffix] = p.stat()
+        if not stats:
+            continue
+        about, plates = {}, None
+        if ".json" in stats:
+            with suppress(OSError, ValueError, AttributeError, TypeError):
+                info = json.loads(Path(cache_dir, name + ".json").read_text(encoding="utf-8"))
+                about, plates = info.get("about", {}), len(info["texts"])
+        used = stats.get(".json", stats.get(".npy")).st_mtime
+        out.append(CachedSplit(name, sorted(files), about, plates, sum(st.st_size for st in stats.values()), used))
+    return sorted(out, key=lambda c: (c.last_used, c.name))
+
+
+def prune_cache(cache_dir: str | Path, unused_days: float, now: float | None = None) -> list[CachedSplit]:
+    """Delete the cached splits of ``cache_dir`` not used for ``unused_days`` days (0: every one); the ones
+    deleted. A deleted split is decoded again from its source when next needed."""
+    if unused_days < 0:
+        raise ValueError(f"--prune takes a number of days, 0 or more; got {unused_days}")
+    now = time.time() if now is None else now
+    gone = []
+    for cache in cached_splits(cache_dir):
+        if now - cache.last_used >= unused_days * 86400:
+            for p in (*[f for f in cache.files if f.suffix == ".json"], *[f for f in cache.files if f.suffix != ".json"]):
+                with suppress(FileNotFoundError):  # the index first: a half-deleted cache is never read as whole
+                    p.unlink()
+            gone.append(cache)
+    return gone
 
 
 def require_plates(data: SplitData, source: Source, fix: str, split_option: bool = False) -> SplitData:

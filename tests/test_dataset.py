@@ -2,6 +2,7 @@
 samples, empty splits, batches."""
 
 import errno
+import os
 import subprocess
 import sys
 import zipfile
@@ -16,7 +17,9 @@ from plate_lib.dataset import (
     DiskFullError,
     PlateBatches,
     batch_loader,
+    cached_splits,
     load_split,
+    prune_cache,
     require_plates,
 )
 from plate_lib.preprocess import TTA_VIEWS, letterbox, tta_views
@@ -67,6 +70,46 @@ def test_a_changed_source_rebuilds_the_cache(tmp_path, caplog):
     with caplog.at_level("INFO"):
         assert load_split(Dl1Zip(path), "test", PRE, tmp_path / "c").texts == ["皖A00000", "苏A11111"]
     assert "holds 2 cached split(s)" in caplog.text and "nothing prunes them" in caplog.text  # the old one stays
+
+
+def test_the_cache_says_what_each_split_came_from_and_prunes_the_ones_unused(dl1_zip, tmp_path):
+    cache = tmp_path / "cache"
+    load_split(Dl1Zip(dl1_zip), "train", PRE, cache, workers=1)
+    load_split(Dl1Zip(dl1_zip), "test", PRE, cache, workers=1)
+    listed = {c.about["split"]: c for c in cached_splits(cache)}
+    assert set(listed) == {"train", "test"}
+    assert listed["train"].about["source"] == str(dl1_zip) and listed["train"].plates == len(Dl1Zip(dl1_zip).records("train"))
+    assert listed["train"].bytes == sum(p.stat().st_size for p in listed["train"].files) and len(listed["train"].files) == 2
+    week_ago = listed["test"].last_used - 7 * 86400
+    for c in listed.values():  # both last used a week ago; then the test split is read again
+        for p in c.files:
+            os.utime(p, (week_ago, week_ago))
+    load_split(Dl1Zip(dl1_zip), "test", PRE, cache)
+    assert [c.about["split"] for c in cached_splits(cache)] == ["train", "test"]  # least recently used first
+    gone = prune_cache(cache, unused_days=1)
+    assert [c.about["split"] for c in gone] == ["train"]
+    assert not any(p.exists() for p in listed["train"].files) and all(p.exists() for p in listed["test"].files)
+    assert not isinstance(load_split(Dl1Zip(dl1_zip), "train", PRE, cache, workers=1).images, np.memmap)  # decoded anew
+    assert len(prune_cache(cache, unused_days=0)) == 2 and cached_splits(cache) == []
+
+
+def test_plate_cache_lists_the_cached_splits_and_prunes_on_request(dl1_zip, tmp_path, capsys):
+    from plate_lib.cli import main
+
+    cache = tmp_path / "cache"
+    load_split(Dl1Zip(dl1_zip), "test", PRE, cache, workers=1)
+    (cache / "train-0123456789abcdef.npy").write_bytes(b"x" * 10)  # an array whose index was never written
+    assert main(["cache", "--dir", str(cache)]) == 0
+    out, err = capsys.readouterr()
+    header, *rows = out.strip().split("\n")
+    assert header.split("\t") == ["last_used", "split", "plates", "size", "source", "cache"]
+    assert sorted(r.split("\t")[1] for r in rows) == ["test", "train"] and str(dl1_zip) in out
+    assert "2 cached split(s)" in err and "--prune DAYS" in err
+    assert main(["cache", "--dir", str(cache), "--prune", "0"]) == 0
+    assert "2 cached split(s) unused for 0 day(s) deleted" in capsys.readouterr().err and not list(cache.iterdir())
+    with pytest.raises(SystemExit) as refused:
+        main(["cache", "--dir", str(cache), "--prune", "-3"])
+    assert refused.value.code == 2 and "a number of days, 0 or more" in capsys.readouterr().err
 
 
 def _folder_with_bad_samples(tmp_path):
