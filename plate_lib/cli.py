@@ -92,8 +92,13 @@ def _checkpoint(args: argparse.Namespace) -> Path:
                             "runs/default/best.pt (make report) exists; train one with `plate train` first")
 
 
+READING_DATA = ("val_fraction", "skip_bad", "cache_dir", "max_file_mb", "label_fixes", "ccpd_crop", "ccpd_split",
+                "resize_crops")  # data.* keys of how to read data, which --config's file applies over a checkpoint's
+
+
 def _load_checkpoint(args: argparse.Namespace, runtime: str = "torch"):
-    """The checkpoint's model on ``--device`` and its stored config with ``--set`` applied (no cfg.yaml needed);
+    """The checkpoint's model on ``--device`` and its stored config with the ``READING_DATA`` keys that ``--config``
+    (cfg.yaml by default: none needed) sets away from their defaults, then ``--profile`` and ``--set``, applied;
     ``runtime`` (``predict.runtime``) onnx: the model run by ONNX Runtime (``export.OnnxModel``), on the CPU only;
     auto: onnx on the CPU where ONNX Runtime is installed, else torch (``inference.pick_runtime``). ONNX Runtime
     on the CPU reads with the graph exported from the same checkpoint before where one is cached, torch not
@@ -102,7 +107,10 @@ def _load_checkpoint(args: argparse.Namespace, runtime: str = "torch"):
 
     ckpt = _checkpoint(args)
     model, cfg, device = open_reader(ckpt, args.device, runtime)
-    overrides = config_mod.collect_overrides(None, args.profile, args.set)
+    chosen = _cfg(args).data  # how to read data that cfg.yaml (or --config) sets away from the defaults
+    default = config_mod.DataConfig()
+    overrides = {f"data.{k}": getattr(chosen, k) for k in READING_DATA if getattr(chosen, k) != getattr(default, k)}
+    overrides |= config_mod.collect_overrides(None, args.profile, args.set)
     if overrides:  # --profile and --set, as on cfg.yaml (data.ccpd_crop=bbox, …)
         new = config_mod.from_dict(config_mod.apply_overrides(cfg.to_dict(), overrides), "--profile/--set")
         fixed = [k for k in config_mod.config_changes(cfg.to_dict(), new.to_dict()) if k.split(".")[0] in CHECKPOINT_FIXES]
@@ -124,6 +132,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     here = _cfg(args)  # how to read (predict.*, the batch): cfg.yaml and --set, as plate predict reads
     settings = here.predict
     if args.out:  # before the evaluation, not after it: a folder that is not there is made
+        _writable_file(args.out, "--out", "the CSV file to write, e.g. eval.csv")
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     ckpt, device, model, cfg = _load_checkpoint(args, settings.runtime)
     source = open_cfg_source(cfg, args.data, ccpd_split=cfg.data.ccpd_split)  # --data stands for data.source
@@ -168,6 +177,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if counts["error"] else 0
 
 
+def _writable_file(path: str, option: str, expected: str) -> None:
+    """Refuse ``option``'s ``path`` before the work it would end, where it names a folder (``expected``: what to give)."""
+    if Path(path).is_dir():
+        raise config_mod.ConfigError(f"{option} {path} is a folder; expected {expected}")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .dataset import load_split, require_plates
     from .export import check_parity, export_onnx
@@ -175,6 +190,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .sources import open_source
 
     ckpt = _checkpoint(args)
+    _writable_file(args.onnx, "--onnx", "the .onnx file to write, e.g. model.onnx")
+    try:
+        import onnxruntime  # noqa: F401  (the parity check runs it: said before the export, not after)
+    except ImportError:
+        raise config_mod.ConfigError("plate export checks the graph with ONNX Runtime, which is not installed: "
+                                     "pip install 'plate_lib[export]' (onnx and onnxruntime)") from None
     out = export_onnx(ckpt, args.onnx)
     print(f"wrote {out}")
     _, cfg = load_model(ckpt)
@@ -210,6 +231,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from .files import size_text
 
     folder = Path(args.dir or _cfg(args).data.cache_dir)
+    if folder.exists() and not folder.is_dir():
+        raise config_mod.ConfigError(f"{folder} is a file; plate cache takes the cache folder (data.cache_dir, or "
+                                     "--dir FOLDER)")
     if not folder.is_dir():
         print(f"{folder} holds no cache (data.cache_dir; it is made when a split is first decoded)", file=sys.stderr)
         return 0
@@ -276,6 +300,17 @@ def version_text() -> str:
 
     libs = ", ".join(installed(*names) for names in (("torch",), ("torchvision",), OPENCV, ("onnxruntime",)))
     return f"plate_lib {__version__} (Python {sys.version.split()[0]}; {libs})"
+
+
+def positive(text: str) -> int:
+    """A count of 1 or more, as an option's argument."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 1 or more; got {text!r}")
+    return n
 
 
 def days(text: str) -> float:
@@ -351,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--data", help="check parity on this data's crops (default: random images)")
     x.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                    help="the split of --data the parity check reads (default: test)")
-    x.add_argument("--n", type=int, default=256, help="images for the parity check (default: 256)")
+    x.add_argument("--n", type=positive, default=256, help="images for the parity check (default: 256)")
     x.set_defaults(func=cmd_export)
 
     m = sub.add_parser("models", parents=[plain], help="list the registered models")

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from contextlib import suppress
@@ -33,10 +34,11 @@ from .preprocess import decode_all
 from .sources import IMAGE_EXTS, DataError, Source, open_source
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 5  # 2: the .json records the array's shape and byte size; 3: which files are samples changed (WebP,
+CACHE_VERSION = 6  # 2: the .json records the array's shape and byte size; 3: which files are samples changed (WebP,
 # I/O labels, zip duplicates, GBK names); 4, 5: CCPD photos under train/ and test/ keep those splits, ccpd_np/ left
 # out, labels.txt and tab- or semicolon-separated labels.csv read, a zip's crops outside train/ and test/ split by
-# plate text and labelled by a label list it holds, plates found in more file-name forms
+# plate text and labelled by a label list it holds, plates found in more file-name forms; 6: val/ folders are the val
+# split (were 85 % train), zip names with \ as separator, macOS metadata twins left out, GBK names that read as UTF-8
 
 
 @dataclass
@@ -184,12 +186,15 @@ class CachedSplit:
     last_used: float
 
 
+CACHE_NAME = re.compile(r"^[a-z]+-[0-9a-f]{16}$")  # load_split's <split>-<key> (the key: _cache_key's 16 hex digits)
+
+
 def cached_splits(cache_dir: str | Path) -> list[CachedSplit]:
     """The cached splits in ``cache_dir`` (``load_split``'s ``<split>-<key>.npy`` and ``.json``), least recently
     used first; an array without its index (a run stopped while writing it) is one too, with no plates."""
     groups: dict[str, list[Path]] = {}
-    for p in Path(cache_dir).glob("*-*.*"):
-        if p.suffix in (".npy", ".json") and not p.name.startswith("."):  # "."-named: another run's file being written
+    for p in Path(cache_dir).glob("*-*.*"):  # "."-named: another run's file being written, not matched
+        if p.suffix in (".npy", ".json") and CACHE_NAME.match(p.stem):  # no other file is taken for a cache
             groups.setdefault(p.stem, []).append(p)
     out = []
     for name, files in groups.items():
@@ -201,7 +206,7 @@ def cached_splits(cache_dir: str | Path) -> list[CachedSplit]:
             continue
         about, plates = {}, None
         if ".json" in stats:
-            with suppress(OSError, ValueError, AttributeError, TypeError):
+            with suppress(OSError, ValueError, AttributeError, TypeError, KeyError):
                 info = json.loads(Path(cache_dir, name + ".json").read_text(encoding="utf-8"))
                 about, plates = info.get("about", {}), len(info["texts"])
         used = stats.get(".json", stats.get(".npy")).st_mtime

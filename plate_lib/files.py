@@ -17,7 +17,8 @@ def files_under(folder: str | os.PathLike) -> list[str]:
     out unseen). Each real folder is walked once: a link to a folder inside the tree (``latest -> 2024-06``, or back
     up to the top) is not followed, its files being there already, nor a second link to the same outside folder.
     Strings and ``os.scandir``'s cached file types, not ``Path`` objects and a stat a file: a CCPD folder holds
-    hundreds of thousands of photos. A folder that cannot be listed is passed over, as ``os.walk`` does."""
+    hundreds of thousands of photos. A folder that cannot be listed is passed over, as ``os.walk`` does; a link to
+    nothing is listed as a file (its reader says it is missing: a row of ``plate predict``, a bad sample)."""
     top = os.path.realpath(folder)
     seen = {top}
     out: list[str] = []
@@ -35,7 +36,7 @@ def files_under(folder: str | os.PathLike) -> list[str]:
                 if not inside and real not in seen:
                     seen.add(real)
                     todo.append((f"{rel}{e.name}/", e.path))
-            elif e.is_file():
+            elif e.is_file() or e.is_symlink():  # a link to nothing too: a file meant, named where it is read
                 out.append(rel + e.name)
     return sorted(out, key=lambda r: r.split("/"))
 

@@ -92,8 +92,9 @@ def is_issued_format(text: str, provinces: Sequence[str] = PROVINCES) -> bool:
 def label_from_filename(name: str) -> str:
     """The plate in a crop's file name (any folders before it): dl1's ``<id>-<plate>.jpg`` or ``<plate>.jpg``, the
     part after the last ``-`` of the stem, so ids may hold dashes themselves. Where that is no plate: the one part
-    that starts with a province, split at ``-``, ``_``, spaces and brackets, of the part after the last ``-``, else of
-    the whole name (``<id>_<plate>.jpg``, copies of one plate ``<plate>_2.jpg`` and ``<plate> (2).jpg``; a mistyped
+    that is a plate, split at ``-``, ``_``, spaces and brackets, of the part after the last ``-``, else of the whole
+    name (``<id>_<plate>.jpg``, copies of one plate ``<plate>_2.jpg`` and ``<plate> (2).jpg``, a word after it that
+    starts with a province character as 新能源 or 黑 do); else the one part that starts with a province (a mistyped
     plate is returned as it is, for its check to say what is wrong); with two such parts, or none, the part after
     the last ``-``, whose check says what is wrong with it.
     """
@@ -104,6 +105,9 @@ def label_from_filename(name: str) -> str:
         return last
     for scope in (last, stem):  # the part after the last dash first, then the whole name
         meant = [part for part in re.split(r"[-_ ()（）]+", scope) if part[:1] in PROVINCES]  # parts that try a plate
+        plates = [part for part in meant if is_plate(part)]
+        if len(plates) == 1:  # one plate among words that start as one would: 皖AD12345_新能源, 苏E12345_黑
+            return plates[0]
         if meant:
             return meant[0] if len(meant) == 1 else last
     return last
@@ -124,7 +128,8 @@ def repair_zip_name(name: str, utf8_flag: bool) -> str:
     ``zipfile`` decodes flag-less names as cp437; the dl1 zip stored UTF-8 bytes that way, and zip tools on Chinese
     Windows store GBK (read as GB18030, its superset). Names that carry the flag are kept as they are; so are
     those that are neither UTF-8 nor GBK holding a province character once re-encoded (a genuine cp437
-    name: ``café_1.jpg`` would read as GBK too, but as no plate).
+    name: ``café_1.jpg`` would read as GBK too, but as no plate). Bytes that read as both UTF-8 and GBK are
+    UTF-8 unless only the GBK reading names a plate (GBK's 鲁 and 豫 are valid UTF-8 for ³ and ԥ).
     """
     if utf8_flag:
         return name
@@ -133,14 +138,29 @@ def repair_zip_name(name: str, utf8_flag: bool) -> str:
     except UnicodeEncodeError:
         return name
     try:
-        return raw.decode("utf-8")
+        utf8 = raw.decode("utf-8")
     except UnicodeDecodeError:
-        pass
+        utf8 = None
+    gbk = gbk_plate_name(raw)
+    if utf8 is not None and (gbk is None or is_plate(label_from_filename(utf8))):
+        return utf8
+    if gbk is not None:  # GBK whose bytes happen to be UTF-8 too (鲁 C2 B3 reads ³, 豫 D4 A5 ԥ): its plate decides
+        return gbk
+    try:
+        gb = raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return name
+    return gb if any(c in PROVINCES for c in gb) else name  # a plate's province: not a cp437 name's accident
+
+
+def gbk_plate_name(raw: bytes) -> str | None:
+    """``raw`` (a file name's bytes) read as GBK (GB18030) where that reading names a plate
+    (``label_from_filename``), else None."""
     try:
         gbk = raw.decode("gb18030")
     except UnicodeDecodeError:
-        return name
-    return gbk if any(c in PROVINCES for c in gbk) else name  # a plate's province: not a cp437 name's accident
+        return None
+    return gbk if is_plate(label_from_filename(gbk)) else None
 
 
 # --- encoding for the two heads -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import contextlib
 import csv
 import glob
 import json
+import os
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 
 from .config import Config, PredictConfig
+from .files import files_under
 from .plates import PlateError
 from .sources import (
     CCPD_NAME,
@@ -38,6 +40,7 @@ from .sources import (
     image_from_bytes,
     is_image_name,
     load_image_file,
+    log_mac_metadata,
     shown,
 )
 
@@ -58,7 +61,9 @@ def _is_image(p: Path) -> bool:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return [folder / rel for rel in image_files(folder)]
+    listing = files_under(folder)
+    log_mac_metadata(folder, listing)
+    return [folder / rel for rel in image_files(folder, listing)]
 
 
 class ZipMember(str):
@@ -98,7 +103,14 @@ def _zip_members(item: str, p: Path) -> list[tuple[str, str]]:
 
 
 def _expand(item: str) -> list[tuple[str, str]]:
-    p = Path(item).expanduser()
+    try:
+        return _expand_path(item)
+    except (OSError, ValueError, RuntimeError) as e:  # a name too long, with a NUL, …: its row, not the run's end
+        return [(item, f"cannot be read as a path ({e.strerror if isinstance(e, OSError) and e.strerror else e})")]
+
+
+def _expand_path(item: str) -> list[tuple[str, str]]:
+    p = Path(os.path.expanduser(item))  # ~user of no such user: left as it is, then no such file
     if p.is_file() and p.suffix.lower() == ".zip":
         return _zip_members(str(p) if item.startswith("~") else item, p)
     if p.is_dir():
@@ -123,9 +135,21 @@ def expand_inputs(items: Iterable[str], stdin: TextIO | None = None) -> list[tup
         if item != "-":
             out += _expand(item)
             continue
-        listed = [line.strip() for line in (stdin.read() if stdin else "").splitlines() if line.strip()]
+        text = _names_on(stdin) if stdin else ""
+        if "\0" in text:
+            out.append(("-", "standard input holds binary data, not file names: give an image as an argument, or "
+                             "pipe its name (e.g. `find crops -name '*.jpg' | plate predict -`)"))
+            continue
+        listed = [line.strip() for line in text.splitlines() if line.strip()]
         out += [f for line in listed for f in _expand(line)] or [("-", "standard input named no files")]
     return out
+
+
+def _names_on(stdin: TextIO) -> str:
+    """What ``stdin`` holds, its bytes read as the file system reads names (``os.fsdecode``: bytes that are not
+    UTF-8 kept as surrogates, so a GBK name from `find` is a row, written with ``\\xNN`` escapes)."""
+    raw = getattr(stdin, "buffer", None)
+    return os.fsdecode(raw.read()) if raw is not None else stdin.read()
 
 
 # --- what an image is -----------------------------------------------------------------------------------
@@ -252,12 +276,14 @@ def _cells(row: dict) -> list[str]:
 
 def write_rows(rows: Iterable[dict], fmt: str, out: TextIO) -> dict[str, int]:
     """Write the rows as ``tsv`` (a header line, tabs; tabs and line breaks in a value become spaces), ``csv``
+    (a value with a line break quoted, ``\\r`` too)
     or ``json`` (an array of objects, one a line; no confidence is null) as they come; returns the count of each
     status. A file name that is not UTF-8 is written with its undecodable bytes as ``\\xNN`` (``_printable``)."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not one of {FORMATS}")
     counts = dict.fromkeys(STATUSES, 0)
     writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)  # a row with a \r: csv quotes \n only
     if fmt == "json":
         out.write("[")
     elif writer:
@@ -271,7 +297,8 @@ def write_rows(rows: Iterable[dict], fmt: str, out: TextIO) -> dict[str, int]:
             item = {**row, "confidence": None if conf is None else round(conf, 4)}
             out.write(("," if n else "") + "\n" + json.dumps(item, ensure_ascii=False))
         elif writer:
-            writer.writerow(_cells(row))
+            cells = _cells(row)
+            (quoted if any("\r" in c for c in cells) else writer).writerow(cells)
         else:
             out.write("\t".join(c.replace("\t", " ").replace("\n", " ").replace("\r", " ") for c in _cells(row)) + "\n")
     if fmt == "json":

@@ -48,7 +48,14 @@ import numpy as np
 
 from .files import files_under, some
 from .images import MIN_SIDE, DataError, decode_image, decode_photo, read_file, too_large
-from .plates import PlateError, check_plate, label_from_filename, plate_from_ccpd_indices, repair_zip_name
+from .plates import (
+    PlateError,
+    check_plate,
+    gbk_plate_name,
+    label_from_filename,
+    plate_from_ccpd_indices,
+    repair_zip_name,
+)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # what images.decode_image reads (by the files' first bytes)
 OTHER_IMAGE_EXTS = (".tif", ".tiff", ".gif", ".heic", ".heif", ".avif", ".jp2")  # images it does not: a bad sample each
@@ -80,9 +87,9 @@ def in_val(name: str, val_fraction: float) -> bool:
 
 
 def hashed_split(key: str, val_fraction: float, folder: str | None = None) -> str:
-    """``train``, ``val`` or ``test`` for one record. ``folder`` is the split its data layout gives (``train`` or
-    ``test``); without one, ``val_fraction`` of the keys go to ``test`` by a hash of ``key``. ``val`` is
-    ``val_fraction`` of what is left for ``train``, by a second hash."""
+    """``train``, ``val`` or ``test`` for one record. ``folder`` is the split its data layout gives (``train``,
+    ``val`` or ``test``); without one, ``val_fraction`` of the keys go to ``test`` by a hash of ``key``. Under
+    ``train`` (given or left), ``val`` is ``val_fraction`` of them, by a second hash."""
     if folder is None:
         folder = "test" if in_val("test:" + Path(key).name, val_fraction) else "train"
     return "val" if folder == "train" and in_val(key, val_fraction) else folder
@@ -92,7 +99,10 @@ def _labelled(name: str, label: str, meta: dict | None = None) -> Record:
     try:
         return Record(name, check_plate(label), meta or {})
     except PlateError as e:
-        return Record(name, "", meta or {}, error=str(e), bad_label=True)
+        gbk = gbk_plate_name(name.encode("utf-8", "surrogateescape"))  # GBK bytes that are UTF-8 too: 鲁 as ³
+        hint = (f"; its name's bytes read as GBK say {gbk.rsplit('/', 1)[-1]!r}: rename the file in UTF-8 (e.g. "
+                "`convmv -f gbk -t utf-8 --notest`)") if gbk and gbk != name else ""
+        return Record(name, "", meta or {}, error=str(e) + hint, bad_label=True)
 
 
 def inside(name: str) -> str | None:
@@ -150,8 +160,23 @@ def warn_case_clashes(names: list[str], where: str) -> list[list[str]]:
     return clashes
 
 
-def labels_text(csv_path: Path, max_bytes: int) -> str:
+LIST_BYTES = 256 * 2**20  # a label or split list, read whole: millions of rows (CBLPRD-330k's labels.txt is 14 MB)
+
+
+def list_too_large(name: str, size: int, max_bytes: int, declared: bool = False) -> DataError:
+    return DataError(f"{name}: a list of {size / 2**20:.1f} MB{' (its declared size in the zip)' if declared else ''}, "
+                     f"over the {max_bytes / 2**20:g} MB a label or split list is read up to; is it the list of this "
+                     "data? Split the data into folders of their own, each with its list")
+
+
+def labels_text(csv_path: Path, max_bytes: int = LIST_BYTES) -> str:
     """A label CSV's text, in UTF-8 (with or without a BOM) or GB18030/GBK, as Chinese Windows tools write it."""
+    try:
+        size = csv_path.stat().st_size
+    except OSError:
+        size = 0  # read_file says why it cannot be read
+    if size > max_bytes:
+        raise list_too_large(str(csv_path), size, max_bytes)
     return decode_labels(read_file(csv_path, max_bytes), str(csv_path))
 
 
@@ -214,16 +239,19 @@ def label_rows(lst: LabelList, text: str) -> Iterator[tuple[int, str, str]]:
 def txt_rows(text: str) -> Iterator[tuple[int, str, str]]:
     """``(line number, file, label)`` of each line of a labels.txt: ``<file><TAB><plate>`` (PaddleOCR's recognition
     lists) or ``<file> <plate>`` (spaces; CBLPRD-330k's), anything after the plate ignored (CBLPRD's plate type),
-    ``<plate> <file>`` read the other way round; blank lines and ``#`` comments passed over, and a first line that is
-    a header (``file label``) too."""
+    ``<plate> <file>`` read the other way round, commas or semicolons where a line has neither tabs nor spaces (a
+    CSV saved as .txt); blank lines and ``#`` comments passed over, and a first line that is a header (``file
+    label``, ``plate file``) too."""
     first = True
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         parts = line.split("\t") if "\t" in line else _spaced_fields(line)
-        if first and parts[0].strip().lower() in FILE_COLUMNS:
-            first = False
+        if len(parts) == 1 and (sep := max(",;", key=line.count)) in line:  # a CSV saved as .txt: read as one
+            parts = line.split(sep)
+        if first and ({p.strip().lower() for p in parts[:2]} <= COLUMN_NAMES or parts[0].strip().lower() in FILE_COLUMNS):
+            first = False  # a header, either way round (file label, plate file)
             continue
         first = False
         file, label = parts[0].strip(), parts[1].strip() if len(parts) > 1 else ""
@@ -248,13 +276,31 @@ def _spaced_fields(line: str) -> list[str]:
 
 
 def is_image_name(name: str) -> bool:
-    """Whether a file is an image by its name's extension (``ANY_IMAGE_EXTS``, any case)."""
-    return os.path.splitext(name)[1].lower() in ANY_IMAGE_EXTS
+    """Whether a file is an image by its name's extension (``ANY_IMAGE_EXTS``, any case), and not macOS's metadata
+    twin of one (``mac_metadata``)."""
+    return os.path.splitext(name)[1].lower() in ANY_IMAGE_EXTS and not mac_metadata(name)
+
+
+def mac_metadata(name: str) -> bool:
+    """Whether a path is macOS's metadata of a file, not the file: an AppleDouble twin ``._<name>`` (a copy to a
+    FAT or network drive, a tar made on a Mac) or anything under ``__MACOSX/`` (Finder's Compress): 4 KB of
+    attributes named as the image is, never an image."""
+    parts = name.replace("\\", "/").split("/")
+    return parts[-1].startswith("._") or "__MACOSX" in parts[:-1]
+
+
+def log_mac_metadata(where: str | Path, names: Sequence[str]) -> None:
+    """Say in the log how many of ``names`` (a source's files) are macOS metadata, left out as no images."""
+    meta = [shown(n) for n in names if mac_metadata(n) and os.path.splitext(n)[1].lower() in ANY_IMAGE_EXTS]
+    if meta:
+        log.info("%s: %d macOS metadata file(s) named as images (._<name>, __MACOSX/) are not images; left out: %s",
+                 where, len(meta), some(meta, 5))
 
 
 # labels.csv's two columns, by the names label lists use (ours first; fast-plate-ocr's image_path,plate_text; …)
 FILE_COLUMNS = ("file", "filename", "file_name", "image", "image_path", "img", "path")
 LABEL_COLUMNS = ("label", "plate", "plate_text", "text", "plate_number")
+COLUMN_NAMES = frozenset(FILE_COLUMNS + LABEL_COLUMNS)
 
 
 def label_columns(csv_path: str | Path, fieldnames: list[str] | None) -> tuple[str, str]:
@@ -460,11 +506,12 @@ class Source:
         return f"{type(self).__name__}({str(self.path)!r})"
 
 
-SPLIT_FOLDERS = {"train": "train", "test": "test", "val": "train", "valid": "train", "validation": "train"}
+SPLIT_FOLDERS = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
 
 
 def _split_folder(parts: list[str]) -> str | None:
-    """``train`` or ``test`` from the folders of a path (``val``/``valid`` count as ``train``); None outside both."""
+    """``train``, ``val`` or ``test`` from the folders of a path (``val``, ``valid`` and ``validation`` are ``val``: a
+    published validation set is validated on whole, not trained on); None outside them."""
     for p in reversed(parts[:-1]):
         if p.lower() in SPLIT_FOLDERS:
             return SPLIT_FOLDERS[p.lower()]
@@ -496,9 +543,10 @@ class Dl1Zip(Source):
 
     def _files(self) -> list[tuple[str, str]]:
         """(name, stored name) of every file in the zip, in its order: names stored without the UTF-8 flag repaired
-        (``repair_zip_name``); ``_names`` maps the first to the second, for ``_read``."""
-        files = [(repair_zip_name(info.filename, bool(info.flag_bits & 0x800)), info.filename)
-                 for info in self._handle().infolist() if not info.is_dir()]
+        (``repair_zip_name``), and ``\\`` read as ``/`` (Windows PowerShell 5's Compress-Archive stores
+        ``test\\0001.jpg``; as unzip does); ``_names`` maps the first to the second, for ``_read``."""
+        files = [(repair_zip_name(info.filename, bool(info.flag_bits & 0x800)).replace("\\", "/"), info.filename)
+                 for info in self._handle().infolist() if not info.is_dir() and not info.filename.endswith("\\")]
         self._names = dict(files)
         return files
 
@@ -506,7 +554,9 @@ class Dl1Zip(Source):
         """The names of the zip's image members (``ANY_IMAGE_EXTS``), sorted as a folder's files are, each with how
         many times it is stored (more than once: which is meant?): what ``plate predict`` reads of a zip (each by
         ``read_member``)."""
-        times = Counter(name for name, _ in self._files() if is_image_name(name))
+        files = self._files()
+        log_mac_metadata(self.path, [name for name, _ in files])
+        times = Counter(name for name, _ in files if is_image_name(name))
         return sorted(times.items(), key=lambda kv: kv[0].split("/"))
 
     def read_member(self, name: str) -> bytes:
@@ -521,6 +571,7 @@ class Dl1Zip(Source):
 
     def _scan(self) -> list[tuple[str, Record]]:
         files = self._files()
+        log_mac_metadata(self.path, [name for name, _ in files])
         members = [(name, stored) for name, stored in files if is_image_name(name)]
         lists = [name for name, _ in files if name.rsplit("/", 1)[-1] in LABEL_LISTS]
         times = Counter(name for name, _ in members)
@@ -531,9 +582,15 @@ class Dl1Zip(Source):
             self.labels_path = Path(lists[0])
             base = lists[0][:-len(self.labels_path.name)]
             lst = LabelList(f"{self.path}:{lists[0]}", self.labels_path.name, f"{self.path}:{base or '/'}", base)
-            scanned = self._scan_list(lst, decode_labels(self._read(lists[0]), lst.where), [n for n, _ in members])
+            scanned = self._scan_list(lst, decode_labels(self._read(lists[0], LIST_BYTES), lst.where),
+                                      [n for n, _ in members])
             return [(where, Record(rec.name, "", rec.meta, error=self._stored_twice(times[rec.name]))
                      if not rec.error and times[rec.name] > 1 else rec) for where, rec in scanned]
+        stems = [os.path.splitext(name.rsplit("/", 1)[-1])[0] for name, _ in members]
+        if sum(bool(CCPD_NAME.match(stem)) for stem in stems) * 2 > len(stems):
+            raise DataError(f"{self.path} holds CCPD2019 photos (named by their annotation), which are cut into crops "
+                            "from a folder: unzip it and name the folder it makes (`plate predict` reads the photos "
+                            "in a zip as they are)")
         out = []
         for name, _ in members:
             if times[name] > 1:  # zipfile reads the last of them whichever is asked for
@@ -552,25 +609,27 @@ class Dl1Zip(Source):
     def _has(self, name: str) -> bool:
         return name in self._names
 
-    def _read(self, name: str) -> bytes:
-        """The member's bytes; its declared size is checked first, then at most that many are inflated (a
-        member that would inflate further fails its CRC check)."""
+    def _read(self, name: str, max_bytes: int | None = None) -> bytes:
+        """The member's bytes; its declared size is checked first (against ``max_bytes``, by default the images'
+        cap), then at most that many are inflated (a member that would inflate further fails its CRC check)."""
         if not self._names:
             self._files()
         try:
             info = self._handle().getinfo(self._names.get(name, name))
         except KeyError:
             raise DataError(f"{self.path}:{name}: not in the zip") from None
-        if info.file_size > self.max_bytes:
-            raise too_large(f"{self.path}:{name}", info.file_size, self.max_bytes, declared=True)
+        cap = self.max_bytes if max_bytes is None else max_bytes
+        too_big = too_large if max_bytes is None else list_too_large
+        if info.file_size > cap:
+            raise too_big(f"{self.path}:{name}", info.file_size, cap, declared=True)
         try:  # read(n), not read(): zipfile would inflate up to 2 GiB in one step before cutting to the declared size
             with self._handle().open(info) as f:
-                data = f.read(self.max_bytes + 1)
+                data = f.read(cap + 1)
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error, lzma.LZMAError, RuntimeError,
                 NotImplementedError, ValueError) as e:  # a damaged, encrypted or foreign-compressed member, a CRC mismatch
             raise DataError(f"{self.path}:{name}: cannot be read from the zip ({e}); the zip may be damaged") from None
-        if len(data) > self.max_bytes:
-            raise too_large(f"{self.path}:{name}", len(data), self.max_bytes)
+        if len(data) > cap:
+            raise too_big(f"{self.path}:{name}", len(data), cap)
         return data
 
     def _content(self) -> str:
@@ -603,10 +662,17 @@ class CropFolder(Source):
         return image_files(self.path, self.files())
 
     def _scan(self) -> list[tuple[str, Record]]:
+        log_mac_metadata(self.path, self.files())
         self.labels_path = label_list(self.path)
         if self.labels_path is not None:
             lst = LabelList(str(self.labels_path), self.labels_path.name, str(self.path))
-            return self._scan_list(lst, labels_text(self.labels_path, self.max_bytes), self.image_files())
+            return self._scan_list(lst, labels_text(self.labels_path, LIST_BYTES), self.image_files())
+        deeper = [rel for rel in self.files() if rel.rsplit("/", 1)[-1] in LABEL_LISTS]
+        if deeper:  # train/labels.csv and test/labels.csv: not read, and not to be passed over unsaid
+            raise DataError(f"{self.path} has no label list at its top but {len(deeper)} below it ({some(deeper, 5)}); "
+                            "a folder of crops is labelled by one list at its top, its entries relative to it: merge "
+                            "them into one labels.csv there (file,label rows such as train/0001.jpg,皖A12345), or "
+                            "name the folder that holds the list")
         out = []
         for rel in self.image_files():
             why = not_readable(rel)
@@ -629,7 +695,10 @@ class CropFolder(Source):
     def _content(self) -> str:
         h = hashlib.sha1()
         for rel in self.files():
-            st = os.stat(os.path.join(self.path, rel))
+            try:
+                st = os.stat(os.path.join(self.path, rel))
+            except OSError:  # a link to nothing: the link itself
+                st = os.lstat(os.path.join(self.path, rel))
             h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n"
                      .encode("utf-8", "surrogateescape"))  # a name the file system could not decode
         return h.hexdigest()
@@ -747,12 +816,13 @@ class CcpdPhotos(CropFolder):
                             "data.ccpd_split: hash (a hash of the file name)")
         where: dict[str, str] = {}
         for split in SPLITS[:3]:
-            for line in labels_text(folder / f"{split}.txt", 64 * 2**20).splitlines():
+            for line in labels_text(folder / f"{split}.txt", LIST_BYTES).splitlines():
                 if line.strip():
                     where.setdefault(official_key(line.strip()), split)
         return where
 
     def _scan(self) -> list[tuple[str, Record]]:
+        log_mac_metadata(self.path, self.files())
         out = []
         no_plate = []
         official = self.official_splits() if self.split == "official" else None

@@ -99,6 +99,9 @@ def test_plate_cache_lists_the_cached_splits_and_prunes_on_request(dl1_zip, tmp_
     cache = tmp_path / "cache"
     load_split(Dl1Zip(dl1_zip), "test", PRE, cache, workers=1)
     (cache / "train-0123456789abcdef.npy").write_bytes(b"x" * 10)  # an array whose index was never written
+    others = [cache / "my-labels.json", cache / "word-embeddings.npy", cache / "train-notes.json"]
+    for p in others:  # files of the user's that happen to sit there: never listed, never deleted
+        p.write_text("{}", encoding="utf-8")
     assert main(["cache", "--dir", str(cache)]) == 0
     out, err = capsys.readouterr()
     header, *rows = out.strip().split("\n")
@@ -106,10 +109,12 @@ def test_plate_cache_lists_the_cached_splits_and_prunes_on_request(dl1_zip, tmp_
     assert sorted(r.split("\t")[1] for r in rows) == ["test", "train"] and str(dl1_zip) in out
     assert "2 cached split(s)" in err and "--prune DAYS" in err
     assert main(["cache", "--dir", str(cache), "--prune", "0"]) == 0
-    assert "2 cached split(s) unused for 0 day(s) deleted" in capsys.readouterr().err and not list(cache.iterdir())
+    assert "2 cached split(s) unused for 0 day(s) deleted" in capsys.readouterr().err
+    assert sorted(cache.iterdir()) == sorted(others)
     with pytest.raises(SystemExit) as refused:
         main(["cache", "--dir", str(cache), "--prune", "-3"])
     assert refused.value.code == 2 and "a number of days, 0 or more" in capsys.readouterr().err
+    assert main(["cache", "--dir", str(others[0])]) == 2 and "is a file" in capsys.readouterr().err
 
 
 def _folder_with_bad_samples(tmp_path):

@@ -221,3 +221,17 @@ def test_names_zip_tools_on_chinese_windows_store_in_gbk_are_repaired_too():
     assert repair_zip_name(stored, utf8_flag=False) == "test/0-京N84E28.jpg"
     for name in ("Ä.jpg", "café_1.jpg", "Müller.jpg", "naïve.png"):  # cp437 names, some also GBK, none a plate
         assert repair_zip_name(name, utf8_flag=False) == name
+
+
+def test_gbk_names_whose_bytes_are_utf8_too_are_read_as_the_plate_they_name():
+    for plate in ("鲁B12345", "豫A54321"):  # GBK's 鲁 (C2 B3) and 豫 (D4 A5) are UTF-8 for ³ and ԥ
+        stored = f"test/0-{plate}.jpg".encode("gbk").decode("cp437")
+        assert repair_zip_name(stored, utf8_flag=False) == f"test/0-{plate}.jpg"
+    utf8 = "test/0-鲁B12345.jpg".encode().decode("cp437")  # the same plate stored in UTF-8 stays UTF-8
+    assert repair_zip_name(utf8, utf8_flag=False) == "test/0-鲁B12345.jpg"
+
+
+def test_a_word_after_the_plate_that_starts_like_a_province_does_not_hide_the_plate():
+    assert label_from_filename("皖AD12345_新能源.jpg") == "皖AD12345"  # 新 (Xinjiang) starts "new energy"
+    assert label_from_filename("苏E12345_黑.jpg") == "苏E12345"  # 黑 (Heilongjiang) is also "black"
+    assert label_from_filename("苏E12345_苏E54321.jpg") == "苏E12345_苏E54321"  # two plates: which is meant?

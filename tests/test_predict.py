@@ -79,6 +79,25 @@ def test_dash_reads_one_path_a_line_from_standard_input_each_expanded_alike(tmp_
     assert expand_inputs(["-"], io.StringIO("")) == [("-", "standard input named no files")]
 
 
+def test_standard_input_is_read_as_file_names_are_bytes_and_all(tmp_path):
+    _touch(tmp_path / os.fsdecode(b"\xb2\xe2.jpg"))  # a GBK name from `find`: not UTF-8
+    _touch(tmp_path / "a.jpg")
+    stdin = io.TextIOWrapper(io.BytesIO(bytes(tmp_path) + b"/\xb2\xe2.jpg\n" + bytes(tmp_path) + b"/a.jpg\n"),
+                             encoding="utf-8", errors="strict")
+    assert [(Path(p).name, e) for p, e in expand_inputs(["-"], stdin)] == [(os.fsdecode(b"\xb2\xe2.jpg"), ""),
+                                                                          ("a.jpg", "")]
+    jpeg = io.TextIOWrapper(io.BytesIO(b"\xff\xd8\xff\xe0\0\x10JFIF\0\n~x\n"), encoding="utf-8")  # an image piped in
+    ((name, error),) = expand_inputs(["-"], jpeg)
+    assert name == "-" and "holds binary data, not file names" in error
+
+
+def test_a_name_that_cannot_be_a_path_is_its_own_error_row_not_the_runs_end(tmp_path):
+    _touch(tmp_path / "a.jpg")
+    long = str(tmp_path / ("x" * 300 + ".jpg"))
+    found = expand_inputs([str(tmp_path / "a.jpg"), long, "~nosuchuser_plate_lib/a.jpg"])
+    assert [e for _, e in found] == ["", "cannot be read as a path (File name too long)", "no such file or folder"]
+
+
 def test_a_home_folder_tilde_is_expanded_as_a_shell_would(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     _touch(tmp_path / "a.jpg")
@@ -178,6 +197,13 @@ def test_csv_and_json_read_back_as_the_rows():
     out = io.StringIO()
     write_rows(iter([]), "json", out)
     assert json.loads(out.getvalue()) == []
+
+
+def test_a_carriage_return_in_a_file_name_stays_in_its_csv_cell():
+    out = io.StringIO()
+    write_rows(iter([{**ROWS[0], "file": "cr\rx.jpg"}, ROWS[1]]), "csv", out)
+    back = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
+    assert [r["file"] for r in back] == ["cr\rx.jpg", ROWS[1]["file"]]
 
 
 
@@ -388,3 +414,22 @@ def test_version_names_plate_lib_and_the_libraries_it_runs_on(capsys):
     assert line.startswith("plate_lib 0.1.0 (Python 3.") and "\n" not in line  # one line for a bug report
     for lib in ("torch ", "torchvision ", "opencv-python", "onnxruntime"):
         assert lib in line
+
+
+def test_a_config_file_says_how_to_read_data_over_the_checkpoints_config(tmp_path, capsys):
+    crop = tmp_path / "a.jpg"
+    cv2.imwrite(str(crop), np.full((40, 130, 3), 128, np.uint8))
+    (tmp_path / "small.yaml").write_text("data: {max_file_mb: 0.0001}\n", encoding="utf-8")
+    main(["predict", str(crop), "--config", str(tmp_path / "small.yaml"), "--quiet"])
+    row = capsys.readouterr().out.strip().split("\n")[1]
+    assert "over the" in row and "data.max_file_mb" in row
+
+
+def test_a_folder_given_for_a_file_to_write_is_refused_before_the_work(tmp_path, capsys):
+    assert main(["evaluate", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "--out " + str(tmp_path) + " is a folder; expected the CSV file to write" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["export", "--onnx", str(tmp_path / "m.onnx"), "--n", "0"])
+    assert refused.value.code == 2 and "expected a whole number, 1 or more" in capsys.readouterr().err
+    assert main(["export", "--onnx", str(tmp_path)]) == 2
+    assert "--onnx " + str(tmp_path) + " is a folder" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 in the encodings Chinese tools write, names that stay inside their folder, file sizes and pixels bounded before
 anything is read or decoded."""
 
+import os
 import zipfile
 
 import cv2
@@ -704,3 +705,100 @@ def test_a_crop_named_like_a_ccpd_photo_is_refused_its_corners_outside_it(tmp_pa
     (tmp_path / name).write_bytes(plate_jpeg(w=136, h=36))
     with pytest.raises(DataError, match=r"annotated corners .* lie outside the 136×36 photo; .*rename it <plate>\.jpg"):
         load_image_file(tmp_path / name)
+
+
+def test_a_zip_whose_names_use_backslashes_keeps_its_splits_and_its_label_list(tmp_path):
+    # Windows PowerShell 5's Compress-Archive stores dl1\test\0000-皖A12345.jpg
+    path = tmp_path / "win.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i, split in enumerate(["train", "test"] * 4):
+            zf.writestr(f"dl1\\{split}\\{i:04d}-皖A1234{i}.jpg", plate_jpeg(seed=i))
+    splits = {r.name: split for split in ("train", "val", "test") for r in Dl1Zip(path).records(split)}
+    assert splits and all(("/test/" in n) == (s == "test") for n, s in splits.items())
+    assert all(n.startswith("dl1/") for n in splits)
+    listed = tmp_path / "listed.zip"
+    with zipfile.ZipFile(listed, "w") as zf:
+        zf.writestr("crops\\labels.csv", "file,label\n0001.jpg,皖A12345\n")
+        zf.writestr("crops\\0001.jpg", plate_jpeg())
+    src = Dl1Zip(listed)
+    assert [r.text for r in src.records("all")] == ["皖A12345"] and src.labels_path.name == "labels.csv"
+    assert src.load(src.records("all")[0]).shape == (40, 120, 3)
+
+
+def test_macos_metadata_twins_of_images_are_left_out_and_counted(tmp_path, caplog):
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    (folder / "皖A12345.jpg").write_bytes(plate_jpeg())
+    (folder / "._皖A12345.jpg").write_bytes(b"\0\5\26\7" + bytes(60))  # AppleDouble: attributes, no image
+    path = tmp_path / "mac.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("crops/苏B88888.jpg", plate_jpeg("苏B88888"))
+        zf.writestr("__MACOSX/crops/._苏B88888.jpg", b"\0\5\26\7" + bytes(60))
+    with caplog.at_level("INFO"):
+        assert [r.name for r in open_source(folder).records("all")] == ["皖A12345.jpg"]
+        assert [r.name for r in Dl1Zip(path).records("all")] == ["crops/苏B88888.jpg"]
+    assert caplog.text.count("1 macOS metadata file(s) named as images") == 2 and "._皖A12345.jpg" in caplog.text
+
+
+def test_val_folders_are_the_val_split_whole(tmp_path):
+    for split, plates in {"train": ["皖A00001", "皖A00002"], "valid": ["苏B00001", "苏B00002", "苏B00003"],
+                          "test": ["浙C00001"]}.items():
+        (tmp_path / split).mkdir()
+        for p in plates:
+            (tmp_path / split / f"{p}.jpg").write_bytes(plate_jpeg(p))
+    src = open_source(tmp_path)
+    assert sorted(r.text for r in src.records("val")) == ["苏B00001", "苏B00002", "苏B00003"]
+    assert [r.text for r in src.records("test")] == ["浙C00001"]
+    assert sorted(r.text for r in src.records("train")) == ["皖A00001", "皖A00002"]  # none of 2 falls to val by hash
+
+
+def test_label_lists_below_the_top_of_a_folder_are_an_error_naming_them(tmp_path):
+    for split in ("train", "test"):
+        (tmp_path / split).mkdir()
+        (tmp_path / split / "0001.jpg").write_bytes(plate_jpeg())
+        (tmp_path / split / "labels.csv").write_text("file,label\n0001.jpg,皖A12345\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"no label list at its top but 2 below it \(test/labels.csv, train/labels.csv\)"):
+        open_source(tmp_path).records("all")
+
+
+@pytest.mark.parametrize("text", ["plate file\n皖A12345 0001.jpg\n", "label\tfilename\n皖A12345\t0001.jpg\n",
+                                  "file,label\n0001.jpg,皖A12345\n", "0001.jpg;皖A12345\n"])
+def test_labels_txt_takes_a_header_either_way_round_and_a_csv_saved_as_txt(tmp_path, text):
+    (tmp_path / "0001.jpg").write_bytes(plate_jpeg())
+    (tmp_path / "labels.txt").write_text(text, encoding="utf-8")
+    assert [(r.name, r.text, r.error) for r in open_source(tmp_path).records("all")] == [("0001.jpg", "皖A12345", "")]
+
+
+def test_a_label_list_larger_than_a_list_may_be_is_refused_as_a_list(tmp_path, monkeypatch):
+    import plate_lib.sources as sources
+
+    monkeypatch.setattr(sources, "LIST_BYTES", 100)
+    (tmp_path / "0001.jpg").write_bytes(plate_jpeg())
+    (tmp_path / "labels.txt").write_text("0001.jpg 皖A12345\n" * 10, encoding="utf-8")
+    with pytest.raises(DataError, match=r"labels.txt: a list of 0.0 MB, over the .* MB a label or split list is read up to"):
+        open_source(tmp_path, max_file_mb=16).records("all")
+
+
+def test_a_zip_of_ccpd_photos_says_to_unzip_it(tmp_path):
+    name = "025-95_113-154&383_386&473-386&473_177&454_154&383_363&402-0_0_22_27_27_33_16-37-15.jpg"
+    path = tmp_path / "ccpd.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"ccpd_base/{name}", plate_jpeg())
+    with pytest.raises(DataError, match="holds CCPD2019 photos .* unzip it and name the folder"):
+        Dl1Zip(path).records("all")
+
+
+def test_a_link_to_nothing_in_a_folder_is_a_bad_sample_not_passed_over(tmp_path):
+    (tmp_path / "皖A12345.jpg").write_bytes(plate_jpeg())
+    (tmp_path / "苏B88888.jpg").symlink_to(tmp_path / "gone.jpg")
+    src = open_source(tmp_path)
+    recs = {r.name: r for r in src.records("all")}
+    assert set(recs) == {"皖A12345.jpg", "苏B88888.jpg"} and src.fingerprint()
+    with pytest.raises(DataError, match="苏B88888.jpg"):
+        src.load(recs["苏B88888.jpg"])
+
+
+def test_a_name_whose_gbk_bytes_read_as_utf8_says_what_it_reads_as_gbk(tmp_path):
+    (tmp_path / os.fsdecode("鲁B12345.jpg".encode("gbk"))).write_bytes(plate_jpeg())  # on disk: ³B12345.jpg
+    (bad,) = open_source(tmp_path).records("all")
+    assert "as GBK say '鲁B12345.jpg'" in bad.error and "convmv" in bad.error
