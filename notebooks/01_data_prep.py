@@ -64,7 +64,7 @@ plots.count_bars(analysis.province_counts(texts), f"车牌省份 · plates per p
 # Before the letterbox to the model's input size; a sample of the training crops.
 
 # %%
-sizes = analysis.crop_sizes(source, analysis.sample_records(source, "train", 2000, cfg.run.seed))
+sizes = analysis.crop_sizes(source, analysis.sample_records(source, "train", 2000, cfg.run.seed, cfg.data.skip_bad))
 sizes[["width", "height"]].describe().round(1).T
 
 # %%
@@ -74,7 +74,7 @@ plots.size_histograms(sizes, f"raw crop sizes ({len(sizes)} training crops)")
 # ## Sample crops with their labels
 
 # %%
-samples = analysis.sample_records(source, "train", 16, cfg.run.seed + 1)
+samples = analysis.sample_records(source, "train", 16, cfg.run.seed + 1, cfg.data.skip_bad)
 plots.image_grid(analysis.load_crops(source, [r.name for r in samples]), [r.text for r in samples],
                  title="training crops, raw")
 

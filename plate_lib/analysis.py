@@ -24,7 +24,7 @@ from .dataset import load_cfg_split, open_cfg_source, require_plates, resolve_so
 from .inference import evaluate, load_reader
 from .predict import plate_kind
 from .preprocess import letterbox
-from .sources import Record, Source
+from .sources import Record, Source, load_records
 from .synth import generate_zip, render_plate
 
 # The seed notebook's test results (9,999 CCPD2019-dl1 crops): docs/seed-summary.md.
@@ -72,13 +72,15 @@ def province_counts(texts: list[str]) -> pd.Series:
     return pd.Series(dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))), name="plates", dtype=int)
 
 
-def sample_records(source: Source, split: str, n: int, seed: int = 0) -> list[Record]:
-    """Up to ``n`` good records of ``split``, drawn without replacement, in their listed order."""
+def sample_records(source: Source, split: str, n: int, seed: int = 0, skip_bad: bool = False) -> list[Record]:
+    """Up to ``n`` good records of ``split``, drawn without replacement, in their listed order. With ``skip_bad``
+    (``data.skip_bad``), those whose file does not load are left out and named in the log (``load_records``), as
+    the split's decoding leaves them out; else they are left to fail where they are read."""
     recs = [r for r in source.records(split) if not r.error]
-    if len(recs) <= n:
-        return recs
-    keep = np.sort(np.random.default_rng(seed).choice(len(recs), n, replace=False))
-    return [recs[i] for i in keep]
+    if len(recs) > n:
+        keep = np.sort(np.random.default_rng(seed).choice(len(recs), n, replace=False))
+        recs = [recs[i] for i in keep]
+    return load_records(source, recs, skip_bad=True)[0] if skip_bad else recs
 
 
 def crop_sizes(source: Source, records: list[Record]) -> pd.DataFrame:
@@ -122,7 +124,7 @@ def real_and_synthetic(cfg: Config, n: int = 6, seed: int = 0) -> tuple[list[np.
     source = open_cfg_source(cfg, sets[0])
     rng = np.random.default_rng(seed)
     images, titles = [], []
-    for rec in sample_records(source, "all", n, seed):
+    for rec in sample_records(source, "all", n, seed, cfg.data.skip_bad):
         images += [source.load(rec), render_plate(rec.text, rng, cfg.synth.degrade, rectified=True)]
         titles += [f"real: {rec.text}", f"synthetic: {rec.text}"]
     return images, titles
@@ -152,9 +154,27 @@ def evaluate_sets(cfg: Config, checkpoint: str | Path, device: str) -> dict[str,
     return out
 
 
+def set_labels(names: Sequence[str]) -> dict[str, str]:
+    """A short label of each evaluation name (``evaluate_sets``' keys) for tables, curves and file names: ``test``
+    for the test split, an eval set by its folder's name, with as many of the folders above it as make it unlike
+    the others' and unlike ``test`` (``…/dl1/test`` is ``dl1/test``; ``cam1/crops`` and ``cam2/crops`` keep theirs)."""
+    parts = {n: [p for p in Path(n).parts if p not in ("/", "\\")] or [n] for n in names}
+    depth = dict.fromkeys(names, 1)
+    while True:
+        labels = {n: n if n == "test" else "/".join(parts[n][-depth[n]:]) for n in names}
+        taken = Counter(labels.values())
+        grow = [n for n in names if n != "test" and (labels[n] == "test" or taken[labels[n]] > 1)
+                and depth[n] < len(parts[n])]
+        if not grow:
+            return labels
+        for n in grow:
+            depth[n] += 1
+
+
 def summary_table(summaries: dict[str, dict], seed: dict = SEED_RESULTS) -> pd.DataFrame:
-    """Metrics (rows) × evaluation sets (columns), the seed's reported test numbers first."""
-    cols = {"seed notebook (test)": seed, **{("this run: " + Path(k).name): v for k, v in summaries.items()}}
+    """Metrics (rows) × evaluation sets (columns, ``set_labels``), the seed's reported test numbers first."""
+    label = set_labels(list(summaries))
+    cols = {"seed notebook (test)": seed, **{("this run: " + label[k]): v for k, v in summaries.items()}}
     keys = ["n", "word_acc", "char_acc", "cer", "province_acc", "province_acc_non_wan", "province_acc_macro",
             "word_acc_non_wan"]
     return pd.DataFrame({c: [s.get(k, np.nan) for k in keys] for c, s in cols.items()}, index=keys)
@@ -217,7 +237,7 @@ def error_galleries(rows: pd.DataFrame, min_errors: int = 3, per_count: int = 8,
 
 
 def least_confident_correct(rows: pd.DataFrame, n: int = 8) -> pd.DataFrame:
-    return rows[rows["correct"]].sort_values(["confidence", "name"]).head(n)
+    return rows[rows["correct"]].sort_values(["confidence", "name"], na_position="first").head(n)  # none: least sure
 
 
 def most_confident_wrong(rows: pd.DataFrame, n: int = 8) -> pd.DataFrame:
@@ -324,13 +344,15 @@ def plate_colours(source: Source, rows: pd.DataFrame) -> list[str]:
 def colour_tables(cfg: Config, results: dict[str, tuple[dict, pd.DataFrame]]) -> pd.DataFrame:
     """``subset_metrics`` by plate colour (``plate_colours``) of every evaluated set, indexed by (set, colour)."""
     tables = {}
+    label = set_labels(list(results))
     for name, (_, rows) in results.items():
         coloured = rows.assign(colour=plate_colours(eval_source(cfg, name), rows))
-        tables[Path(name).name] = subset_metrics(coloured, "colour")
+        tables[label[name]] = subset_metrics(coloured, "colour")
     return pd.concat(tables, names=["eval set"])
 
 
 def subset_tables(results: dict[str, tuple[dict, pd.DataFrame]], column: str = "subset") -> pd.DataFrame:
     """``subset_metrics`` of every evaluation set that has a ``column``, indexed by (set, subset); may be empty."""
-    tables = {Path(k).name: subset_metrics(rows, column) for k, (_, rows) in results.items() if column in rows}
+    label = set_labels(list(results))
+    tables = {label[k]: subset_metrics(rows, column) for k, (_, rows) in results.items() if column in rows}
     return pd.concat(tables, names=["eval set"]) if tables else pd.DataFrame()

@@ -77,7 +77,9 @@ def paired_comparison(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> d
 
 def per_province(preds: Sequence[str], trues: Sequence[str]) -> pd.DataFrame:
     """One row per true province: ``n``, ``word_acc``, ``province_acc``, ``cer``; most frequent first."""
-    df = pd.DataFrame({"pred": list(preds), "true": list(trues)})
+    df = pd.DataFrame({"pred": list(preds), "true": list(trues)}, dtype=object)
+    if df.empty:
+        return pd.DataFrame(columns=["n", "word_acc", "province_acc", "cer"], index=pd.Index([], name="province"))
     df["province"] = df["true"].str[0]
     df["word_ok"] = df["pred"] == df["true"]
     df["province_ok"] = df["pred"].str[:1] == df["province"]

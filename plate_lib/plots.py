@@ -125,7 +125,10 @@ def augment_grid(draws: np.ndarray, texts: Sequence[str]) -> Figure:
 
 
 def count_bars(counts: pd.Series, title: str, xlabel: str = "", log: bool = True) -> Figure:
-    """Bars of ``counts`` (index → count), each labelled with its count; log scale shows the rare ones."""
+    """Bars of ``counts`` (index → count), each labelled with its count; log scale shows the rare ones. A one-line
+    note when there is nothing to count."""
+    if not (counts > 0).any():
+        return note(f"{title}: nothing to count")
     fig = Figure(figsize=(max(6.0, 0.32 * len(counts) + 2), 3.6), layout="constrained")
     ax = fig.subplots()
     bars = ax.bar([str(i) for i in counts.index], counts.to_numpy(), color="#3b6ea5")

@@ -133,10 +133,14 @@ def _json_safe(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def write_eval(run: Path, results: Mapping[str, tuple[Mapping[str, Any], pd.DataFrame]], checkpoint: str | Path) -> Path:
-    """``<run>/eval.json`` (the checkpoint and each set's summary, ``test`` first) and ``eval-<set>.csv`` rows."""
+    """``<run>/eval.json`` (the checkpoint and each set's summary, ``test`` first) and ``eval-<set>.csv`` rows, a
+    set named by its ``analysis.set_labels`` label (``/`` as ``_``: ``eval-dl1_test.csv`` for an eval set ``…/dl1/test``)."""
+    from .analysis import set_labels
+
     out = {"checkpoint": str(checkpoint), "sets": {k: _json_safe(s) for k, (s, _) in results.items()}}
+    label = set_labels(list(results))
     for name, (_, rows) in results.items():
-        rows.to_csv(run / f"eval-{Path(name).name}.csv", index=False)
+        rows.to_csv(run / f"eval-{label[name].replace('/', '_')}.csv", index=False)
     path = run / "eval.json"
     path.write_text(json.dumps(out, indent=1, ensure_ascii=False), encoding="utf-8")
     return path

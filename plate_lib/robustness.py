@@ -22,7 +22,7 @@ from . import degrade
 from .config import Config
 from .images import decode_photo
 from .inference import read_plates
-from .sources import CcpdPhotos, Record, Source, ccpd_bbox, parse_ccpd_name, rectify
+from .sources import CcpdPhotos, Record, Source, ccpd_bbox, load_records, parse_ccpd_name, rectify
 
 MARGINS = [-0.08, -0.04, 0.1, 0.2, 0.3, 0.5, 0.75]
 """Crop margins per side, as a share of the plate's width and height: negative cuts into the plate."""
@@ -36,12 +36,12 @@ def margin_crop(source: Source, record: Record, share: float) -> np.ndarray:
             br, bl, tl, tr = parse_ccpd_name(record.name)[1] * np.float32(scale)
             u, v = ((tr - tl) + (br - bl)) / 2, ((bl - tl) + (br - tr)) / 2
             grown = np.float32([br + share * (u + v), bl + share * (v - u), tl - share * (u + v), tr + share * (u - v)])
-            return rectify(photo, grown, round(70 * (1 + 2 * share)), round(220 * (1 + 2 * share)))
+            return source.finish(rectify(photo, grown, round(70 * (1 + 2 * share)), round(220 * (1 + 2 * share))))
         x1, y1, x2, y2 = (v * s for v, s in zip(ccpd_bbox(record.name), scale * 2, strict=True))
         dx, dy = share * (x2 - x1), share * (y2 - y1)
         h, w = photo.shape[:2]
         box = [max(0, round(x1 - dx)), max(0, round(y1 - dy)), min(w, round(x2 + dx)), min(h, round(y2 + dy))]
-        return np.ascontiguousarray(photo[box[1]:box[3], box[0]:box[2]])
+        return source.finish(np.ascontiguousarray(photo[box[1]:box[3], box[0]:box[2]]))
     crop = source.load(record)
     h, w = crop.shape[:2]
     dx, dy = round(abs(share) * w), round(abs(share) * h)
@@ -66,11 +66,13 @@ def rotated_crop(source: Source, record: Record, degrees: float) -> np.ndarray:
     pts = corners @ m[:, :2].T.astype(np.float32) + m[:, 2].astype(np.float32)
     x1, y1 = np.maximum(np.floor(pts.min(0)).astype(int), 0)
     x2, y2 = np.minimum(np.ceil(pts.max(0)).astype(int), [w, h])
-    return np.ascontiguousarray(turned[y1:y2, x1:x2])
+    return source.finish(np.ascontiguousarray(turned[y1:y2, x1:x2]))
 
 
 def _accuracy(model: torch.nn.Module, cfg: Config, crops: Sequence[np.ndarray], texts: Sequence[str]) -> float:
-    preds = [p for p, _ in read_plates(model, cfg, list(crops))]
+    """Word accuracy of ``crops`` read as ``cfg`` says to read (``predict.rectify_below``, ``predict.tta``, the batch)."""
+    preds = [p for p, _ in read_plates(model, cfg, list(crops), rectify_below=cfg.predict.rectify_below,
+                                       tta=cfg.predict.tta, batch_size=cfg.training.eval_batch_size)]
     return float(np.mean([p == t for p, t in zip(preds, texts, strict=True)]))
 
 
@@ -81,7 +83,8 @@ def curves(model: torch.nn.Module, cfg: Config, sets: dict[str, tuple[Source, li
     turn half the plates one way and half the other."""
     rows = []
     for name, (source, records) in sets.items():
-        crops, texts = [source.load(r) for r in records], [r.text for r in records]
+        records, crops = load_records(source, records, cfg.data.skip_bad)  # as evaluation leaves bad files out
+        texts = [r.text for r in records]
         n = len(texts)
         rows.append((name, "none", 0.0, _accuracy(model, cfg, crops, texts), n))
         for kind, (fn, strengths, _) in degradations.items():
@@ -124,12 +127,14 @@ LABELS = {**{k: label for k, (_, _, label) in degrade.ROBUSTNESS.items()},
 def eval_set_curves(cfg: Config, checkpoint: str | Path, split: str = "test") -> pd.DataFrame:
     """``curves`` of a checkpoint on ``split`` of every ``data.eval_sets`` entry (the report's section), on the CPU,
     by what ``predict.runtime`` picks there."""
+    from .analysis import set_labels
     from .dataset import open_cfg_source
     from .inference import load_reader
 
     model, _ = load_reader(checkpoint, "cpu", cfg.predict.runtime)
     sets = {}
+    label = set_labels(["test", *cfg.data.eval_sets])  # as the report's other tables name them
     for path in cfg.data.eval_sets:
         source = open_cfg_source(cfg, path)
-        sets[Path(path).name] = (source, [r for r in source.records(split) if not r.error])
+        sets[label[path]] = (source, [r for r in source.records(split) if not r.error])
     return curves(model, cfg, sets) if sets else pd.DataFrame(columns=["set", "degradation", "strength", "word_acc", "n"])

@@ -289,6 +289,25 @@ def mac_metadata(name: str) -> bool:
     return parts[-1].startswith("._") or "__MACOSX" in parts[:-1]
 
 
+def load_records(source: Source, records: Sequence[Record], skip_bad: bool = False
+                 ) -> tuple[list[Record], list[np.ndarray]]:
+    """The records that load and their crops (``source.load``); one that does not is a ``DataError``, or with
+    ``skip_bad`` (``data.skip_bad``) left out, counted and named in the log, as ``dataset.load_split`` leaves it."""
+    kept, crops, bad = [], [], []
+    for rec in records:
+        try:
+            crops.append(source.load(rec))
+        except DataError as e:
+            if not skip_bad:
+                raise
+            bad.append(f"{rec.name} ({e})")
+            continue
+        kept.append(rec)
+    if bad:
+        log.warning("%s: skipped %d bad sample(s) (data.skip_bad): %s", source.path, len(bad), some(bad, 5, "; "))
+    return kept, crops
+
+
 def log_mac_metadata(where: str | Path, names: Sequence[str]) -> None:
     """Say in the log how many of ``names`` (a source's files) are macOS metadata, left out as no images."""
     meta = [shown(n) for n in names if mac_metadata(n) and os.path.splitext(n)[1].lower() in ANY_IMAGE_EXTS]
@@ -482,7 +501,11 @@ class Source:
     def load(self, record: Record) -> np.ndarray:
         """The crop of ``record`` as BGR uint8 (resized to ``resize`` when that is set, then warped level when
         ``rectify`` is set and ``rectify.rectify`` finds the plate)."""
-        img = self._load(record)
+        return self.finish(self._load(record))
+
+    def finish(self, img: np.ndarray) -> np.ndarray:
+        """A crop as ``load`` gives it: resized to ``resize`` when that is set, then warped level when ``rectify`` is
+        set and ``rectify.rectify`` finds the plate (for crops cut otherwise, as the robustness curves cut them)."""
         if self.resize:
             img = cv2.resize(img, self.resize, interpolation=cv2.INTER_AREA)
         if self.rectify:

@@ -317,3 +317,33 @@ def test_colour_tables_read_blue_yellow_and_green_plates_apart(tmp_path):
     assert table.loc[("test", "yellow"), "n"] == 2 and table.loc[("test", "yellow"), "word_acc"] == 0.5
     assert table.loc[("test", "blue"), "word_acc"] == 1.0 and table.loc[("test", "green"), "n"] == 1
     assert table.loc[("test", "all"), "n"] == 4
+
+
+def test_each_evaluated_set_gets_a_label_of_its_own_never_the_test_splits():
+    labels = analysis.set_labels(["test", "/data/CCPD2019-dl1/test", "/cams/cam1/crops", "/cams/cam2/crops",
+                                  "../shared/data/ccpd2019-sample"])
+    assert labels == {"test": "test", "/data/CCPD2019-dl1/test": "CCPD2019-dl1/test", "/cams/cam1/crops": "cam1/crops",
+                      "/cams/cam2/crops": "cam2/crops", "../shared/data/ccpd2019-sample": "ccpd2019-sample"}
+    summaries = {k: {"n": i} for i, k in enumerate(labels)}
+    assert list(analysis.summary_table(summaries).columns) == ["seed notebook (test)", *(f"this run: {v}" for v in labels.values())]
+
+
+def test_with_skip_bad_a_sample_leaves_out_the_crops_that_do_not_load(tmp_path, caplog):
+    from conftest import plate_jpeg
+
+    (tmp_path / "皖A12345.jpg").write_bytes(plate_jpeg())
+    (tmp_path / "苏B88888.jpg").write_bytes(plate_jpeg()[:200])  # cut short: no image
+    src = open_source(tmp_path)
+    with pytest.raises(Exception, match="苏B88888"):
+        analysis.crop_sizes(src, analysis.sample_records(src, "all", 10))
+    with caplog.at_level("WARNING"):
+        kept = analysis.sample_records(src, "all", 10, skip_bad=True)
+    assert [r.name for r in kept] == ["皖A12345.jpg"] and "skipped 1 bad sample(s) (data.skip_bad): 苏B88888.jpg" in caplog.text
+    assert len(analysis.crop_sizes(src, kept)) == 1
+
+
+def test_per_province_and_its_bars_take_no_plates():
+    from plate_lib import metrics, plots
+
+    assert metrics.per_province([], []).empty
+    assert plots.count_bars(pd.Series(dtype=int), "none").get_size_inches()[1] < 1  # a one-line note

@@ -10,10 +10,10 @@ import torch
 from conftest import write_dl1_zip
 
 from plate_lib import degrade, robustness
-from plate_lib.config import Config
+from plate_lib.config import Config, load
 from plate_lib.inference import model_spec, prepare_for_inference
 from plate_lib.models import build_model
-from plate_lib.sources import open_source
+from plate_lib.sources import DataError, open_source
 
 
 def plate(h: int = 48, w: int = 144) -> np.ndarray:
@@ -125,3 +125,39 @@ def test_compare_counts_the_degraded_plates_and_settings_a_model_reads_better_or
     assert rows.loc["new", "clean"] == 0.9 and rows.loc["new", "degraded_mean"] == pytest.approx(0.4)
     assert (rows.loc["new", "plates_vs_reference"], rows.loc["new", "better"], rows.loc["new", "worse"]) == (1, 1, 1)
     assert (rows.loc["ref", "plates_vs_reference"], rows.loc["ref", "better"], rows.loc["ref", "worse"]) == (0, 0, 0)
+
+
+def test_the_curves_read_as_the_config_says_and_leave_out_what_evaluation_skips(tmp_path, monkeypatch):
+    src = open_source(write_dl1_zip(tmp_path / "d.zip", {"test": ["皖A12345", "苏B88888"]}))
+    recs = src.records("test")
+    seen = []
+
+    def read(model, cfg, crops, **how):
+        seen.append(how)
+        return [("", 0.0)] * len(crops)
+
+    monkeypatch.setattr(robustness, "read_plates", read)
+    cfg = load(None, {"predict.rectify_below": 0.0, "predict.tta": True, "data.skip_bad": True})
+    loads = type(src).load
+
+    def load_or_fail(self, rec):
+        if rec.text == "苏B88888":
+            raise DataError(f"{rec.name}: JPEG data is truncated")
+        return loads(self, rec)
+
+    monkeypatch.setattr(type(src), "load", load_or_fail)
+    table = robustness.curves(None, cfg, {"s": (src, recs)}, {}, margins=[0.1])
+    assert table["n"].eq(1).all()  # the bad crop left out, as load_split leaves it out with data.skip_bad
+    assert seen and all(h == {"rectify_below": 0.0, "tta": True, "batch_size": cfg.training.eval_batch_size} for h in seen)
+
+
+def test_margin_and_turned_ccpd_crops_are_resized_as_the_source_resizes_its_crops(tmp_path):
+    name = "01-90_90-400&400_620&470-620&470_400&470_400&400_620&400-0_0_1_2_3_4_5-100-10.jpg"
+    photo = np.full((1160, 720, 3), 90, np.uint8)
+    photo[400:470, 400:620] = plate(70, 220)
+    (tmp_path / "ccpd_base").mkdir()
+    cv2.imwrite(str(tmp_path / "ccpd_base" / name), photo)
+    src = open_source(tmp_path, ccpd_crop="bbox", resize=(94, 24))
+    (rec,) = src.records("all")
+    assert src.load(rec).shape == robustness.margin_crop(src, rec, 0.3).shape == (24, 94, 3)
+    assert robustness.rotated_crop(src, rec, 10).shape == (24, 94, 3)

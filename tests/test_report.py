@@ -205,6 +205,11 @@ def test_write_eval_writes_json_summaries_and_csv_rows(tmp_path):
     assert list(ev["sets"]) == ["test", "../shared/data/ccpd2019-sample"]
     assert ev["sets"]["test"] == {"n": 1, "word_acc": 1.0, "province_acc_non_wan": None}  # NaN is not JSON
     assert (tmp_path / "eval-test.csv").is_file() and (tmp_path / "eval-ccpd2019-sample.csv").is_file()
+    other = {"test": results["test"], "/data/dl1/test": ({"n": 1}, rows.assign(pred="皖A00000"))}
+    (tmp_path / "o").mkdir()
+    report.write_eval(tmp_path / "o", other, tmp_path / "best.pt")
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.csv")) == ["eval-dl1_test.csv", "eval-test.csv"]
+    assert pd.read_csv(tmp_path / "o" / "eval-test.csv")["pred"].tolist() == ["皖A12345"]  # not the eval set's rows
 
 
 def test_run_files_and_key_settings(project):
