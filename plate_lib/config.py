@@ -30,7 +30,8 @@ class _Section(BaseModel):
 
 class RunConfig(_Section):
     name: str = Field("default", description="Run folder name under training.out_dir: a plain name, no separators")
-    seed: int = Field(0, description="Seeds python, numpy and torch; the data split does not depend on it")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds python, numpy and torch (0 to 2**32 - 1); the data "
+                      "split does not depend on it")
     device: str = Field("auto", description="auto (cuda if available, else cpu), cpu, cuda, cuda:N or mps")
     keep_replaced: bool = Field(True, description="A fresh start where a run of this name was keeps that run aside as "
                                 "<name>.<n> (true), or deletes it once this one has finished (false: throwaway runs, "
@@ -257,13 +258,33 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[s
                 where = ".".join(parts[:depth]) or "the top level"
                 raise ConfigError(f"override {dotted!r}: unknown key {part!r} in {where}; known: {sorted(fields)}")
             if depth == len(parts) - 1:
-                node[part] = value
+                section = _section(fields[part].annotation)
+                if section is not None and isinstance(value, dict) and isinstance(node.get(part), dict):
+                    _merge(node[part], value, section)  # training: {epochs: 3} sets epochs, not the whole section
+                else:
+                    node[part] = value
             else:
                 node = node.setdefault(part, {})
                 if not isinstance(node, dict):
                     raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:depth + 1])} is not a section")
                 schema = fields[part].annotation
     return out
+
+
+def _section(annotation: Any) -> type[BaseModel] | None:
+    """The config section a field's annotation is, else None (a value, such as a list or a dict of values)."""
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _merge(node: dict[str, Any], value: Mapping[str, Any], schema: type[BaseModel]) -> None:
+    """Set ``value``'s keys in the section ``node`` (of ``schema``), sub-sections key by key, other values whole."""
+    for key, v in value.items():
+        field = schema.model_fields.get(key)
+        section = _section(field.annotation) if field is not None else None
+        if section is not None and isinstance(v, Mapping) and isinstance(node.get(key), dict):
+            _merge(node[key], v, section)
+        else:
+            node[key] = copy.deepcopy(v)  # an unknown key is left for validation to name
 
 
 def from_dict(raw: Mapping[str, Any], origin: str = "config") -> Config:

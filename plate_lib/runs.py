@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from .checkpoints import CheckpointError, check_fits, read_checkpoint
-from .config import Config, ConfigError, config_changes, from_dict
+from .config import Config, ConfigError, config_changes, from_dict, read_yaml
 from .dataset import open_cfg_source
 from .files import atomic_write, size_text, some
 from .sources import DataError
@@ -173,11 +173,14 @@ def resume_point(run_dir: Path, cfg: Config) -> tuple[Path, dict] | None:
     return max(found, key=lambda f: position(f[1]), default=None)
 
 
-RESUME_MAY_CHANGE = ("run.name", "run.device", "training.epochs", "training.max_steps", "training.threads",
+RESUME_MAY_CHANGE = ("run.name", "run.device", "training.init_from", "training.epochs", "training.max_steps",
+                     "training.threads",
                      "training.num_workers", "training.eval_batch_size", "training.out_dir", "training.keep_epochs",
                      "data.cache_dir", "data.eval_sets", "synth.workers", *NOT_TRAINING)
 """What ``--resume`` lets differ from the run it continues: where and how fast it runs, and how long (more epochs
-extend it, logged). Any other key would make one run of two configs, its ``config.yaml`` telling only the last."""
+extend it, logged), and where its first weights came from (``training.init_from``: a resume replaces them with the
+checkpoint's, and a fresh start that fine-tuned from the run it replaced stored the path it was kept aside at). Any
+other key would make one run of two configs, its ``config.yaml`` telling only the last."""
 
 
 def check_resume_config(ck: dict, cfg: Config, path: Path) -> None:
@@ -196,7 +199,9 @@ def check_resume_config(ck: dict, cfg: Config, path: Path) -> None:
     for key in ("epochs", "max_steps"):
         if stored["training"].get(key) != getattr(cfg.training, key):
             log.warning("--resume: training.%s %s → %s (the run is extended or cut; its learning-rate schedule "
-                        "follows the new length from here)", key, stored["training"].get(key), getattr(cfg.training, key))
+                        "follows the new length from here%s)", key, stored["training"].get(key),
+                        getattr(cfg.training, key), "; a run max_steps stopped inside an epoch goes on from the next "
+                        "epoch, the rest of that one not drawn" if key == "max_steps" else "")
 
 
 def holds_run(run_dir: Path) -> bool:
@@ -259,9 +264,20 @@ def restore_run(kept: Path, run_dir: Path) -> None:
         kept.rename(run_dir)
 
 
-def follow_init_from(cfg: Config, run_dir: Path, kept: Path) -> Config:
+def was_throwaway(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` was a throwaway one (its ``config.yaml`` says ``run.keep_replaced: false``):
+    only such a run may be deleted when another run of its name, itself a throwaway, finishes."""
+    try:
+        raw = read_yaml(run_dir / "config.yaml")
+    except (OSError, ConfigError):
+        return False
+    run = raw.get("run") if isinstance(raw, dict) else None
+    return isinstance(run, dict) and run.get("keep_replaced") is False
+
+
+def follow_init_from(cfg: Config, run_dir: Path, kept: Path, quiet: bool = False) -> Config:
     """``cfg`` with ``training.init_from`` pointing into ``kept`` where it pointed into ``run_dir`` (fine-tuning
-    from the run being replaced: its checkpoint has moved with it)."""
+    from the run being replaced: its checkpoint has moved with it); said in the log unless ``quiet``."""
     init = cfg.training.init_from
     if not init:
         return cfg
@@ -270,7 +286,8 @@ def follow_init_from(cfg: Config, run_dir: Path, kept: Path) -> Config:
     except ValueError:
         return cfg
     moved = str(kept / rel)
-    log.warning("training.init_from %s is now %s (the run it came from was kept aside)", init, moved)
+    if not quiet:
+        log.warning("training.init_from %s is now %s (the run it came from was kept aside)", init, moved)
     return cfg.model_copy(update={"training": cfg.training.model_copy(update={"init_from": moved})})
 
 

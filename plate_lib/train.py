@@ -55,18 +55,21 @@ from .runs import (
     TIMING_FIELDS,
     append_row,
     config_text,
+    data_fingerprint,
     describe_run,
     finished_run_differs,
     follow_init_from,
     holds_run,
     keep_aside,
     kept_note,
+    kept_runs,
     position,
     restore_run,
     run_inputs,
     run_log,
     start,
     versions,
+    was_throwaway,
 )
 from .sources import DataError
 
@@ -132,6 +135,10 @@ def validate(model, data: SplitData, ds: PlateBatches, cfg: Config, device, weig
 
 def init_weights(model: torch.nn.Module, cfg: Config, path: str) -> None:
     """Fine-tuning: copy a checkpoint's weights into ``model``; a different model or alphabet is an error."""
+    if not Path(path).is_file():
+        raise ConfigError(f"training.init_from {path} is not a checkpoint file here; point it at one (a run's "
+                          "runs/<run.name>/best.pt, or models/plate_default.pt)"
+                          + (", not a folder" if Path(path).is_dir() else ""))
     ck = read_checkpoint(path)
     check_fits(ck, cfg, f"training.init_from {path}")
     load_weights(model, ck, f"training.init_from {path}")
@@ -293,9 +300,11 @@ def warn_if_too_few(cfg: Config, n_train: int) -> None:
                     "PROFILE=profiles/finetune.yaml; README, \"Your own crops\")", n_train)
 
 
-def _build(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+def _build(cfg: Config, device: torch.device, init: bool = True) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The model (from ``training.init_from``'s weights with ``init``: not on a resume, whose checkpoint replaces
+    them) and its optimiser."""
     model = build_model(cfg.model.name, model_spec(cfg))
-    if cfg.training.init_from:
+    if cfg.training.init_from and init:
         init_weights(model, cfg, cfg.training.init_from)
     model = model.to(device)
     if cfg.training.channels_last:
@@ -345,13 +354,23 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = 
         log.info("training %s afresh rather than reusing it: %s", run_dir, why)
     clock = CheckpointClock(checkpoint_steps(checkpoint_every))
     ddp, device = init_distributed(cfg)
-    kept, started_from_kept = None, False
+    kept, started_from_kept, throwaway = None, False, False
+    if ddp.world > 1:
+        dist.barrier()  # every process has looked at run_dir before rank 0 moves it
     if not resume and ddp.main and holds_run(run_dir):  # never delete a run's work: the folder moves aside, whole
         what = describe_run(run_dir)
+        throwaway = was_throwaway(run_dir)
         kept = keep_aside(run_dir)
         init = cfg.training.init_from
         cfg = follow_init_from(cfg, run_dir, kept)
         started_from_kept = cfg.training.init_from != init  # init_from pointed into the run now kept aside
+    if ddp.world > 1:
+        dist.barrier()  # rank 0 has kept the old run aside: the others' init_from follows it there too
+        if not resume and not ddp.main and (moved := kept_runs(run_dir)) and not Path(cfg.training.init_from or "/").exists():
+            cfg = follow_init_from(cfg, run_dir, moved[-1], quiet=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is a file, where the run folder goes (training.out_dir / run.name); move it "
+                          "away or choose another run.name")
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         with run_log(run_dir / "train.log", append=resume, enabled=ddp.main):
@@ -359,9 +378,12 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = 
                 log.warning("%s held %s: kept aside as %s (a fresh start never deletes a run; `plate train --resume "
                             "--set run.name=%s` continues an interrupted one there). %s", run_dir, what, kept, kept.name,
                             kept_note(run_dir))
-            elif kept is not None:
+            elif kept is not None and throwaway:
                 log.info("%s held %s: moved to %s, to be deleted when this run finishes (run.keep_replaced: false)",
                          run_dir, what, kept)
+            elif kept is not None:
+                log.warning("%s held %s: kept aside as %s, not deleted when this run finishes although "
+                            "run.keep_replaced is false: that run was not a throwaway one", run_dir, what, kept)
             try:
                 _fit(cfg, run_dir, ddp, device, resume, progress, clock)
             except KeyboardInterrupt:
@@ -372,6 +394,9 @@ def fit(cfg: Config, resume: bool = False, progress: bool = True, reuse: bool = 
             if kept is not None and not cfg.run.keep_replaced:  # a throwaway run: the one it replaced goes now
                 if started_from_kept:
                     log.info("%s kept: this run started from its weights (training.init_from)", kept)
+                elif not throwaway:
+                    log.warning("%s kept: it was not a throwaway run (its run.keep_replaced was true), and a "
+                                "throwaway run replaces only another. %s", kept, kept_note(run_dir))
                 else:
                     shutil.rmtree(kept, ignore_errors=True)
                     log.info("%s deleted: %s finished, and run.keep_replaced is false", kept, run_dir)
@@ -392,7 +417,7 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
     seed_everything(cfg.run.seed)
     if device.type == "cpu":
         torch.set_num_threads(cfg.training.threads or max(1, (os.cpu_count() or 1) // ddp.world))
-    model, opt = _build(cfg, device)  # before the data: a model that cannot be built fails at once
+    model, opt = _build(cfg, device, init=not resume)  # before the data: a model that cannot be built fails at once
     ck_path, ck = start(run_dir, cfg, resume, ddp.main)
     train, draw_weights, val = _training_data(cfg)
     if ddp.main:
@@ -401,7 +426,8 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
     train_ds, val_ds = PlateBatches(train, provinces), PlateBatches(val, provinces)
     weights = province_weights(train, provinces) if cfg.training.province_weights else torch.ones(len(provinces))
     draws = cfg.training.epoch_plates or len(train)  # plates drawn per epoch
-    layout = {"n_train": len(train), "epoch_plates": draws, "batch_size": cfg.training.batch_size, "processes": ddp.world}
+    layout = {"n_train": len(train), "epoch_plates": draws, "batch_size": cfg.training.batch_size, "processes": ddp.world,
+              "data": data_fingerprint(cfg)}  # the training sources' content: a resume continues on the same data
     total = math.ceil(draws / cfg.training.batch_size) * cfg.training.epochs
     if cfg.training.max_steps:
         total = min(total, cfg.training.max_steps)
@@ -412,6 +438,12 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
     # validation loss. ``best`` holds (word acc, -loss) so tuples compare that way.
     start_epoch, step, best, part = 0, 0, (-1.0, -math.inf), EpochState()
     if ck is not None:
+        trained_on = (ck.get("layout") or {}).get("data")  # None in a checkpoint from before it was stored
+        if trained_on is not None and trained_on != layout["data"]:
+            raise ConfigError(f"--resume: the training data changed since {ck_path} was written (its sources' "
+                              f"content {trained_on} is now {layout['data']}): one run on two datasets would "
+                              "look like a run on the last. Resume with the data it was trained on, or train "
+                              "without --resume (a new run; this one is kept aside)")
         load_weights(model, ck, f"{ck_path} (--resume)")
         opt.load_state_dict(ck["optimizer"])
         if ck.get("scaler"):
@@ -470,7 +502,7 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
                 save_checkpoint(run_dir / f"epoch{epoch + 1}.pt", model, cfg, epoch=epoch, step=step, val=row)
             save_checkpoint(run_dir / "last.pt", model, cfg, epoch=epoch, step=step, best=best,
                             optimizer=opt.state_dict(), scaler=scaler.state_dict(), aug_rng=aug_gen.get_state(),
-                            **rng_states(device), val=row)
+                            **rng_states(device), val=row, layout=layout)
             (run_dir / "resume.pt").unlink(missing_ok=True)
         part = EpochState()
         if ddp.world > 1:

@@ -54,6 +54,8 @@ def test_unknown_override_key_lists_the_known_ones():
     ("provinces=[皖, 皖]", r"provinces must be distinct"),
     ("predict.min_confidence=1.5", r"predict.min_confidence .*less than or equal to 1"),
     ("predict.crop_aspect=[5, 2]", r"predict.crop_aspect .*0 < min < max, got \[5.0, 2.0\]"),
+    ("run.seed=-1", r"run.seed .*greater than or equal to 0"),
+    ("run.seed=4294967296", r"run.seed .*less than or equal to 4294967295"),
 ])
 def test_impossible_values_name_the_key_and_the_value(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -129,3 +131,16 @@ def test_a_profile_given_as_the_config_says_to_pass_it_with_profile():
 def test_a_value_yaml_reads_as_another_type_says_how_to_write_it(override, says):
     with pytest.raises(ConfigError, match=re.escape(says)):
         config.load(None, [override])
+
+
+def test_a_section_given_whole_in_a_profile_or_override_sets_only_the_keys_it_names(tmp_path):
+    (tmp_path / "my.yaml").write_text("training: {lr: 0.01, epochs: 7}\n", encoding="utf-8")
+    (tmp_path / "prof.yaml").write_text("training: {epochs: 3}\n", encoding="utf-8")
+    cfg = config.load(tmp_path / "my.yaml", config.collect_overrides(None, [tmp_path / "prof.yaml"], None))
+    assert (cfg.training.lr, cfg.training.epochs) == (0.01, 3)  # lr was reset to its default before
+    cfg = config.load(tmp_path / "my.yaml", ["training={epochs: 4}"])
+    assert (cfg.training.lr, cfg.training.epochs) == (0.01, 4)
+    fixes = config.load(None, ["data.label_fixes={a: b.csv}", "data.label_fixes={c: d.csv}"]).data.label_fixes
+    assert fixes == {"c": "d.csv"}  # a value that is a mapping is replaced whole, not merged
+    with pytest.raises(ConfigError, match="training.epoch"):
+        config.load(None, ["training={epoch: 4}"])

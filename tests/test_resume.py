@@ -330,3 +330,41 @@ def test_training_from_scratch_on_few_real_plates_says_to_fine_tune_instead(tmp_
     fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1}), progress=False)
     assert re.search(r"training from scratch on \d+ plates, without synthetic ones: too few", caplog.text)
     assert "--profile profiles/finetune.yaml" in caplog.text
+
+
+def test_a_throwaway_run_never_deletes_a_real_run_of_its_name(tmp_path, tiny_zip, keep_threads, caplog):
+    real = fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1}), progress=False)
+    best = (real / "best.pt").read_bytes()
+    fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1, "run.keep_replaced": False}), progress=False)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["default", "default.1"]
+    assert (tmp_path / "runs" / "default.1" / "best.pt").read_bytes() == best
+    assert "default.1 kept: it was not a throwaway run" in caplog.text
+
+
+def test_a_run_fine_tuned_from_the_run_it_replaced_resumes_with_the_same_command(tmp_path, tiny_zip, keep_threads):
+    run = fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1}), progress=False)
+    again = {"training.epochs": 1, "training.init_from": str(run / "best.pt")}  # now read from default.1
+    fit(small_cfg(tmp_path, tiny_zip, **again), progress=False)
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs" / "default.1")  # the weights it started from: not needed to resume
+    fit(small_cfg(tmp_path, tiny_zip, **again | {"training.epochs": 2}), resume=True, progress=False)
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3
+    with pytest.raises(ConfigError, match=r"training\.init_from .*nope\.pt is not a checkpoint file here"):
+        fit(small_cfg(tmp_path, tiny_zip, **{"run.name": "other", "training.init_from": str(tmp_path / "nope.pt")}),
+            progress=False)
+
+
+def test_resume_refuses_training_data_whose_content_changed(tmp_path, tiny_zip, keep_threads):
+    run = fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1}), progress=False)
+    write_dl1_zip(tiny_zip, {"train": PLATES * 20, "test": PLATES[:3]})  # more plates under the same name
+    with pytest.raises(ConfigError, match=r"--resume: the training data changed since .*last\.pt was written"):
+        fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 2}), resume=True, progress=False)
+    assert len((run / "metrics.csv").read_text().splitlines()) == 2  # untouched
+
+
+def test_a_file_where_the_run_folder_goes_is_an_error_naming_it(tmp_path, tiny_zip, keep_threads):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "default").write_text("notes", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"runs/default is a file, where the run folder goes"):
+        fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1}), progress=False)
