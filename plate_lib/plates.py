@@ -37,9 +37,11 @@ class PlateError(ValueError):
 
 LABEL_TAIL = "[A-Z0-9]{5,6}"
 """After the province and the city letter, what a label may hold: 5 or 6 letters or digits (``check_plate``)."""
-ISSUED_TAIL = "(?:[A-Z0-9]{5}|[DF][A-Z0-9][0-9]{4}|[0-9]{5}[DF])"
-"""What decoding accepts there (``is_issued_format``): 5 letters or digits; or a new-energy plate's 6, D (electric)
-or F (hybrid), a letter or digit and four digits (small cars), or five digits then D or F (large vehicles)."""
+_ON_PLATES = "A-HJ-NP-Z0-9"  # letters and digits a plate may hold: no I or O (NOT_ON_PLATES)
+ISSUED_TAIL = f"(?:[{_ON_PLATES}]{{5}}|[A-HJK][{_ON_PLATES}][0-9]{{4}}|[0-9]{{5}}[DF])"
+"""What decoding accepts there (``is_issued_format``): 5 letters or digits, no I or O; or a new-energy plate's 6 (GA
+36-2018): for small cars a letter A-K but I (D, A, B, C, E electric; F, G, H, J, K the others), a letter or digit and
+four digits; for large vehicles five digits then D (electric) or F."""
 
 
 # characters of plates plate_lib does not read (civil single-row plates only), named in a label's error
@@ -50,13 +52,13 @@ SPECIAL_SUFFIXES = {"学": "a driving-school", "挂": "a trailer", "警": "a pol
 
 @lru_cache(maxsize=16)
 def _plate_regex(provinces: tuple[str, ...], tail: str) -> re.Pattern[str]:
-    return re.compile(f"^[{''.join(provinces)}][A-Z]{tail}$")
+    return re.compile(f"[{''.join(provinces)}][A-Z]{tail}")  # used with fullmatch: no newline after the plate
 
 
 def check_plate(text: str, provinces: Sequence[str] = PROVINCES) -> str:
     """Return ``text`` if it is a valid plate, else raise ``PlateError`` saying what is wrong."""
     not_on_plates = sorted(set(text[1:]) & NOT_ON_PLATES.keys())
-    if _plate_regex(tuple(provinces), LABEL_TAIL).match(text) and not not_on_plates:
+    if _plate_regex(tuple(provinces), LABEL_TAIL).fullmatch(text) and not not_on_plates:
         return text
     if len(text) not in PLATE_LENGTHS:
         why = f"has {len(text)} characters, expected 7 (blue) or 8 (green new-energy)"
@@ -81,12 +83,12 @@ def check_plate(text: str, provinces: Sequence[str] = PROVINCES) -> str:
 
 
 def is_issued_format(text: str, provinces: Sequence[str] = PROVINCES) -> bool:
-    """Whether ``text`` is a plate in a format China issues: a province, a city letter and 5 letters or digits;
-    or, in 8 characters, a new-energy plate (``D`` or ``F``, a letter or digit, four digits: ``皖AD1A234`` is
-    not one, ``皖AD12345`` and ``皖A12345D`` are). What decoding accepts from the network (an 8-character
+    """Whether ``text`` is a plate in a format China issues: a province, a city letter and 5 letters or digits,
+    never I or O; or, in 8 characters, a new-energy plate (``ISSUED_TAIL``: ``皖AD1A234`` is not one,
+    ``皖AD12345``, ``皖AKA1234`` and ``皖A12345D`` are). What decoding accepts from the network (an 8-character
     reading in no such format is a 7-character plate read with a character too many); labels are checked by
     the looser ``check_plate``, so a source is never refused for a plate format this list lacks."""
-    return bool(_plate_regex(tuple(provinces), ISSUED_TAIL).match(text))
+    return bool(_plate_regex(tuple(provinces), ISSUED_TAIL).fullmatch(text)) and text[1] not in NOT_ON_PLATES
 
 
 def label_from_filename(name: str) -> str:

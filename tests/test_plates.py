@@ -173,8 +173,10 @@ def test_the_weakest_character_is_the_least_sure_character_not_the_hesitation_be
 @pytest.mark.parametrize("text, issued", [
     ("皖A12345", True), ("苏BD1234", True), ("新ZABCDE", True),  # 7 characters: any letters and digits
     ("沪AD12345", True), ("皖AFK1234", True), ("粤B12345D", True),  # new-energy: small cars, a large vehicle
-    ("皖AC03583", False), ("皖AD1A234", False), ("皖A123456", False),  # 8 characters in no new-energy format
+    ("京AA12345", True), ("京AKA1234", True), ("京AC03583", True),  # small cars' A-K since 2021 (D, F before)
+    ("皖AL03583", False), ("皖AD1A234", False), ("皖A123456", False),  # 8 characters in no new-energy format
     ("皖A1234", False), ("皖1A2345", False), ("X皖12345", False),
+    ("皖AI2345", False), ("皖AO2345", False), ("皖A1234O", False),  # I and O are on no plate
 ])
 def test_the_formats_china_issues_are_what_decoding_accepts(text, issued):
     assert is_issued_format(text) is issued
@@ -183,14 +185,28 @@ def test_the_formats_china_issues_are_what_decoding_accepts(text, issued):
 
 
 def test_an_eight_character_reading_in_no_issued_format_is_read_as_the_likeliest_plate():
-    # best path "AC03583" after the province: 8 characters, no new-energy plate; the beam search's likeliest
+    # best path "AL03583" after the province: 8 characters, no new-energy plate; the beam search's likeliest
     # plate in an issued format drops the doubtful 8 (0.6 against the blank's 0.4)
-    lp = log_probs([{"A": 1}, {"C": 1}, {"0": 1}, {"3": 1}, {"5": 1}, {"-": 1}, {"8": 0.6, "-": 0.4}, {"3": 1}])
-    assert "皖" + ctc_greedy_decode(lp.argmax(1)) == "皖AC03583"
+    lp = log_probs([{"A": 1}, {"L": 1}, {"0": 1}, {"3": 1}, {"5": 1}, {"-": 1}, {"8": 0.6, "-": 0.4}, {"3": 1}])
+    assert "皖" + ctc_greedy_decode(lp.argmax(1)) == "皖AL03583"
     prov = torch.zeros(1, len(PROVINCES))
     prov[0, 0] = 10.0
     texts, conf, weakest = decode_readings(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
-    assert texts == ["皖AC0353"] and float(conf[0]) == pytest.approx(0.4, abs=0.01) and float(weakest[0]) == 0.0
+    assert texts == ["皖AL0353"] and float(conf[0]) == pytest.approx(0.4, abs=0.01) and float(weakest[0]) == 0.0
+
+
+def test_a_reading_holding_i_or_o_is_read_as_the_likeliest_plate_without_them():
+    lp = log_probs([{"A": 1}, {"O": 0.6, "0": 0.4}, {"1": 1}, {"2": 1}, {"3": 1}, {"4": 1}])  # best path AO1234
+    prov = torch.zeros(1, len(PROVINCES))
+    prov[0, 0] = 10.0
+    texts, _, _ = decode_readings(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
+    assert texts == ["皖A01234"]
+
+
+def test_a_plate_followed_by_a_line_break_is_no_plate():
+    with pytest.raises(PlateError, match=r"after the city letter"):
+        check_plate("皖A12345\n")
+    assert not is_issued_format("皖A12345\n")
 
 
 def test_a_reading_the_beam_search_stood_in_for_has_no_sure_character():
