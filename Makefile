@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[report,export,dev]' 2>&1 | grep -v "is ignored: it is neither" ; test $${PIPESTATUS[0]} -eq 0
 	@touch $@
 
-setup: $(STAMP) ## Create .venv and install plate_lib with its report and dev extras
+setup: $(STAMP) ## Create .venv (PYTHON=python3.11) and install plate_lib with its report, export and dev extras
 
 # The real CCPD sample beside the repo (development machines, CI) is evaluated too when it is there.
 SAMPLE := $(wildcard ../shared/data/ccpd2019-sample)

@@ -191,11 +191,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     ckpt = _checkpoint(args)
     _writable_file(args.onnx, "--onnx", "the .onnx file to write, e.g. model.onnx")
-    try:
-        import onnxruntime  # noqa: F401  (the parity check runs it: said before the export, not after)
-    except ImportError:
-        raise config_mod.ConfigError("plate export checks the graph with ONNX Runtime, which is not installed: "
-                                     "pip install 'plate_lib[export]' (onnx and onnxruntime)") from None
+    from .inference import missing_onnx
+
+    if missing := missing_onnx():  # the export and its parity check: said before the export, not after
+        raise config_mod.ConfigError(f"plate export needs {' and '.join(missing)}, not installed: pip install "
+                                     "'plate_lib[export]' (onnx and onnxruntime)")
     out = export_onnx(ckpt, args.onnx)
     print(f"wrote {out}")
     _, cfg = load_model(ckpt)

@@ -4,6 +4,7 @@ checking) are ``checkpoints``; the names of both used here before are importable
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -61,16 +62,21 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def pick_runtime(name: str, device: str | torch.device) -> str:
     """``predict.runtime`` → what runs the network: ``auto`` is ``onnx`` (``export.OnnxModel``: the same readings,
-    faster on a CPU) on the CPU where ONNX Runtime is installed, else ``torch``; ``torch`` and ``onnx`` as named."""
+    faster on a CPU) on the CPU where ONNX Runtime and the ``onnx`` package (the export) are installed, else
+    ``torch``; ``torch`` and ``onnx`` as named."""
     if name != "auto":
         return name
     if torch.device(device).type != "cpu":
         return "torch"
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return "torch"
-    return "onnx"
+    return "onnx" if all(importlib.util.find_spec(m) is not None for m in ONNX_PACKAGES) else "torch"
+
+
+ONNX_PACKAGES = ("onnxruntime", "onnx")  # what reading with ONNX Runtime needs: the runtime, and onnx for the export
+
+
+def missing_onnx() -> list[str]:
+    """The packages of ``ONNX_PACKAGES`` not installed."""
+    return [m for m in ONNX_PACKAGES if importlib.util.find_spec(m) is None]
 
 
 def load_reader(path: str | Path, device: str | torch.device = "cpu",
@@ -83,6 +89,9 @@ def load_reader(path: str | Path, device: str | torch.device = "cpu",
     if runtime == "onnx" and device.type != "cpu":
         raise ConfigError(f"predict.runtime onnx runs on the CPU, not on device {device}: pass --device cpu, "
                           "or set predict.runtime=torch")
+    if runtime == "onnx" and (missing := missing_onnx()):
+        raise ConfigError(f"predict.runtime onnx needs {' and '.join(missing)}, not installed: pip install "
+                          "'plate_lib[export]' (onnx and onnxruntime), or set predict.runtime=torch")
     model, cfg = load_model(path, device)
     if runtime == "onnx":
         from .export import OnnxModel  # (export imports this module)

@@ -141,3 +141,15 @@ def test_runtime_auto_is_onnx_runtime_on_the_cpu_where_it_is_installed_else_pyto
         assert pick_runtime("auto", cpu) == "torch"
     pytest.importorskip("onnxruntime")
     assert pick_runtime("auto", cpu) == "onnx"
+
+
+def test_reading_with_onnx_runtime_needs_the_onnx_package_too(monkeypatch):
+    import importlib.util
+
+    from plate_lib import inference
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    assert inference.pick_runtime("auto", "cpu") == "torch"  # it cannot export the graph: PyTorch reads
+    with pytest.raises(ConfigError, match=r"predict.runtime onnx needs onnx, not installed: pip install 'plate_lib\[export\]'"):
+        inference.load_reader(SHIPPED, "cpu", "onnx")
