@@ -8,6 +8,7 @@ character after it; ``char_errors`` stays the seed's position-wise count.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -158,17 +159,23 @@ def set_labels(names: Sequence[str]) -> dict[str, str]:
     """A short label of each evaluation name (``evaluate_sets``' keys) for tables, curves and file names: ``test``
     for the test split, an eval set by its folder's name, with as many of the folders above it as make it unlike
     the others' and unlike ``test`` (``…/dl1/test`` is ``dl1/test``; ``cam1/crops`` and ``cam2/crops`` keep theirs)."""
-    parts = {n: [p for p in Path(n).parts if p not in ("/", "\\")] or [n] for n in names}
+    parts = {n: [p for p in Path(os.path.abspath(n)).parts if p not in ("/", "\\")] or [n] for n in names}
     depth = dict.fromkeys(names, 1)
+
+    def clashing(labels: dict[str, str]) -> list[str]:  # as labels, and as the file names write_eval makes of them
+        taken = Counter(v.replace("/", "_") for v in labels.values())
+        return [n for n in names if n != "test" and (labels[n] == "test" or taken[labels[n].replace("/", "_")] > 1)]
+
     while True:
         labels = {n: n if n == "test" else "/".join(parts[n][-depth[n]:]) for n in names}
-        taken = Counter(labels.values())
-        grow = [n for n in names if n != "test" and (labels[n] == "test" or taken[labels[n]] > 1)
-                and depth[n] < len(parts[n])]
+        grow = [n for n in clashing(labels) if depth[n] < len(parts[n])]
         if not grow:
-            return labels
+            break
         for n in grow:
             depth[n] += 1
+    for i, n in enumerate(clashing(labels), 1):  # the whole path clashes too (a set named twice): numbered
+        labels[n] = f"{labels[n]} ({i})"
+    return labels
 
 
 def summary_table(summaries: dict[str, dict], seed: dict = SEED_RESULTS) -> pd.DataFrame:

@@ -92,13 +92,30 @@ def _checkpoint(args: argparse.Namespace) -> Path:
                             "runs/default/best.pt (make report) exists; train one with `plate train` first")
 
 
-READING_DATA = ("val_fraction", "skip_bad", "cache_dir", "max_file_mb", "label_fixes", "ccpd_crop", "ccpd_split",
-                "resize_crops")  # data.* keys of how to read data, which --config's file applies over a checkpoint's
+READING_DATA = ("skip_bad", "cache_dir", "max_file_mb", "label_fixes", "ccpd_crop")
+"""data.* keys of how to read data, which ``--config``'s file applies over a checkpoint's config where it sets them;
+the keys that decide the splits (val_fraction, ccpd_split) and the crops' size (resize_crops) stay the checkpoint's,
+so its held-out plates stay held out."""
+
+
+def _reading_keys(args: argparse.Namespace) -> dict:
+    """The ``READING_DATA`` keys of the config file as dotted overrides: those a ``--config FILE`` sets; of the default
+    cfg.yaml, which spells out every key, those it sets away from the built-in defaults."""
+    path = config_mod.config_file(args.config)
+    if not path:
+        return {}
+    chosen = _cfg(args).data  # validated: a bad value is named as any config error is
+    if args.config == "cfg.yaml":
+        default = config_mod.DataConfig()
+        return {f"data.{k}": getattr(chosen, k) for k in READING_DATA if getattr(chosen, k) != getattr(default, k)}
+    raw = config_mod.read_yaml(Path(path))
+    data = raw.get("data") if isinstance(raw, dict) else None
+    return {f"data.{k}": getattr(chosen, k) for k in READING_DATA if isinstance(data, dict) and k in data}
 
 
 def _load_checkpoint(args: argparse.Namespace, runtime: str = "torch"):
     """The checkpoint's model on ``--device`` and its stored config with the ``READING_DATA`` keys that ``--config``
-    (cfg.yaml by default: none needed) sets away from their defaults, then ``--profile`` and ``--set``, applied;
+    (cfg.yaml by default: none needed) sets, then ``--profile`` and ``--set``, applied;
     ``runtime`` (``predict.runtime``) onnx: the model run by ONNX Runtime (``export.OnnxModel``), on the CPU only;
     auto: onnx on the CPU where ONNX Runtime is installed, else torch (``inference.pick_runtime``). ONNX Runtime
     on the CPU reads with the graph exported from the same checkpoint before where one is cached, torch not
@@ -107,9 +124,7 @@ def _load_checkpoint(args: argparse.Namespace, runtime: str = "torch"):
 
     ckpt = _checkpoint(args)
     model, cfg, device = open_reader(ckpt, args.device, runtime)
-    chosen = _cfg(args).data  # how to read data that cfg.yaml (or --config) sets away from the defaults
-    default = config_mod.DataConfig()
-    overrides = {f"data.{k}": getattr(chosen, k) for k in READING_DATA if getattr(chosen, k) != getattr(default, k)}
+    overrides = _reading_keys(args)
     overrides |= config_mod.collect_overrides(None, args.profile, args.set)
     if overrides:  # --profile and --set, as on cfg.yaml (data.ccpd_crop=bbox, …)
         new = config_mod.from_dict(config_mod.apply_overrides(cfg.to_dict(), overrides), "--profile/--set")
@@ -169,12 +184,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     inputs = expand_inputs(args.images, sys.stdin)
     progress = not args.quiet and len(inputs) > 8 and sys.stderr.isatty()
     rows = read_files(model, cfg, settings, inputs, device, progress, here.training.eval_batch_size)
-    counts = write_rows(rows, args.format, sys.stdout)
-    sys.stdout.flush()  # `plate predict … | head`: a reader gone is main's BrokenPipeError, here and not at exit
+    try:
+        counts = write_rows(rows, args.format, sys.stdout)
+        sys.stdout.flush()  # here, not at exit: a reader gone is said below
+    except BrokenPipeError:
+        return _stdout_gone()
     if not args.quiet:
         print(f"plate predict: {len(inputs)} file{'s' * (len(inputs) != 1)}: "
               + ", ".join(f"{n} {status}" for status, n in counts.items() if n), file=sys.stderr)
     return 1 if counts["error"] else 0
+
+
+def _stdout_gone() -> int:
+    """``plate predict … | head``: the reader of stdout has gone, so not every row was delivered: status 1, as
+    Python's documentation does, without a traceback (and none at exit, flushing into the closed pipe)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1
 
 
 def _writable_file(path: str, option: str, expected: str) -> None:
@@ -247,12 +272,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"{len(gone)} cached split(s) unused for {args.prune:g} day(s) deleted, {size_text(sum(c.bytes for c in gone))} "
               f"freed; {len(left)} kept in {folder}, {size_text(sum(c.bytes for c in left))}", file=sys.stderr)
         return 0
-    print("last_used\tsplit\tplates\tsize\tsource\tcache")
-    for c in caches:
-        split = c.about.get("split", c.name.rsplit("-", 1)[0])
-        source = c.about.get("source", "(not recorded: a cache from before plate_lib recorded its source)")
-        print(f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(c.last_used))}\t{split}\t"
-              f"{'' if c.plates is None else c.plates}\t{size_text(c.bytes)}\t{source}\t{c.name}")
+    try:
+        print("last_used\tsplit\tplates\tsize\tsource\tcache")
+        for c in caches:
+            split = c.about.get("split", c.name.rsplit("-", 1)[0])
+            source = c.about.get("source", "(not recorded: a cache from before plate_lib recorded its source)")
+            print(f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(c.last_used))}\t{split}\t"
+                  f"{'' if c.plates is None else c.plates}\t{size_text(c.bytes)}\t{source}\t{c.name}")
+        sys.stdout.flush()
+    except BrokenPipeError:  # plate cache | head
+        return _stdout_gone()
     print(f"{len(caches)} cached split(s) in {folder}, {size_text(sum(c.bytes for c in caches))}; "
           "`plate cache --prune DAYS` deletes those unused for DAYS days", file=sys.stderr)
     return 0
@@ -442,9 +471,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         return _user_error(args, e)
-    except BrokenPipeError:  # `plate predict … | head`, `plate cache | head`: the reader has gone; not every row was
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # delivered: status 1, as Python's own
-        return 1  # documentation does, without a traceback (and none at exit, flushing into the closed pipe)
     except OSError as e:  # a full disk anywhere else (run logs, CSV rows, the synthetic zip)
         if args.debug or e.errno not in DISK_FULL:
             raise

@@ -321,7 +321,7 @@ def read_profiles(paths: str | Path | Iterable[str | Path] | None) -> dict[str, 
         return {}
     merged: dict[str, Any] = {}
     for p in [paths] if isinstance(paths, (str, Path)) else paths:
-        merged.update(read_profile(p))
+        merged.update(flatten_sections(read_profile(p)))
     return merged
 
 
@@ -347,8 +347,32 @@ def collect_overrides(data: str | None = None, profile: str | Path | Iterable[st
     overrides = read_profiles(profile)
     if data:
         overrides["data.source"] = data
-    overrides.update(sets if isinstance(sets, Mapping) else dict(map(parse_override, sets or [])))
+    overrides.update(flatten_sections(sets if isinstance(sets, Mapping) else dict(map(parse_override, sets or []))))
     return overrides
+
+
+def flatten_sections(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` with each value given to a whole config section (``training: {epochs: 3}``) spelt as the dotted
+    keys it names (``training.epochs: 3``), so that stacked profiles and ``--set`` items each set only their keys;
+    any other key as it is (an unknown one is named when the overrides are applied)."""
+    out: dict[str, Any] = {}
+
+    def walk(dotted: str, value: Any, schema: Any) -> None:
+        if isinstance(value, Mapping) and _section(schema) is not None:
+            fields = schema.model_fields
+            for key, v in value.items():
+                field = fields.get(key) if isinstance(key, str) else None
+                walk(f"{dotted}.{key}", v, field.annotation if field is not None else None)
+        else:
+            out[dotted] = value
+
+    for dotted, value in overrides.items():
+        schema: Any = Config
+        for part in dotted.split("."):
+            field = schema.model_fields.get(part) if _section(schema) is not None else None
+            schema = field.annotation if field is not None else None
+        walk(dotted, value, schema)
+    return out
 
 
 def config_file(name: str) -> str | None:

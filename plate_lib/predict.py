@@ -136,11 +136,12 @@ def expand_inputs(items: Iterable[str], stdin: TextIO | None = None) -> list[tup
             out += _expand(item)
             continue
         text = _names_on(stdin) if stdin else ""
-        if "\0" in text:
+        if any(c < " " and c not in "\0\t\n\r" or c == "\x7f" for c in text):  # an image's bytes, not names
             out.append(("-", "standard input holds binary data, not file names: give an image as an argument, or "
                              "pipe its name (e.g. `find crops -name '*.jpg' | plate predict -`)"))
             continue
-        listed = [line.strip() for line in text.splitlines() if line.strip()]
+        names = text.split("\0") if "\0" in text else text.splitlines()  # find -print0's names, or a name a line
+        listed = [name.strip() for name in names if name.strip()]
         out += [f for line in listed for f in _expand(line)] or [("-", "standard input named no files")]
     return out
 

@@ -10,6 +10,7 @@ config, code and data instead of training again. Under ``torchrun`` it trains wi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -55,7 +56,6 @@ from .runs import (
     TIMING_FIELDS,
     append_row,
     config_text,
-    data_fingerprint,
     describe_run,
     finished_run_differs,
     follow_init_from,
@@ -300,6 +300,13 @@ def warn_if_too_few(cfg: Config, n_train: int) -> None:
                     "PROFILE=profiles/finetune.yaml; README, \"Your own crops\")", n_train)
 
 
+def plates_key(train: SplitData, val: SplitData) -> str:
+    """What a run trains and validates on, as a short hash: each plate's file name and label, in order (not the
+    files' times, which a copy or a checkout changes, nor files that are no plates, such as .DS_Store)."""
+    text = json.dumps([train.names, train.texts, val.names, val.texts], ensure_ascii=False)
+    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
 def _build(cfg: Config, device: torch.device, init: bool = True) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """The model (from ``training.init_from``'s weights with ``init``: not on a resume, whose checkpoint replaces
     them) and its optimiser."""
@@ -427,7 +434,7 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
     weights = province_weights(train, provinces) if cfg.training.province_weights else torch.ones(len(provinces))
     draws = cfg.training.epoch_plates or len(train)  # plates drawn per epoch
     layout = {"n_train": len(train), "epoch_plates": draws, "batch_size": cfg.training.batch_size, "processes": ddp.world,
-              "data": data_fingerprint(cfg)}  # the training sources' content: a resume continues on the same data
+              "data": plates_key(train, val)}  # the plates trained and validated on: a resume continues on them
     total = math.ceil(draws / cfg.training.batch_size) * cfg.training.epochs
     if cfg.training.max_steps:
         total = min(total, cfg.training.max_steps)
@@ -440,10 +447,10 @@ def _fit(cfg: Config, run_dir: Path, ddp: Dist, device: torch.device, resume: bo
     if ck is not None:
         trained_on = (ck.get("layout") or {}).get("data")  # None in a checkpoint from before it was stored
         if trained_on is not None and trained_on != layout["data"]:
-            raise ConfigError(f"--resume: the training data changed since {ck_path} was written (its sources' "
-                              f"content {trained_on} is now {layout['data']}): one run on two datasets would "
-                              "look like a run on the last. Resume with the data it was trained on, or train "
-                              "without --resume (a new run; this one is kept aside)")
+            raise ConfigError(f"--resume: the training data changed since {ck_path} was written (other plates or "
+                              "labels in its train or val split): one run on two datasets would look like a run on "
+                              "the last. Resume with the data it was trained on, or train without --resume (a new "
+                              "run; this one is kept aside)")
         load_weights(model, ck, f"{ck_path} (--resume)")
         opt.load_state_dict(ck["optimizer"])
         if ck.get("scaler"):

@@ -324,6 +324,9 @@ def test_each_evaluated_set_gets_a_label_of_its_own_never_the_test_splits():
                                   "../shared/data/ccpd2019-sample"])
     assert labels == {"test": "test", "/data/CCPD2019-dl1/test": "CCPD2019-dl1/test", "/cams/cam1/crops": "cam1/crops",
                       "/cams/cam2/crops": "cam2/crops", "../shared/data/ccpd2019-sample": "ccpd2019-sample"}
+    assert analysis.set_labels(["test", "./test"])["./test"] != "test"  # a folder named test, given relative
+    files = analysis.set_labels(["test", "/a/dl1_test", "/b/dl1/test"]).values()
+    assert len({v.replace("/", "_") for v in files}) == 3  # their eval-<label>.csv files differ too
     summaries = {k: {"n": i} for i, k in enumerate(labels)}
     assert list(analysis.summary_table(summaries).columns) == ["seed notebook (test)", *(f"this run: {v}" for v in labels.values())]
 

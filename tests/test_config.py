@@ -140,6 +140,10 @@ def test_a_section_given_whole_in_a_profile_or_override_sets_only_the_keys_it_na
     assert (cfg.training.lr, cfg.training.epochs) == (0.01, 3)  # lr was reset to its default before
     cfg = config.load(tmp_path / "my.yaml", ["training={epochs: 4}"])
     assert (cfg.training.lr, cfg.training.epochs) == (0.01, 4)
+    (tmp_path / "b.yaml").write_text("training: {batch_size: 32}\n", encoding="utf-8")
+    stacked = config.collect_overrides(None, [tmp_path / "my.yaml", tmp_path / "b.yaml"], ["training={epochs: 5}"])
+    cfg = config.load(None, stacked)  # two profiles and a --set, each giving the section: each sets its keys
+    assert (cfg.training.lr, cfg.training.epochs, cfg.training.batch_size) == (0.01, 5, 32)
     fixes = config.load(None, ["data.label_fixes={a: b.csv}", "data.label_fixes={c: d.csv}"]).data.label_fixes
     assert fixes == {"c": "d.csv"}  # a value that is a mapping is replaced whole, not merged
     with pytest.raises(ConfigError, match="training.epoch"):

@@ -89,6 +89,8 @@ def test_standard_input_is_read_as_file_names_are_bytes_and_all(tmp_path):
     jpeg = io.TextIOWrapper(io.BytesIO(b"\xff\xd8\xff\xe0\0\x10JFIF\0\n~x\n"), encoding="utf-8")  # an image piped in
     ((name, error),) = expand_inputs(["-"], jpeg)
     assert name == "-" and "holds binary data, not file names" in error
+    nul = io.TextIOWrapper(io.BytesIO(bytes(tmp_path) + b"/a.jpg\0" + bytes(tmp_path) + b"/\xb2\xe2.jpg\0"))  # find -print0
+    assert [Path(p).name for p, _ in expand_inputs(["-"], nul)] == ["a.jpg", os.fsdecode(b"\xb2\xe2.jpg")]
 
 
 def test_a_name_that_cannot_be_a_path_is_its_own_error_row_not_the_runs_end(tmp_path):

@@ -349,7 +349,9 @@ def test_a_run_fine_tuned_from_the_run_it_replaced_resumes_with_the_same_command
 
     shutil.rmtree(tmp_path / "runs" / "default.1")  # the weights it started from: not needed to resume
     fit(small_cfg(tmp_path, tiny_zip, **again | {"training.epochs": 2}), resume=True, progress=False)
-    assert len((run / "metrics.csv").read_text().splitlines()) == 3
+    gone = {"training.init_from": str(tmp_path / "runs" / "default.1" / "best.pt"), "training.epochs": 3}
+    fit(small_cfg(tmp_path, tiny_zip, **gone), resume=True, progress=False)  # init_from names a deleted file
+    assert len((run / "metrics.csv").read_text().splitlines()) == 4
     with pytest.raises(ConfigError, match=r"training\.init_from .*nope\.pt is not a checkpoint file here"):
         fit(small_cfg(tmp_path, tiny_zip, **{"run.name": "other", "training.init_from": str(tmp_path / "nope.pt")}),
             progress=False)
@@ -357,6 +359,8 @@ def test_a_run_fine_tuned_from_the_run_it_replaced_resumes_with_the_same_command
 
 def test_resume_refuses_training_data_whose_content_changed(tmp_path, tiny_zip, keep_threads):
     run = fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1}), progress=False)
+    os.utime(tiny_zip)  # a copy or a checkout changes the files' times, not the plates: resumed
+    fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 1}), resume=True, progress=False)
     write_dl1_zip(tiny_zip, {"train": PLATES * 20, "test": PLATES[:3]})  # more plates under the same name
     with pytest.raises(ConfigError, match=r"--resume: the training data changed since .*last\.pt was written"):
         fit(small_cfg(tmp_path, tiny_zip, **{"training.epochs": 2}), resume=True, progress=False)
