@@ -193,6 +193,9 @@ def read_checkpoint(path: str | Path, fix: str = "train again with `plate train`
         ckpt = as_data(ckpt, str(path))
     except TypeError as e:  # e.g. a torch.dtype, which the safe loader allows but no plate_lib checkpoint holds
         raise CheckpointError(f"checkpoint {path} holds the wrong kind of data: {e}; it is from another tool") from None
+    except RecursionError:  # data nested thousands deep: no checkpoint is, a crafted file may be
+        raise CheckpointError(f"checkpoint {path} holds data nested too deep for a checkpoint; it is from another "
+                              "tool, or damaged") from None
     return _check(ckpt, path)
 
 
@@ -268,7 +271,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
                 raise CheckpointError(f"{path} is not the same model as {paths[0]}: its {key} differs "
                                       f"({mine} against {theirs}); average checkpoints of one run")
         if ck["model"].keys() != first["model"].keys() or any(
-                v.shape != first["model"][k].shape for k, v in ck["model"].items()):
+                v.shape != first["model"][k].shape or v.dtype != first["model"][k].dtype for k, v in ck["model"].items()):
             raise CheckpointError(f"{path} holds other tensors than {paths[0]}; average checkpoints of one run")
     runs = sorted({str((ck["config"].get("run") or {}).get("name")) for ck in ckpts})
     if len(runs) > 1:
@@ -315,6 +318,8 @@ def convert_checkpoint(old: str | Path, new: str | Path) -> Path:
         state = as_data(ckpt, str(old))
     except TypeError as e:
         raise CheckpointError(f"{old} cannot be converted: {e}") from None
+    except RecursionError:
+        raise CheckpointError(f"{old} cannot be converted: its data is nested too deep for a checkpoint") from None
     new.parent.mkdir(parents=True, exist_ok=True)
     _write(new, state)
     read_checkpoint(new)

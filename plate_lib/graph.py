@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -134,9 +135,19 @@ def cache_dir() -> Path | None:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "plate_lib" / "graphs"
 
 
+GRAPH_NAME = re.compile(r"^[0-9a-f]{32}-g[0-9a-f]+\.onnx$")  # graph_key's names: no other file is pruned
+
+
+def _graph_code() -> bytes:
+    """The source of what makes a checkpoint's graph (the networks, the export): a change to it is another graph."""
+    here = Path(__file__).parent
+    return b"".join((here / name).read_bytes() for name in ("models.py", "export.py"))
+
+
 def graph_key(checkpoint: str | Path) -> str:
-    """A cached graph's name: the checkpoint's SHA-256 (its bytes, wherever it lies) and ``GRAPH_FORMAT``."""
-    digest = hashlib.sha256()
+    """A cached graph's name: the SHA-256 of the checkpoint's bytes (wherever it lies) and of the code that exports
+    it (``_graph_code``: another plate_lib's graph is not served), and ``GRAPH_FORMAT``."""
+    digest = hashlib.sha256(_graph_code())
     with open(checkpoint, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
@@ -161,7 +172,8 @@ def store(checkpoint: str | Path, graph: bytes, cfg: Config, key: str | None = N
         for path, data in ((onnx_path, graph), (folder / f"{key}.json",
                                                  json.dumps(meta, ensure_ascii=False, indent=1).encode("utf-8"))):
             atomic_write(path, lambda tmp, data=data: tmp.write_bytes(data), nbytes=len(data))
-        kept = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+        kept = sorted((p for p in folder.glob("*.onnx") if GRAPH_NAME.match(p.name)),  # its own files only
+                      key=lambda p: p.stat().st_mtime, reverse=True)
         for old in kept[KEEP_GRAPHS:]:
             old.unlink(missing_ok=True)
             old.with_suffix(".json").unlink(missing_ok=True)
@@ -186,6 +198,8 @@ def cached_reader(checkpoint: str | Path, part_plates: int = PART_PLATES,
         return None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+            raise ValueError("not an object with a config")
         if meta.get("format") != GRAPH_FORMAT:
             return None
         cfg = from_dict(meta["config"], str(meta_path))
@@ -221,9 +235,11 @@ def open_reader(checkpoint: str | Path, device: str = "auto", runtime: str = "au
 
     checkpoint = Path(checkpoint)
     key = None  # the checkpoint's hash, once: looked up in the cache, then the key its graph is stored under
+    state = None  # the file as it was hashed: one replaced after (a run writing it) is not stored under the old key
     if (runtime != "torch" and (device == "cpu" or (device == "auto" and not gpu_visible()))
             and checkpoint.is_file()  # missing, a folder: the checkpoint loader below says what is wrong
             and importlib.util.find_spec("onnxruntime") is not None):
+        state = _file_state(checkpoint)
         key = graph_key(checkpoint) if cache_dir() is not None else None  # no cache (off): no hash
         found = cached_reader(checkpoint, key=key)
         if found is not None:
@@ -235,8 +251,20 @@ def open_reader(checkpoint: str | Path, device: str = "auto", runtime: str = "au
     torch_device = pick_device(device)
     model, cfg = load_reader(checkpoint, torch_device, runtime)
     if getattr(model, "graph", None) is not None:  # export.OnnxModel: keep its graph for the next start
-        store(checkpoint, model.graph, cfg, key=key)
+        if key is not None and _file_state(checkpoint) != state:
+            log.info("graph cache: %s changed while it was read; its graph not kept", checkpoint)
+        else:
+            store(checkpoint, model.graph, cfg, key=key)
     return model, cfg, torch_device
+
+
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    """A file's inode, size and modification time: any rewrite or replacement changes one of them."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def gpu_visible() -> bool:

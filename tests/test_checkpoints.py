@@ -253,3 +253,30 @@ def test_checkpoints_whose_tensors_differ_in_shape_are_not_averaged(tmp_path):
     with pytest.raises(CheckpointError, match="holds other tensors than"):
         average_checkpoints([SHIPPED, tmp_path / "other.pt"], tmp_path / "mean.pt")
     assert not (tmp_path / "mean.pt").exists()
+
+
+def test_checkpoints_whose_tensors_differ_in_type_are_not_averaged(tmp_path):
+    from plate_lib.checkpoints import average_checkpoints
+
+    ck = torch.load(SHIPPED, weights_only=True)
+    name = next(k for k, v in ck["model"].items() if v.is_floating_point())
+    ck["model"][name] = ck["model"][name].long()
+    torch.save(ck, tmp_path / "ints.pt")
+    with pytest.raises(CheckpointError, match="holds other tensors than"):
+        average_checkpoints([tmp_path / "ints.pt", SHIPPED], tmp_path / "mean.pt")
+
+
+def test_a_checkpoint_nested_too_deep_is_refused_not_a_traceback(tmp_path):
+    import sys
+
+    deep: list = []
+    for _ in range(5_000):  # deeper than Python's default recursion limit (1,000): crafted, or damaged
+        deep = [deep]
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)  # for torch.save's pickler only
+    try:
+        torch.save({"format": "plate_lib/1", "x": deep}, tmp_path / "deep.pt")
+    finally:
+        sys.setrecursionlimit(limit)
+    with pytest.raises(CheckpointError, match="nested too deep"):
+        read_checkpoint(tmp_path / "deep.pt")

@@ -219,3 +219,39 @@ def test_open_reader_does_not_hash_the_checkpoint_when_the_cache_is_off(monkeypa
     monkeypatch.setattr(graph, "graph_key", lambda path: hashed.append(path) or "")
     model, _, _ = graph.open_reader(SHIPPED, "cpu")
     assert hashed == [] and hasattr(model, "run_images")  # read with ONNX Runtime all the same
+
+
+def test_the_cache_prunes_only_its_own_graphs(tmp_path, cache):
+    cache.mkdir()
+    mine = [cache / "net.onnx", cache / "net.json"]
+    for p in mine:
+        p.write_bytes(b"the user's own")
+        os.utime(p, (1, 1))  # older than every graph
+    cfg = load_config(None)
+    for i in range(graph.KEEP_GRAPHS + 1):
+        (tmp_path / f"m{i}.pt").write_bytes(f"checkpoint {i}".encode())
+        graph.store(tmp_path / f"m{i}.pt", b"graph", cfg)
+    assert all(p.exists() for p in mine) and len(list(cache.glob("*-g*.onnx"))) == graph.KEEP_GRAPHS
+
+
+def test_a_cache_entry_whose_config_is_not_an_object_is_passed_over(cache):
+    model, cfg, _ = graph.open_reader(SHIPPED, "cpu")  # exported and stored
+    (meta,) = cache.glob("*.json")
+    meta.write_text("[]", encoding="utf-8")
+    assert graph.cached_reader(SHIPPED) is None  # said in the log; the next start exports again
+
+
+def test_a_checkpoint_replaced_while_it_is_read_is_not_cached_under_its_old_bytes(tmp_path, cache, monkeypatch):
+    live = tmp_path / "live.pt"
+    live.write_bytes(SHIPPED.read_bytes())
+    real_key = graph.graph_key
+
+    def key_then_replace(path):
+        key = real_key(path)
+        os.replace(tmp_path / "other.pt", live)  # a run writing best.pt meanwhile: a new file in its place
+        return key
+
+    (tmp_path / "other.pt").write_bytes(SHIPPED.read_bytes())
+    monkeypatch.setattr(graph, "graph_key", key_then_replace)
+    graph.open_reader(live, "cpu")
+    assert list(cache.glob("*.onnx")) == []
