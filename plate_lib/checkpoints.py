@@ -322,6 +322,10 @@ def convert_checkpoint(old: str | Path, new: str | Path) -> Path:
         raise CheckpointError(f"{old} cannot be converted: its data is nested too deep for a checkpoint") from None
     new.parent.mkdir(parents=True, exist_ok=True)
     _write(new, state)
-    read_checkpoint(new)
+    try:
+        read_checkpoint(new)
+    except CheckpointError:  # no file left behind that plate_lib then refuses
+        new.unlink(missing_ok=True)
+        raise
     return new
 

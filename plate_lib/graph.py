@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
@@ -136,6 +137,7 @@ def cache_dir() -> Path | None:
 
 
 GRAPH_NAME = re.compile(r"^[0-9a-f]{32}-g[0-9a-f]+\.onnx$")  # graph_key's names: no other file is pruned
+GRAPH_TMP = re.compile(r"^\.[0-9a-f]{32}-g[0-9a-f]+\.(onnx|json)\.[0-9]+\.tmp$")  # one being written (files.atomic_write)
 
 
 def _graph_code() -> bytes:
@@ -177,6 +179,10 @@ def store(checkpoint: str | Path, graph: bytes, cfg: Config, key: str | None = N
         for old in kept[KEEP_GRAPHS:]:
             old.unlink(missing_ok=True)
             old.with_suffix(".json").unlink(missing_ok=True)
+        for tmp in folder.glob(".*.tmp"):  # left by a start killed while it wrote (atomic_write's names), a day on
+            with contextlib.suppress(OSError):  # renamed into place by another start meanwhile
+                if GRAPH_TMP.match(tmp.name) and time.time() - tmp.stat().st_mtime > 86400:
+                    tmp.unlink()
         return onnx_path
     except (OSError, DiskFullError) as e:
         log.debug("graph cache: not kept (%s)", e)

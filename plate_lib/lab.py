@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="the port to serve on (default: 8888 or the next free one)")
     parser.add_argument("--no-browser", action="store_true", help="print the URL rather than open a browser")
     args = parser.parse_args(argv)
-    root = find_root()
+    try:
+        root = find_root()
+    except FileNotFoundError as e:  # outside the project: say where to run it, no traceback
+        sys.exit(f"python -m plate_lib.lab: {e} (or `make lab` there)")
     ensure_kernel()
     cmd = lab_argv(root, args.port, False if args.no_browser else None)
     print(f"lab: JupyterLab on {root} with the {KERNEL} kernel; open {NOTEBOOK_DIR}/01_data_prep.ipynb first",

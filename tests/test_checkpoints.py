@@ -280,3 +280,17 @@ def test_a_checkpoint_nested_too_deep_is_refused_not_a_traceback(tmp_path):
         sys.setrecursionlimit(limit)
     with pytest.raises(CheckpointError, match="nested too deep"):
         read_checkpoint(tmp_path / "deep.pt")
+
+
+def test_a_conversion_that_its_own_check_refuses_leaves_no_file(tmp_path, monkeypatch):
+    import plate_lib.checkpoints as checkpoints
+
+    def refuse(path, *args, **kwargs):
+        raise CheckpointError(f"{path}: refused")
+
+    monkeypatch.setattr(checkpoints, "read_checkpoint", refuse)
+    ck = torch.load(SHIPPED, weights_only=True)
+    torch.save(ck, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        checkpoints.convert_checkpoint(tmp_path / "old.pt", tmp_path / "new.pt")
+    assert not (tmp_path / "new.pt").exists()

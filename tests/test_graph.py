@@ -255,3 +255,15 @@ def test_a_checkpoint_replaced_while_it_is_read_is_not_cached_under_its_old_byte
     monkeypatch.setattr(graph, "graph_key", key_then_replace)
     graph.open_reader(live, "cpu")
     assert list(cache.glob("*.onnx")) == []
+
+
+def test_the_cache_removes_what_a_killed_start_left_half_written_a_day_on(tmp_path, cache):
+    cache.mkdir()
+    key = "0" * 32 + "-g1"
+    old, new = cache / f".{key}.onnx.123.tmp", cache / f".{key}.json.456.tmp"
+    for p in (old, new):
+        p.write_bytes(b"half")
+    os.utime(old, (1, 1))
+    (tmp_path / "m.pt").write_bytes(b"checkpoint")
+    graph.store(tmp_path / "m.pt", b"graph", load_config(None))
+    assert not old.exists() and new.exists()  # one being written now is left alone
