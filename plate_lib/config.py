@@ -249,7 +249,7 @@ def parse_override(item: str) -> tuple[str, Any]:
 def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Set dotted keys in a nested dict; a key that names no section is reported with the known ones."""
     out = copy.deepcopy(raw)
-    for dotted, value in overrides.items():
+    for dotted, value in flatten_sections(overrides).items():  # training: {epochs: 3} sets epochs, not the section
         parts = dotted.split(".")
         node, schema = out, Config
         for depth, part in enumerate(parts):
@@ -258,11 +258,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[s
                 where = ".".join(parts[:depth]) or "the top level"
                 raise ConfigError(f"override {dotted!r}: unknown key {part!r} in {where}; known: {sorted(fields)}")
             if depth == len(parts) - 1:
-                section = _section(fields[part].annotation)
-                if section is not None and isinstance(value, dict) and isinstance(node.get(part), dict):
-                    _merge(node[part], value, section)  # training: {epochs: 3} sets epochs, not the whole section
-                else:
-                    node[part] = value
+                node[part] = value
             else:
                 node = node.setdefault(part, {})
                 if not isinstance(node, dict):
@@ -274,17 +270,6 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[s
 def _section(annotation: Any) -> type[BaseModel] | None:
     """The config section a field's annotation is, else None (a value, such as a list or a dict of values)."""
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-
-
-def _merge(node: dict[str, Any], value: Mapping[str, Any], schema: type[BaseModel]) -> None:
-    """Set ``value``'s keys in the section ``node`` (of ``schema``), sub-sections key by key, other values whole."""
-    for key, v in value.items():
-        field = schema.model_fields.get(key)
-        section = _section(field.annotation) if field is not None else None
-        if section is not None and isinstance(v, Mapping) and isinstance(node.get(key), dict):
-            _merge(node[key], v, section)
-        else:
-            node[key] = copy.deepcopy(v)  # an unknown key is left for validation to name
 
 
 def from_dict(raw: Mapping[str, Any], origin: str = "config") -> Config:
