@@ -98,13 +98,14 @@ the keys that decide the splits (val_fraction, ccpd_split) and the crops' size (
 so its held-out plates stay held out."""
 
 
-def _reading_keys(args: argparse.Namespace) -> dict:
-    """The ``READING_DATA`` keys of the config file as dotted overrides: those a ``--config FILE`` sets; of the default
-    cfg.yaml, which spells out every key, those it sets away from the built-in defaults."""
+def _reading_keys(args: argparse.Namespace, here: config_mod.Config) -> dict:
+    """The ``READING_DATA`` keys of the config file (``here``: it loaded, with ``--profile`` and ``--set``) as dotted
+    overrides: those a ``--config FILE`` sets; of the default cfg.yaml, which spells out every key, those it sets away
+    from the built-in defaults."""
     path = config_mod.config_file(args.config)
     if not path:
         return {}
-    chosen = _cfg(args).data  # validated: a bad value is named as any config error is
+    chosen = here.data
     if args.config == "cfg.yaml":
         default = config_mod.DataConfig()
         return {f"data.{k}": getattr(chosen, k) for k in READING_DATA if getattr(chosen, k) != getattr(default, k)}
@@ -113,18 +114,18 @@ def _reading_keys(args: argparse.Namespace) -> dict:
     return {f"data.{k}": getattr(chosen, k) for k in READING_DATA if isinstance(data, dict) and k in data}
 
 
-def _load_checkpoint(args: argparse.Namespace, runtime: str = "torch"):
+def _load_checkpoint(args: argparse.Namespace, here: config_mod.Config):
     """The checkpoint's model on ``--device`` and its stored config with the ``READING_DATA`` keys that ``--config``
-    (cfg.yaml by default: none needed) sets, then ``--profile`` and ``--set``, applied;
-    ``runtime`` (``predict.runtime``) onnx: the model run by ONNX Runtime (``export.OnnxModel``), on the CPU only;
+    (cfg.yaml by default: none needed) sets, then ``--profile`` and ``--set``, applied (``here``: the config they
+    make, which says how to read); its ``predict.runtime`` onnx: the model run by ONNX Runtime (``export.OnnxModel``), on the CPU only;
     auto: onnx on the CPU where ONNX Runtime is installed, else torch (``inference.pick_runtime``). ONNX Runtime
     on the CPU reads with the graph exported from the same checkpoint before where one is cached, torch not
     imported, and caches the one it exports (``graph.open_reader``)."""
     from .graph import open_reader
 
     ckpt = _checkpoint(args)
-    model, cfg, device = open_reader(ckpt, args.device, runtime)
-    overrides = _reading_keys(args)
+    model, cfg, device = open_reader(ckpt, args.device, here.predict.runtime)
+    overrides = _reading_keys(args, here)
     overrides |= config_mod.collect_overrides(None, args.profile, args.set)
     if overrides:  # --profile and --set, as on cfg.yaml (data.ccpd_crop=bbox, …)
         new = config_mod.from_dict(config_mod.apply_overrides(cfg.to_dict(), overrides), "--profile/--set")
@@ -149,7 +150,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:  # before the evaluation, not after it: a folder that is not there is made
         _writable_file(args.out, "--out", "the CSV file to write, e.g. eval.csv")
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    ckpt, device, model, cfg = _load_checkpoint(args, settings.runtime)
+    ckpt, device, model, cfg = _load_checkpoint(args, here)
     source = open_cfg_source(cfg, args.data, ccpd_split=cfg.data.ccpd_split)  # --data stands for data.source
     data = load_split(source, args.split, cfg.preprocess, cfg.data.cache_dir, args.skip_bad or cfg.data.skip_bad)
     require_plates(data, source, NO_PLATES_FIX, split_option=True)
@@ -180,7 +181,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     here = _cfg(args)  # how to read (predict.*, the batch): cfg.yaml and --set, not the checkpoint's config
     settings = here.predict
-    _, device, model, cfg = _load_checkpoint(args, settings.runtime)
+    _, device, model, cfg = _load_checkpoint(args, here)
     inputs = expand_inputs(args.images, sys.stdin)
     progress = not args.quiet and len(inputs) > 8 and sys.stderr.isatty()
     rows = read_files(model, cfg, settings, inputs, device, progress, here.training.eval_batch_size)
@@ -262,7 +263,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         print(f"{folder} holds no cache (data.cache_dir; it is made when a split is first decoded)", file=sys.stderr)
         return 0
-    caches = cached_splits(folder)
     if args.prune is not None:
         gone = prune_cache(folder, args.prune)
         for c in gone:
@@ -272,6 +272,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"{len(gone)} cached split(s) unused for {args.prune:g} day(s) deleted, {size_text(sum(c.bytes for c in gone))} "
               f"freed; {len(left)} kept in {folder}, {size_text(sum(c.bytes for c in left))}", file=sys.stderr)
         return 0
+    caches = cached_splits(folder)
     try:
         print("last_used\tsplit\tplates\tsize\tsource\tcache")
         for c in caches:

@@ -177,18 +177,18 @@ def too_large(name: str, size: int, max_bytes: int, declared: bool = False) -> D
                      "Raise data.max_file_mb if it is a real image, or remove it")
 
 
-def read_file(path: Path, max_bytes: int, name: str | None = None) -> bytes:
-    """A file's bytes, refused (``DataError``) when it is larger than ``max_bytes``: by its size on disk before
-    reading, and by what a read gives (a file that grows, a device)."""
+def read_file(path: Path, max_bytes: int, name: str | None = None, too_big=too_large) -> bytes:
+    """A file's bytes, refused (``DataError``, made by ``too_big``: an image's message by default) when it is larger
+    than ``max_bytes``: by its size on disk before reading, and by what a read gives (a file that grows, a device)."""
     name = name or str(path)
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise too_large(name, size, max_bytes)
+            raise too_big(name, size, max_bytes)
         with open(path, "rb") as f:
             data = f.read(max_bytes + 1)
     except OSError as e:
         raise DataError(f"{name}: cannot be read ({e.strerror or e})") from None
     if len(data) > max_bytes:
-        raise too_large(name, len(data), max_bytes)
+        raise too_big(name, len(data), max_bytes)
     return data

@@ -68,7 +68,7 @@ def pick_runtime(name: str, device: str | torch.device) -> str:
         return name
     if torch.device(device).type != "cpu":
         return "torch"
-    return "onnx" if all(importlib.util.find_spec(m) is not None for m in ONNX_PACKAGES) else "torch"
+    return "torch" if missing_onnx() else "onnx"
 
 
 ONNX_PACKAGES = ("onnxruntime", "onnx")  # what reading with ONNX Runtime needs: the runtime, and onnx for the export

@@ -143,16 +143,16 @@ def repair_zip_name(name: str, utf8_flag: bool) -> str:
         utf8 = raw.decode("utf-8")
     except UnicodeDecodeError:
         utf8 = None
-    gbk = gbk_plate_name(raw)
-    if utf8 is not None and (gbk is None or is_plate(label_from_filename(utf8))):
-        return utf8
-    if gbk is not None:  # GBK whose bytes happen to be UTF-8 too (鲁 C2 B3 reads ³, 豫 D4 A5 ԥ): its plate decides
-        return gbk
     try:
-        gb = raw.decode("gb18030")
+        gbk = raw.decode("gb18030")
     except UnicodeDecodeError:
-        return name
-    return gb if any(c in PROVINCES for c in gb) else name  # a plate's province: not a cp437 name's accident
+        gbk = None
+    gbk_plate = gbk is not None and is_plate(label_from_filename(gbk))
+    if utf8 is not None and (not gbk_plate or is_plate(label_from_filename(utf8))):
+        return utf8  # GBK whose bytes happen to be UTF-8 too (鲁 C2 B3 reads ³, 豫 D4 A5 ԥ): the plate decides
+    if gbk is not None and (gbk_plate or any(c in PROVINCES for c in gbk)):
+        return gbk  # a plate's province: not a cp437 name's accident
+    return name
 
 
 def gbk_plate_name(raw: bytes) -> str | None:

@@ -171,13 +171,7 @@ def list_too_large(name: str, size: int, max_bytes: int, declared: bool = False)
 
 def labels_text(csv_path: Path, max_bytes: int = LIST_BYTES) -> str:
     """A label CSV's text, in UTF-8 (with or without a BOM) or GB18030/GBK, as Chinese Windows tools write it."""
-    try:
-        size = csv_path.stat().st_size
-    except OSError:
-        size = 0  # read_file says why it cannot be read
-    if size > max_bytes:
-        raise list_too_large(str(csv_path), size, max_bytes)
-    return decode_labels(read_file(csv_path, max_bytes), str(csv_path))
+    return decode_labels(read_file(csv_path, max_bytes, too_big=list_too_large), str(csv_path))
 
 
 def decode_labels(raw: bytes, where: str) -> str:
@@ -278,7 +272,12 @@ def _spaced_fields(line: str) -> list[str]:
 def is_image_name(name: str) -> bool:
     """Whether a file is an image by its name's extension (``ANY_IMAGE_EXTS``, any case), and not macOS's metadata
     twin of one (``mac_metadata``)."""
-    return os.path.splitext(name)[1].lower() in ANY_IMAGE_EXTS and not mac_metadata(name)
+    return has_image_ext(name) and not mac_metadata(name)
+
+
+def has_image_ext(name: str) -> bool:
+    """Whether a file name ends in an image's extension (``ANY_IMAGE_EXTS``, any case)."""
+    return os.path.splitext(name)[1].lower() in ANY_IMAGE_EXTS
 
 
 def mac_metadata(name: str) -> bool:
@@ -310,7 +309,7 @@ def load_records(source: Source, records: Sequence[Record], skip_bad: bool = Fal
 
 def log_mac_metadata(where: str | Path, names: Sequence[str]) -> None:
     """Say in the log how many of ``names`` (a source's files) are macOS metadata, left out as no images."""
-    meta = [shown(n) for n in names if mac_metadata(n) and os.path.splitext(n)[1].lower() in ANY_IMAGE_EXTS]
+    meta = [shown(n) for n in names if mac_metadata(n) and has_image_ext(n)]
     if meta:
         log.info("%s: %d macOS metadata file(s) named as images (._<name>, __MACOSX/) are not images; left out: %s",
                  where, len(meta), some(meta, 5))
@@ -605,12 +604,11 @@ class Dl1Zip(Source):
             self.labels_path = Path(lists[0])
             base = lists[0][:-len(self.labels_path.name)]
             lst = LabelList(f"{self.path}:{lists[0]}", self.labels_path.name, f"{self.path}:{base or '/'}", base)
-            scanned = self._scan_list(lst, decode_labels(self._read(lists[0], LIST_BYTES), lst.where),
+            scanned = self._scan_list(lst, decode_labels(self._read(lists[0], LIST_BYTES, list_too_large), lst.where),
                                       [n for n, _ in members])
             return [(where, Record(rec.name, "", rec.meta, error=self._stored_twice(times[rec.name]))
                      if not rec.error and times[rec.name] > 1 else rec) for where, rec in scanned]
-        stems = [os.path.splitext(name.rsplit("/", 1)[-1])[0] for name, _ in members]
-        if sum(bool(CCPD_NAME.match(stem)) for stem in stems) * 2 > len(stems):
+        if mostly_ccpd([name for name, _ in members]):
             raise DataError(f"{self.path} holds CCPD2019 photos (named by their annotation), which are cut into crops "
                             "from a folder: unzip it and name the folder it makes (`plate predict` reads the photos "
                             "in a zip as they are)")
@@ -632,9 +630,10 @@ class Dl1Zip(Source):
     def _has(self, name: str) -> bool:
         return name in self._names
 
-    def _read(self, name: str, max_bytes: int | None = None) -> bytes:
+    def _read(self, name: str, max_bytes: int | None = None, too_big=too_large) -> bytes:
         """The member's bytes; its declared size is checked first (against ``max_bytes``, by default the images'
-        cap), then at most that many are inflated (a member that would inflate further fails its CRC check)."""
+        cap; ``too_big`` makes the error), then at most that many are inflated (a member that would inflate further
+        fails its CRC check)."""
         if not self._names:
             self._files()
         try:
@@ -642,7 +641,6 @@ class Dl1Zip(Source):
         except KeyError:
             raise DataError(f"{self.path}:{name}: not in the zip") from None
         cap = self.max_bytes if max_bytes is None else max_bytes
-        too_big = too_large if max_bytes is None else list_too_large
         if info.file_size > cap:
             raise too_big(f"{self.path}:{name}", info.file_size, cap, declared=True)
         try:  # read(n), not read(): zipfile would inflate up to 2 GiB in one step before cutting to the declared size
@@ -931,9 +929,14 @@ def looks_like_ccpd(folder: Path, listing: list[str] | None = None) -> bool:
     ``listing``: ``files_under(folder)`` where the caller has it."""
     if label_list(folder) is not None:
         return False
-    names = [os.path.splitext(rel.rsplit("/", 1)[-1])[0] for rel in image_files(folder, listing)
-             if not no_plate_photo(rel)]
-    return sum(bool(CCPD_NAME.match(n)) for n in names) * 2 > len(names)
+    return mostly_ccpd(image_files(folder, listing))
+
+
+def mostly_ccpd(images: Sequence[str]) -> bool:
+    """Whether most of the image paths ``images`` are named by a CCPD annotation, the photos of ``ccpd_np/``
+    (CCPD's own, with no annotation) not counted."""
+    stems = [os.path.splitext(rel.rsplit("/", 1)[-1])[0] for rel in images if not no_plate_photo(rel)]
+    return sum(bool(CCPD_NAME.match(stem)) for stem in stems) * 2 > len(stems)
 
 
 def open_source(path: str | os.PathLike, val_fraction: float = 0.15, ccpd_crop: str = "corners",
