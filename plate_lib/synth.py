@@ -88,9 +88,24 @@ def _draw(rng: np.random.Generator, position: int, power: float = 1.0, home_shar
     return chars[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(chars) - 1)]
 
 
+# New-energy plates (GA 36-2018): a small car's third character says its kind, D or F until 2021, since then also
+# A, B, C, E (electric, as D) and G, H, J, K (the others, as F); shares assumed, the newer letters rarer. A large
+# vehicle's plate (lorries, buses) ends in D or F after five digits, on a yellow and green plate.
+NEW_ENERGY_KINDS = {"D": 0.45, "F": 0.25, "A": 0.05, "B": 0.04, "C": 0.04, "E": 0.04, "G": 0.04, "H": 0.03,
+                    "J": 0.03, "K": 0.03}
+_NEW_ENERGY_TABLE = ("".join(NEW_ENERGY_KINDS), np.cumsum(list(NEW_ENERGY_KINDS.values())))
+LARGE_NEW_ENERGY = 0.15  # share of green plates that are large vehicles' (five digits, then D or F)
+
+
+def is_large_new_energy(text: str) -> bool:
+    """Whether ``text`` is a large vehicle's new-energy plate (``皖A12345D``): yellow and green, not green."""
+    return len(text) == 8 and text[2:7].isdigit()
+
+
 def sample_plate(rng: np.random.Generator, green: bool = False, province_flatten: float = 0.0,
                  home_share: float | None = None) -> str:
-    """A plate text with CCPD's character statistics: blue or yellow ``皖A12345``, green new-energy ``皖AD12345``.
+    """A plate text with CCPD's character statistics: blue or yellow ``皖A12345``, green new-energy ``皖AD12345``
+    (small cars: ``NEW_ENERGY_KINDS`` after the city letter) or ``皖A12345D`` (``LARGE_NEW_ENERGY`` of them).
 
     The province is drawn with weights ``(count + 1) ** (1 - province_flatten)`` over all 31 provinces, so 0
     keeps CCPD's skew (皖 about 88 %) and 1 is uniform; the +1 lets provinces CCPD lacks (藏) appear too.
@@ -101,9 +116,13 @@ def sample_plate(rng: np.random.Generator, green: bool = False, province_flatten
     if home_share is not None and not 0.0 <= home_share <= 1.0:
         raise ValueError(f"home_share must be in [0, 1] or None, got {home_share}")
     head = _draw(rng, 0, 1.0 - province_flatten, home_share) + _draw(rng, 1)
-    if green:  # small new-energy car: D (electric) or F (hybrid), a letter or digit, then four digits
+    if green and rng.random() < LARGE_NEW_ENERGY:  # a large vehicle's: five digits, then D (electric) or F
+        tail = "".join(DIGITS[d] for d in rng.integers(0, 10, 5)) + "DF"[int(rng.random() < 0.35)]
+    elif green:  # a small car's: its kind (NEW_ENERGY_KINDS), a letter or digit, then four digits
         second = LETTERS[rng.integers(len(LETTERS))] if rng.random() < 0.3 else DIGITS[rng.integers(10)]
-        tail = "DF"[int(rng.random() < 0.35)] + second + "".join(DIGITS[d] for d in rng.integers(0, 10, 4))
+        kinds, cdf = _NEW_ENERGY_TABLE
+        kind = kinds[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(kinds) - 1)]
+        tail = kind + second + "".join(DIGITS[d] for d in rng.integers(0, 10, 4))
     else:
         tail = "".join(_draw(rng, position) for position in range(2, 7))
     return check_plate(head + tail)
@@ -243,6 +262,10 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float, co
         if rng.random() < 0.1:
             light, dark = dark, light
         canvas[oy:oy + ph, ox:ox + pw] = _gradient(ph, pw, light, dark, rng.uniform(0.7, 1.5))
+        if is_large_new_energy(text):  # a large vehicle's: yellow under the province and city letter
+            split = ox + px((plate_w - 8 * char_w - 6 * spacing - gap) / 2 + 2 * char_w + gap / 2)
+            paint = _hsv(rng.uniform(18, 30), rng.uniform(80, 255), rng.uniform(110, 250))
+            canvas[oy:oy + ph, ox:split] = _gradient(ph, split - ox, paint, paint)
         ink = np.full(3, rng.uniform(5, 45), np.float32)
     elif colour == "yellow":  # yellow, black characters (GA 36: large vehicles' front plates)
         paint = _hsv(rng.uniform(18, 30), rng.uniform(80, 255), rng.uniform(110, 250))  # dim, dusty ones too
@@ -310,6 +333,9 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float, co
 # --- placing it in a photo ------------------------------------------------------------------------------
 
 
+CUT = (0.05, 0.08)  # a box crop cut inside the plate's box: share of the box's width cut off, mostly one side
+
+
 def _placement(rng: np.random.Generator, aspect: float, degrade: float) -> tuple[np.ndarray, tuple[int, int]]:
     """Where the plate's corners (tl, tr, br, bl) land in the crop, and the crop's (width, height)."""
     d = degrade
@@ -329,14 +355,19 @@ def _placement(rng: np.random.Generator, aspect: float, degrade: float) -> tuple
     lo, hi = quad.min(0), quad.max(0)
     box_w, box_h = hi - lo
     # crop = the plate's bounding box plus margins: mostly tight like CCPD's boxes (plate 90-100 % of the
-    # width), sometimes loose (down to 62 %), and on a fifth of the plates cut inside the box by up to 8 %,
-    # clipping the edge of the first or last character as the dl1 crops of tilted plates do
+    # width), sometimes loose (down to 62 %); on a fifth of the plates cut inside the box on one side, clipping
+    # the edge of the first or last character as the dl1 crops of tilted plates do (a tenth to a third of it;
+    # tests/test_synth.py measures how many and how much)
     loose = rng.uniform(0.0, 0.11) if rng.random() < 0.85 else rng.uniform(0.11, 0.6)
     loose = loose * min(1.0, d) if d > 0 else 0.04
-    cut = rng.uniform(-0.08, 0.0) if rng.random() < 0.2 else rng.uniform(-0.02, 0.0)
-    margin_x = box_w * (loose + cut * min(1.0, d))
     margin_y = box_h * max(-0.06, loose + rng.uniform(-0.06, 0.06) * min(1.0, d))
-    left, up = margin_x * rng.uniform(0.2, 0.8), margin_y * rng.uniform(0.2, 0.8)
+    up = margin_y * rng.uniform(0.2, 0.8)
+    if rng.random() < 0.2 * min(1.0, d):
+        margin_x = -box_w * rng.uniform(CUT[0], CUT[1])
+        left = margin_x * (rng.uniform(0.0, 0.15) if rng.random() < 0.5 else rng.uniform(0.85, 1.0))
+    else:
+        margin_x = box_w * (loose + rng.uniform(-0.02, 0.0) * min(1.0, d))
+        left = margin_x * rng.uniform(0.2, 0.8)
     quad -= lo - [left, up]
     size = (max(16, round(box_w + margin_x)), max(8, round(box_h + margin_y)))
     return quad.astype(np.float32), size
@@ -421,7 +452,7 @@ def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rect
         quad = quad + rng.normal(0, 0.012 * max(d, 0.3), (4, 2)) * [shown, shown * _PLATE_H / plate_w]
         if rng.random() < 0.3 * min(1.0, d):  # a tighter cut, as road cameras' aligned crops are: the
             u, v = (quad[1] - quad[0] + quad[2] - quad[3]) / 2, (quad[3] - quad[0] + quad[2] - quad[1]) / 2
-            su, sv = rng.uniform(0, 0.04), rng.uniform(0.02, 0.12)  # characters fill most of the height
+            su, sv = rng.uniform(0, 0.03), rng.uniform(0.02, 0.12)  # characters fill most of the height
             quad = quad + np.float32([su * u + sv * v, -su * u + sv * v, -su * u - sv * v, su * u - sv * v])
         image = rectify(image, quad[[2, 3, 0, 1]])  # tl, tr, br, bl -> br, bl, tl, tr
     return image
@@ -430,7 +461,7 @@ def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rect
 # --- the dataset ----------------------------------------------------------------------------------------
 
 SPLITS = ("train", "test")
-GENERATOR_VERSION = 10  # bump when a change to the drawing code changes the plates a config gives
+GENERATOR_VERSION = 11  # bump when a change to the drawing code changes the plates a config gives
 
 
 def _plate(seed: int, split: int, i: int, cfg: SynthConfig) -> tuple[np.ndarray, str, np.random.Generator]:
