@@ -13,19 +13,26 @@ DATA    ?=
 PROFILE ?=
 SET     ?=
 LAB_PORT ?=
+LOCK    ?= constraints.txt
 
-.PHONY: help setup report lab model test lint clean bench accuracy peers
+.PHONY: help setup report lab model test lint clean bench accuracy peers lock
 
 help: ## Show the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard $(LOCK))
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored: it is neither" || true
-	$(PY) -m pip install -q -e '.[report,export,dev]' 2>&1 | grep -v "is ignored: it is neither" ; test $${PIPESTATUS[0]} -eq 0
+	$(PY) -m pip install -q $(if $(wildcard $(LOCK)),-c $(LOCK)) -e '.[report,export,dev]' 2>&1 | grep -v "is ignored: it is neither" ; test $${PIPESTATUS[0]} -eq 0
 	@touch $@
 
-setup: $(STAMP) ## Create .venv (PYTHON=python3.11) and install plate_lib with its report, export and dev extras
+setup: $(STAMP) ## Create .venv (PYTHON=python3.11) and install plate_lib and its extras at constraints.txt's versions (LOCK= : the newest)
+
+lock: $(STAMP) ## Write constraints.txt from .venv's versions (after an upgrade that passed make test and make report)
+	@{ sed -n '/^#/p' constraints.txt 2>/dev/null; \
+	  $(PY) -m pip freeze --exclude-editable --all | grep -v -e '^pip==' -e '^setuptools==' -e '^wheel==' -e '^plate.lib'; } \
+	  > constraints.txt.tmp && mv constraints.txt.tmp constraints.txt
+	@echo "constraints.txt: $$(grep -c == constraints.txt) packages"
 
 # The real CCPD sample beside the repo (development machines, CI) is evaluated too when it is there.
 SAMPLE := $(wildcard ../shared/data/ccpd2019-sample)
