@@ -91,6 +91,12 @@ def is_issued_format(text: str, provinces: Sequence[str] = PROVINCES) -> bool:
     return bool(_plate_regex(tuple(provinces), ISSUED_TAIL).fullmatch(text)) and text[1] not in NOT_ON_PLATES
 
 
+def is_large_new_energy(text: str) -> bool:
+    """Whether ``text`` is a large vehicle's new-energy plate (``皖A12345D``: five digits, then D or F), yellow under
+    the province and city letter and green after, where a small car's (``皖AD12345``) is green."""
+    return len(text) == 8 and text[2:7].isdigit()
+
+
 def label_from_filename(name: str) -> str:
     """The plate in a crop's file name (any folders before it): dl1's ``<id>-<plate>.jpg`` or ``<plate>.jpg``, the
     part after the last ``-`` of the stem, so ids may hold dashes themselves. Where that is no plate: the one part
@@ -229,11 +235,6 @@ def ctc_beam_search(log_probs: np.ndarray, beam: int = 16, prune: float = -12.0,
 
 def decode(province: int, classes: Sequence[int]) -> str:
     return PROVINCES[int(province)] + ctc_greedy_decode(classes)
-
-
-def plate_color(text: str) -> str:
-    """``"blue"`` for 7-character plates, ``"green"`` for 8-character new-energy plates."""
-    return "green" if len(text) == 8 else "blue"
 
 
 # --- CCPD2019 annotations -------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import numpy as np
 
 from .config import Config, PredictConfig
 from .files import files_under
-from .plates import PlateError
+from .plates import PlateError, is_large_new_energy
 from .sources import (
     CCPD_NAME,
     IMAGE_EXTS,
@@ -195,8 +195,11 @@ def plate_colour(bgr: np.ndarray) -> str:
 
 
 def plate_kind(text: str, bgr: np.ndarray) -> str:
-    """``green`` (8 characters), ``blue`` or ``yellow`` (7, by ``plate_colour``), else ``unknown``."""
-    return "green" if len(text) == 8 else plate_colour(bgr) if len(text) == 7 else "unknown"
+    """``green`` (8 characters; ``yellow-green`` for a large vehicle's, ``plates.is_large_new_energy``), ``blue`` or
+    ``yellow`` (7, by ``plate_colour``), else ``unknown``."""
+    if len(text) == 8:
+        return "yellow-green" if is_large_new_energy(text) else "green"
+    return plate_colour(bgr) if len(text) == 7 else "unknown"
 
 
 # --- reading --------------------------------------------------------------------------------------------

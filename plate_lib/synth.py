@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from . import degrade as degrade_
 from . import glyphs
 from .glyphs import DIGITS, FONTS, LETTERS, PLATE_FONT, WEIGHTS
-from .plates import PROVINCES, check_plate
+from .plates import PROVINCES, check_plate, is_large_new_energy
 from .sources import rectify
 
 # --- what plates say ------------------------------------------------------------------------------------
@@ -95,11 +95,6 @@ NEW_ENERGY_KINDS = {"D": 0.45, "F": 0.25, "A": 0.05, "B": 0.04, "C": 0.04, "E": 
                     "J": 0.03, "K": 0.03}
 _NEW_ENERGY_TABLE = ("".join(NEW_ENERGY_KINDS), np.cumsum(list(NEW_ENERGY_KINDS.values())))
 LARGE_NEW_ENERGY = 0.15  # share of green plates that are large vehicles' (five digits, then D or F)
-
-
-def is_large_new_energy(text: str) -> bool:
-    """Whether ``text`` is a large vehicle's new-energy plate (``皖A12345D``): yellow and green, not green."""
-    return len(text) == 8 and text[2:7].isdigit()
 
 
 def sample_plate(rng: np.random.Generator, green: bool = False, province_flatten: float = 0.0,

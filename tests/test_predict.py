@@ -157,6 +157,7 @@ def test_the_kind_is_green_for_8_characters_and_the_colour_for_7():
     assert plate_kind("皖A12345", yellow) == "yellow"
     assert plate_kind("皖A12345", _patch((200, 80, 20))) == "blue"
     assert plate_kind("皖A1234", yellow) == "unknown"
+    assert plate_kind("皖A12345D", yellow) == "yellow-green"  # a large vehicle's new-energy plate
 
 
 @pytest.mark.skipif(not LYL8213.is_dir(), reason=f"real-crops-lyl8213 not found at {LYL8213} (../shared is absent)")

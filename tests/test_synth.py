@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from plate_lib import glyphs, synth
-from plate_lib.plates import check_plate, is_issued_format, label_from_filename
+from plate_lib.plates import check_plate, is_issued_format, is_large_new_energy, label_from_filename
 from plate_lib.synth import POSITION_COUNTS, SynthConfig, generate_zip, render_plate, sample_plate
 
 STATS = Path(__file__).resolve().parents[2] / "shared/data/ccpd2019-label-stats.json"
@@ -40,11 +40,11 @@ def test_green_plates_are_new_energy_plates_of_every_kind_china_issues():
     rng = np.random.default_rng(0)
     plates = [sample_plate(rng, green=True) for _ in range(2000)]
     assert all(is_issued_format(p) for p in plates)
-    small = [p for p in plates if not synth.is_large_new_energy(p)]
+    small = [p for p in plates if not is_large_new_energy(p)]
     assert {p[2] for p in small} == set("ABCDEFGHJK")  # the kind: D or F mostly, the letters issued since 2021 too
     assert Counter(p[2] for p in small).most_common(2)[0][0] == "D"
     assert all(p[4:].isdigit() for p in small)
-    large = [p for p in plates if synth.is_large_new_energy(p)]  # lorries and buses: five digits, then D or F
+    large = [p for p in plates if is_large_new_energy(p)]  # lorries and buses: five digits, then D or F
     assert 0.1 < len(large) / len(plates) < 0.2 and {p[-1] for p in large} == {"D", "F"}
 
 
