@@ -89,18 +89,19 @@ def _draw(rng: np.random.Generator, position: int, power: float = 1.0, home_shar
 
 
 # New-energy plates (GA 36-2018): a small car's third character says its kind, D or F until 2021, since then also
-# A, B, C, E (electric, as D) and G, H, J, K (the others, as F); shares assumed, the newer letters rarer. A large
-# vehicle's plate (lorries, buses) ends in D or F after five digits, on a yellow and green plate.
+# A, B, C, E (electric, as D) and G, H, J, K (the others, as F); shares assumed, the newer letters rarer
+# (synth.new_energy_letters). A large vehicle's plate (lorries, buses) ends in D or F after five digits, on a yellow
+# and green plate (synth.large_new_energy).
 NEW_ENERGY_KINDS = {"D": 0.45, "F": 0.25, "A": 0.05, "B": 0.04, "C": 0.04, "E": 0.04, "G": 0.04, "H": 0.03,
                     "J": 0.03, "K": 0.03}
 _NEW_ENERGY_TABLE = ("".join(NEW_ENERGY_KINDS), np.cumsum(list(NEW_ENERGY_KINDS.values())))
-LARGE_NEW_ENERGY = 0.15  # share of green plates that are large vehicles' (five digits, then D or F)
 
 
 def sample_plate(rng: np.random.Generator, green: bool = False, province_flatten: float = 0.0,
-                 home_share: float | None = None) -> str:
+                 home_share: float | None = None, new_energy_letters: bool = False, large_share: float = 0.0) -> str:
     """A plate text with CCPD's character statistics: blue or yellow ``皖A12345``, green new-energy ``皖AD12345``
-    (small cars: ``NEW_ENERGY_KINDS`` after the city letter) or ``皖A12345D`` (``LARGE_NEW_ENERGY`` of them).
+    (small cars: D or F after the city letter, or with ``new_energy_letters`` any of ``NEW_ENERGY_KINDS``) or, on
+    ``large_share`` of the green ones, a large vehicle's ``皖A12345D``.
 
     The province is drawn with weights ``(count + 1) ** (1 - province_flatten)`` over all 31 provinces, so 0
     keeps CCPD's skew (皖 about 88 %) and 1 is uniform; the +1 lets provinces CCPD lacks (藏) appear too.
@@ -108,15 +109,20 @@ def sample_plate(rng: np.random.Generator, green: bool = False, province_flatten
     """
     if not 0.0 <= province_flatten <= 1.0:
         raise ValueError(f"province_flatten must be in [0, 1], got {province_flatten}")
+    if not 0.0 <= large_share <= 1.0:
+        raise ValueError(f"large_share must be in [0, 1], got {large_share}")
     if home_share is not None and not 0.0 <= home_share <= 1.0:
         raise ValueError(f"home_share must be in [0, 1] or None, got {home_share}")
     head = _draw(rng, 0, 1.0 - province_flatten, home_share) + _draw(rng, 1)
-    if green and rng.random() < LARGE_NEW_ENERGY:  # a large vehicle's: five digits, then D (electric) or F
+    if green and large_share > 0 and rng.random() < large_share:  # a large vehicle's: five digits, then D or F
         tail = "".join(DIGITS[d] for d in rng.integers(0, 10, 5)) + "DF"[int(rng.random() < 0.35)]
-    elif green:  # a small car's: its kind (NEW_ENERGY_KINDS), a letter or digit, then four digits
+    elif green:  # a small car's: its kind (D electric, F hybrid, …), a letter or digit, then four digits
         second = LETTERS[rng.integers(len(LETTERS))] if rng.random() < 0.3 else DIGITS[rng.integers(10)]
-        kinds, cdf = _NEW_ENERGY_TABLE
-        kind = kinds[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(kinds) - 1)]
+        if new_energy_letters:
+            kinds, cdf = _NEW_ENERGY_TABLE
+            kind = kinds[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(kinds) - 1)]
+        else:
+            kind = "DF"[int(rng.random() < 0.35)]
         tail = kind + second + "".join(DIGITS[d] for d in rng.integers(0, 10, 4))
     else:
         tail = "".join(_draw(rng, position) for position in range(2, 7))
@@ -152,6 +158,16 @@ class SynthConfig(BaseModel):
         0.15, ge=0.0, le=1.0,
         description="Share of plates under one adverse condition: low light, over-exposure, glare, haze, rain or "
                     "strong motion blur (degrade.adverse)")
+    new_energy_letters: bool = Field(
+        False, description="Small cars' new-energy plates take every kind letter issued (A-K but I, since 2021), "
+                           "not D and F only (measured, not adopted: docs/experiments.md)")
+    large_new_energy: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of green plates that are large vehicles' (five digits, then D or F; "
+                                         "yellow and green)")
+    box_clip: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Share of bounding-box crops cut inside the plate's box on one side by 5-8 % of its width, "
+                    "clipping the first or last character (0.2: 8 % of box crops lose part of one)")
     rectified_fraction: float = Field(
         0.5, ge=0.0, le=1.0,
         description="Share of plates cut out from their corners to 220x70 as CCPD2019 photos are (the rest: "
@@ -331,7 +347,8 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float, co
 CUT = (0.05, 0.08)  # a box crop cut inside the plate's box: share of the box's width cut off, mostly one side
 
 
-def _placement(rng: np.random.Generator, aspect: float, degrade: float) -> tuple[np.ndarray, tuple[int, int]]:
+def _placement(rng: np.random.Generator, aspect: float, degrade: float, box_clip: float = 0.0
+               ) -> tuple[np.ndarray, tuple[int, int]]:
     """Where the plate's corners (tl, tr, br, bl) land in the crop, and the crop's (width, height)."""
     d = degrade
     width = float(np.exp(rng.uniform(np.log(55), np.log(300))))
@@ -350,19 +367,26 @@ def _placement(rng: np.random.Generator, aspect: float, degrade: float) -> tuple
     lo, hi = quad.min(0), quad.max(0)
     box_w, box_h = hi - lo
     # crop = the plate's bounding box plus margins: mostly tight like CCPD's boxes (plate 90-100 % of the
-    # width), sometimes loose (down to 62 %); on a fifth of the plates cut inside the box on one side, clipping
-    # the edge of the first or last character as the dl1 crops of tilted plates do (a tenth to a third of it;
-    # tests/test_synth.py measures how many and how much)
+    # width), sometimes loose (down to 62 %), and on a fifth of the plates cut inside the box by up to 8 % (meant to
+    # clip the first or last character as the dl1 crops of tilted plates do; the box's slack around a tilted plate
+    # leaves them whole). ``box_clip``: that share of the plates cut on one side by CUT of the box's width instead,
+    # clipping a character on 8 % of plates at 0.2 (tests/test_synth.py measures how many and how much)
     loose = rng.uniform(0.0, 0.11) if rng.random() < 0.85 else rng.uniform(0.11, 0.6)
     loose = loose * min(1.0, d) if d > 0 else 0.04
-    margin_y = box_h * max(-0.06, loose + rng.uniform(-0.06, 0.06) * min(1.0, d))
-    up = margin_y * rng.uniform(0.2, 0.8)
-    if rng.random() < 0.2 * min(1.0, d):
-        margin_x = -box_w * rng.uniform(CUT[0], CUT[1])
-        left = margin_x * (rng.uniform(0.0, 0.15) if rng.random() < 0.5 else rng.uniform(0.85, 1.0))
+    if box_clip > 0:
+        margin_y = box_h * max(-0.06, loose + rng.uniform(-0.06, 0.06) * min(1.0, d))
+        up = margin_y * rng.uniform(0.2, 0.8)
+        if rng.random() < box_clip * min(1.0, d):
+            margin_x = -box_w * rng.uniform(CUT[0], CUT[1])
+            left = margin_x * (rng.uniform(0.0, 0.15) if rng.random() < 0.5 else rng.uniform(0.85, 1.0))
+        else:
+            margin_x = box_w * (loose + rng.uniform(-0.02, 0.0) * min(1.0, d))
+            left = margin_x * rng.uniform(0.2, 0.8)
     else:
-        margin_x = box_w * (loose + rng.uniform(-0.02, 0.0) * min(1.0, d))
-        left = margin_x * rng.uniform(0.2, 0.8)
+        cut = rng.uniform(-0.08, 0.0) if rng.random() < 0.2 else rng.uniform(-0.02, 0.0)
+        margin_x = box_w * (loose + cut * min(1.0, d))
+        margin_y = box_h * max(-0.06, loose + rng.uniform(-0.06, 0.06) * min(1.0, d))
+        left, up = margin_x * rng.uniform(0.2, 0.8), margin_y * rng.uniform(0.2, 0.8)
     quad -= lo - [left, up]
     size = (max(16, round(box_w + margin_x)), max(8, round(box_h + margin_y)))
     return quad.astype(np.float32), size
@@ -386,7 +410,7 @@ def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
 
 
 def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rectified: bool = False,
-                 colour: str | None = None, adverse: bool = False) -> np.ndarray:
+                 colour: str | None = None, adverse: bool = False, box_clip: float = 0.0) -> np.ndarray:
     """A photo-like crop of the plate ``text``, as the CCPD2019-dl1 crops show plates: HxWx3 uint8 BGR.
 
     The plate (70-300 px wide in the crop) is drawn at about that resolution, placed over a car or road
@@ -398,6 +422,7 @@ def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rect
     perspective warp from its four corners (moved by a few pixels, as hand annotation is) to 220x70.
     ``colour``: ``blue`` or ``yellow`` for 7 characters (default blue), ``green`` for 8 (the default there).
     ``adverse=True`` adds one adverse condition (``degrade.adverse``: low light, glare, haze, rain…).
+    ``box_clip``: the chance of a crop cut inside the plate's box on one side, clipping a character (``_placement``).
     """
     check_plate(text)
     if degrade < 0:
@@ -409,7 +434,7 @@ def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rect
         raise ValueError(f"colour must be one of {COLOURS}, got {colour!r}")
     d = float(degrade)
     plate_w = _LAYOUT[len(text)][0]
-    quad, (w, h) = _placement(rng, plate_w / _PLATE_H, d)
+    quad, (w, h) = _placement(rng, plate_w / _PLATE_H, d, box_clip)
     shown = float(np.linalg.norm(quad[1] - quad[0]))
     ppm = next((lv for lv in _LEVELS if lv * plate_w >= shown), _LEVELS[-1])
     canvas, corners = _compose(text, rng, ppm, d, colour)
@@ -447,7 +472,7 @@ def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rect
         quad = quad + rng.normal(0, 0.012 * max(d, 0.3), (4, 2)) * [shown, shown * _PLATE_H / plate_w]
         if rng.random() < 0.3 * min(1.0, d):  # a tighter cut, as road cameras' aligned crops are: the
             u, v = (quad[1] - quad[0] + quad[2] - quad[3]) / 2, (quad[3] - quad[0] + quad[2] - quad[1]) / 2
-            su, sv = rng.uniform(0, 0.03), rng.uniform(0.02, 0.12)  # characters fill most of the height
+            su, sv = rng.uniform(0, 0.04), rng.uniform(0.02, 0.12)  # characters fill most of the height
             quad = quad + np.float32([su * u + sv * v, -su * u + sv * v, -su * u - sv * v, su * u - sv * v])
         image = rectify(image, quad[[2, 3, 0, 1]])  # tl, tr, br, bl -> br, bl, tl, tr
     return image
@@ -456,7 +481,7 @@ def render_plate(text: str, rng: np.random.Generator, degrade: float = 1.0, rect
 # --- the dataset ----------------------------------------------------------------------------------------
 
 SPLITS = ("train", "test")
-GENERATOR_VERSION = 11  # bump when a change to the drawing code changes the plates a config gives
+GENERATOR_VERSION = 10  # bump when a change to the drawing code changes the plates a config gives
 
 
 def _plate(seed: int, split: int, i: int, cfg: SynthConfig) -> tuple[np.ndarray, str, np.random.Generator]:
@@ -466,10 +491,11 @@ def _plate(seed: int, split: int, i: int, cfg: SynthConfig) -> tuple[np.ndarray,
         "yellow" if draw < cfg.green_fraction + cfg.yellow_fraction else "blue"
     balanced = SPLITS[split] == "test" and cfg.test_balanced  # every province equally often
     text = sample_plate(rng, green=colour == "green", province_flatten=1.0 if balanced else cfg.province_flatten,
-                        home_share=None if balanced else cfg.home_share)
+                        home_share=None if balanced else cfg.home_share, new_energy_letters=cfg.new_energy_letters,
+                        large_share=cfg.large_new_energy)
     rectified = bool(rng.random() < cfg.rectified_fraction)
     adverse = bool(rng.random() < cfg.adverse_fraction)
-    return render_plate(text, rng, cfg.degrade, rectified, colour, adverse), text, rng
+    return render_plate(text, rng, cfg.degrade, rectified, colour, adverse, cfg.box_clip), text, rng
 
 
 def iter_plates(n: int, seed: int = 0, split: str = "train", cfg: SynthConfig = SynthConfig()
