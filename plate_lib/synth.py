@@ -83,9 +83,13 @@ def _table(position: int, power: float = 1.0, home_share: float | None = None) -
     return "".join(counts), np.cumsum(weights / weights.sum())
 
 
-def _draw(rng: np.random.Generator, position: int, power: float = 1.0, home_share: float | None = None) -> str:
-    chars, cdf = _table(position, power, home_share)
+def _pick(rng: np.random.Generator, chars: str, cdf: np.ndarray) -> str:
+    """One of ``chars``, drawn by their cumulative probabilities ``cdf``."""
     return chars[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(chars) - 1)]
+
+
+def _draw(rng: np.random.Generator, position: int, power: float = 1.0, home_share: float | None = None) -> str:
+    return _pick(rng, *_table(position, power, home_share))
 
 
 # New-energy plates (GA 36-2018): a small car's third character says its kind, D or F until 2021, since then also
@@ -118,11 +122,7 @@ def sample_plate(rng: np.random.Generator, green: bool = False, province_flatten
         tail = "".join(DIGITS[d] for d in rng.integers(0, 10, 5)) + "DF"[int(rng.random() < 0.35)]
     elif green:  # a small car's: its kind (D electric, F hybrid, …), a letter or digit, then four digits
         second = LETTERS[rng.integers(len(LETTERS))] if rng.random() < 0.3 else DIGITS[rng.integers(10)]
-        if new_energy_letters:
-            kinds, cdf = _NEW_ENERGY_TABLE
-            kind = kinds[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(kinds) - 1)]
-        else:
-            kind = "DF"[int(rng.random() < 0.35)]
+        kind = _pick(rng, *_NEW_ENERGY_TABLE) if new_energy_letters else "DF"[int(rng.random() < 0.35)]
         tail = kind + second + "".join(DIGITS[d] for d in rng.integers(0, 10, 4))
     else:
         tail = "".join(_draw(rng, position) for position in range(2, 7))
@@ -195,6 +195,12 @@ class SynthConfig(BaseModel):
 # blue plates print a dot)
 _LAYOUT = {7: (440.0, 45.0, 12.0, 34.0), 8: (480.0, 43.0, 9.0, 49.0)}
 _PLATE_H, _CHAR_TOP = 140.0, 25.0
+
+
+def _text_left(n: int) -> float:
+    """Where the first of ``n`` characters starts, mm from the plate's left edge (the text centred)."""
+    plate_w, char_w, spacing, gap = _LAYOUT[n]
+    return (plate_w - n * char_w - (n - 2) * spacing - gap) / 2
 _LEVELS = (0.22, 0.32, 0.46, 0.66, 0.9)  # plate resolutions (px/mm) the plates are drawn at
 _PLATE_FONT_SHARE = 0.6  # plates drawn in the plate typeface; the rest in one of glyphs.FONTS
 
@@ -206,6 +212,11 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
     """One colour given as OpenCV HSV (h in 0..180, s and v in 0..255), as a float32 BGR triple."""
     r, g, b = colorsys.hsv_to_rgb(h / 180 % 1.0, min(s, 255) / 255, min(v, 255))
     return np.array([b, g, r], np.float32)
+
+
+def _yellow(rng: np.random.Generator) -> np.ndarray:
+    """A yellow plate's paint, dim and dusty ones too."""
+    return _hsv(rng.uniform(18, 30), rng.uniform(80, 255), rng.uniform(110, 250))
 
 
 def _gradient(h: int, w: int, top: np.ndarray, bottom: np.ndarray, gamma: float = 1.0) -> np.ndarray:
@@ -274,12 +285,12 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float, co
             light, dark = dark, light
         canvas[oy:oy + ph, ox:ox + pw] = _gradient(ph, pw, light, dark, rng.uniform(0.7, 1.5))
         if is_large_new_energy(text):  # a large vehicle's: yellow under the province and city letter
-            split = ox + px((plate_w - 8 * char_w - 6 * spacing - gap) / 2 + 2 * char_w + gap / 2)
-            paint = _hsv(rng.uniform(18, 30), rng.uniform(80, 255), rng.uniform(110, 250))
+            split = ox + px(_text_left(8) + 2 * char_w + gap / 2)
+            paint = _yellow(rng)
             canvas[oy:oy + ph, ox:split] = _gradient(ph, split - ox, paint, paint)
         ink = np.full(3, rng.uniform(5, 45), np.float32)
     elif colour == "yellow":  # yellow, black characters (GA 36: large vehicles' front plates)
-        paint = _hsv(rng.uniform(18, 30), rng.uniform(80, 255), rng.uniform(110, 250))  # dim, dusty ones too
+        paint = _yellow(rng)
         shade = rng.uniform(-0.05, 0.05)
         canvas[oy:oy + ph, ox:ox + pw] = _gradient(ph, pw, paint * (1 - shade), paint * (1 + shade))
         ink = np.full(3, rng.uniform(5, 50), np.float32)
@@ -296,7 +307,7 @@ def _compose(text: str, rng: np.random.Generator, ppm: float, degrade: float, co
     weight = WEIGHTS[rng.integers(3)] if green else WEIGHTS[3 + rng.integers(2)] if colour == "yellow" else \
         WEIGHTS[2 + rng.integers(2)]
     atlas = glyphs.atlas(font, weight, ppm)
-    x = (plate_w - len(text) * char_w - (len(text) - 2) * spacing - gap) / 2
+    x = _text_left(len(text))
     centres = []
     one = "1^" if green else ("1|" if rng.random() < 0.5 else "1")  # green plates' 1 has a flag, blue's none
     jitter = rng.normal(0, 0.8 * degrade, (len(text), 2))  # mm
@@ -373,20 +384,20 @@ def _placement(rng: np.random.Generator, aspect: float, degrade: float, box_clip
     # clipping a character on 8 % of plates at 0.2 (tests/test_synth.py measures how many and how much)
     loose = rng.uniform(0.0, 0.11) if rng.random() < 0.85 else rng.uniform(0.11, 0.6)
     loose = loose * min(1.0, d) if d > 0 else 0.04
-    if box_clip > 0:
-        margin_y = box_h * max(-0.06, loose + rng.uniform(-0.06, 0.06) * min(1.0, d))
-        up = margin_y * rng.uniform(0.2, 0.8)
-        if rng.random() < box_clip * min(1.0, d):
-            margin_x = -box_w * rng.uniform(CUT[0], CUT[1])
-            left = margin_x * (rng.uniform(0.0, 0.15) if rng.random() < 0.5 else rng.uniform(0.85, 1.0))
-        else:
-            margin_x = box_w * (loose + rng.uniform(-0.02, 0.0) * min(1.0, d))
-            left = margin_x * rng.uniform(0.2, 0.8)
-    else:
+    clip = box_clip > 0 and rng.random() < box_clip * min(1.0, d)
+    if clip:
+        margin_x = -box_w * rng.uniform(CUT[0], CUT[1])
+    elif box_clip > 0:  # beside the clipped crops, a slight cut
+        margin_x = box_w * (loose + rng.uniform(-0.02, 0.0) * min(1.0, d))
+    else:  # a fifth cut by up to 8 %, which a tilted plate's slack leaves unclipped
         cut = rng.uniform(-0.08, 0.0) if rng.random() < 0.2 else rng.uniform(-0.02, 0.0)
         margin_x = box_w * (loose + cut * min(1.0, d))
-        margin_y = box_h * max(-0.06, loose + rng.uniform(-0.06, 0.06) * min(1.0, d))
-        left, up = margin_x * rng.uniform(0.2, 0.8), margin_y * rng.uniform(0.2, 0.8)
+    margin_y = box_h * max(-0.06, loose + rng.uniform(-0.06, 0.06) * min(1.0, d))
+    if clip:  # the cut on one side
+        left = margin_x * (rng.uniform(0.0, 0.15) if rng.random() < 0.5 else rng.uniform(0.85, 1.0))
+    else:
+        left = margin_x * rng.uniform(0.2, 0.8)
+    up = margin_y * rng.uniform(0.2, 0.8)
     quad -= lo - [left, up]
     size = (max(16, round(box_w + margin_x)), max(8, round(box_h + margin_y)))
     return quad.astype(np.float32), size

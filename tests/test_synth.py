@@ -65,8 +65,8 @@ def test_large_new_energy_plates_are_yellow_under_the_province_and_green_after()
 
 def _character_kept(quad: np.ndarray, size: tuple[int, int], to_crop: np.ndarray | None = None) -> float:
     """The smaller share of the first and last characters' boxes (7-character plate) that lies inside the crop."""
-    plate_w, char_w, spacing, gap = synth._LAYOUT[7]
-    x0 = (plate_w - 7 * char_w - 5 * spacing - gap) / 2
+    plate_w, char_w, _, _ = synth._LAYOUT[7]
+    x0 = synth._text_left(7)
     to_quad = cv2.getPerspectiveTransform(
         np.float32([[0, 0], [plate_w, 0], [plate_w, synth._PLATE_H], [0, synth._PLATE_H]]), np.float32(quad))
     kept = []
