@@ -1,7 +1,7 @@
 """The real sets a model is measured on, in one place, and a quick reading of a checkpoint on all of them.
 
     python benchmarks/real_sets.py CHECKPOINT [CHECKPOINT …] [--splits train val] [--json] [--no-rectify] [--tta]
-                                   [--by-colour] [--fixed-labels]
+                                   [--by-colour] [--fixed-labels] [--no-colour-decoding]
 
 Sets (``REAL_SETS``): the CCPD sample's photos cut from their corners (``sample_corners``), by their annotated
 bounding box (``sample_bbox``), those box crops shrunk to 94×24 (``sample_bbox_94x24``), and the street crops
@@ -16,6 +16,7 @@ green plate; lyl8213's 7-character plates are coloured by ``lyl8213-colours.csv`
 sample's are blue, as every CCPD2019 plate of 7 characters).
 ``--fixed-labels`` reads lyl8213 with its wrong labels corrected (``LABEL_FIXES``: 16 of 862, each checked by eye;
 ``label_audit.py`` found them); without it, every set is scored against its labels as published.
+``--no-colour-decoding`` decodes without the crops' colour (cfg.yaml's ``predict.by_colour``, on by default).
 """
 
 from __future__ import annotations
@@ -153,10 +154,11 @@ def relative(path: str) -> str:
 
 
 def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True, tta: bool = False,
-         by_colour: bool = False, fixed: bool = False) -> dict[str, dict]:
+         by_colour: bool = False, fixed: bool = False, colour_decoding: bool = True) -> dict[str, dict]:
     """``metrics.summarize`` of the checkpoint on each present set (``rectify``: as ``read_plates`` reads by
     default, else each crop once, as given); with ``by_colour``, each set's also holds ``by_colour``: the same for
-    its blue, yellow and green plates apart (``true_colours``); ``fixed``: against the corrected labels."""
+    its blue, yellow and green plates apart (``true_colours``); ``fixed``: against the corrected labels;
+    ``colour_decoding``: decoded by the crops' colour as cfg.yaml's ``predict.by_colour`` says (else never)."""
     import pandas as pd
 
     from plate_lib.analysis import group_metrics
@@ -165,11 +167,13 @@ def read(checkpoint: str | Path, splits: tuple[str, ...], rectify: bool = True, 
     from plate_lib.metrics import summarize
 
     model, cfg = load_model(checkpoint)
-    below = load_config(ROOT / "cfg.yaml").predict.rectify_below if rectify else 0.0  # as `plate evaluate` reads
+    settings = load_config(ROOT / "cfg.yaml").predict  # as `plate evaluate` reads
+    below = settings.rectify_below if rectify else 0.0
     out = {}
     for name in present():
         images, texts, names = load(name, splits, fixed)
-        preds = [p for p, _ in read_plates(model, cfg, images, rectify_below=below, tta=tta)]
+        preds = [p for p, _ in read_plates(model, cfg, images, rectify_below=below, tta=tta,
+                                           by_colour=settings.by_colour and colour_decoding)]
         out[name] = summarize(preds, texts)
         if by_colour:
             coloured = pd.DataFrame({"pred": preds, "true": texts, "colour": true_colours(name, names, texts)})
@@ -186,8 +190,11 @@ def main() -> None:
     ap.add_argument("--tta", action="store_true", help="read each crop in three views, voting (predict.tta)")
     ap.add_argument("--by-colour", action="store_true", help="also read blue, yellow and green plates apart")
     ap.add_argument("--fixed-labels", action="store_true", help="score lyl8213 against its corrected labels")
+    ap.add_argument("--no-colour-decoding", dest="colour_decoding", action="store_false",
+                    help="decode without the crops' colour (predict.by_colour false)")
     args = ap.parse_args()
-    results = {c: read(c, tuple(args.splits), args.rectify, args.tta, args.by_colour, args.fixed_labels)
+    results = {c: read(c, tuple(args.splits), args.rectify, args.tta, args.by_colour, args.fixed_labels,
+                       args.colour_decoding)
                for c in args.checkpoints}
     if args.json:  # NaN (no plate from outside 皖) is not JSON: null
         def clean_metrics(m: dict) -> dict:
@@ -195,6 +202,7 @@ def main() -> None:
 
         clean = {c: {n: clean_metrics(m) for n, m in r.items()} for c, r in results.items()}
         print(json.dumps({"splits": args.splits, "rectify": args.rectify, "tta": args.tta,
+                          "colour_decoding": args.colour_decoding,
                           "fixed_labels": args.fixed_labels, "sets": {n: REAL_SETS[n][3] for n in present()},
                           "checkpoints": clean}, indent=1, ensure_ascii=False))
         return

@@ -45,7 +45,8 @@ def both_readings(model, cfg, images: list[np.ndarray]) -> dict[str, np.ndarray 
     pre, provinces = cfg.preprocess, list(cfg.provinces)
     first = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in images])
     t1, c1, w1 = predict_images(model, first, provinces)
-    looked = second_look(lambda batch: predict_images(model, batch, provinces), (pre.height, pre.width, pre.channels),
+    looked = second_look(lambda batch, want: predict_images(model, batch, provinces, lengths=want),
+                         (pre.height, pre.width, pre.channels),
                          images, [("", -1.0)] * len(images))
     t2, c2 = [t for t, _ in looked], np.array([c for _, c in looked], np.float32)
     return {"t1": t1, "c1": c1, "w1": w1, "t2": t2, "c2": c2, "found": c2 >= 0}

@@ -151,7 +151,7 @@ def evaluate_sets(cfg: Config, checkpoint: str | Path, device: str) -> dict[str,
         source = eval_source(cfg, name)
         require_plates(data, source, fix)
         out[name] = evaluate(model, data, list(cfg.provinces), cfg.training.eval_batch_size, device, source,
-                             cfg.predict.rectify_below, cfg.predict.tta)
+                             cfg.predict.rectify_below, cfg.predict.tta, cfg.predict.by_colour)
     return out
 
 

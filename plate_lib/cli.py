@@ -155,9 +155,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = load_split(source, args.split, cfg.preprocess, cfg.data.cache_dir, args.skip_bad or cfg.data.skip_bad)
     require_plates(data, source, NO_PLATES_FIX, split_option=True)
     summary, rows = evaluate(model, data, list(cfg.provinces), here.training.eval_batch_size, device, source,
-                             settings.rectify_below, settings.tta)
+                             settings.rectify_below, settings.tta, settings.by_colour)
     out = {**_json_safe(summary), "checkpoint": str(ckpt), "data": str(args.data), "split": args.split,
-           "skipped": len(data.skipped), "rectify_below": settings.rectify_below, "tta": settings.tta,
+           "skipped": len(data.skipped), "rectify_below": settings.rectify_below, "tta": settings.tta, "by_colour": settings.by_colour,
            "runtime": pick_runtime(settings.runtime, device)}
     if source.kind == "ccpd_photos":
         out["ccpd_crop"], out["ccpd_split"] = cfg.data.ccpd_crop, cfg.data.ccpd_split

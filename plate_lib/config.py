@@ -177,6 +177,10 @@ class PredictConfig(_Section):
                       "of its height and cut by 4 % of its height and 2 % of its width (each with its own second "
                       "look), and the plate whose three readings' confidences sum highest is kept: a point or two on "
                       "hard crops for 1.1-2.5x the batched time (benchmarks/tta.py)")
+    by_colour: bool = Field(True, description="Decode by the crop's colour (colours.py; the network reads "
+                            "grayscale): a green crop as an 8-character new-energy plate and a blue one as a "
+                            "7-character plate, where the network's beam search holds a plate of that length "
+                            "(docs/experiments.md, \"Colour-aware decoding\")")
     runtime: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="What runs the network when reading: auto (ONNX Runtime on the CPU where it is "
         "installed, else PyTorch), torch, or onnx (ONNX Runtime on the CPU: the same readings, about 4x faster one "

@@ -22,6 +22,7 @@ from .checkpoints import (  # noqa: F401 (checkpoint code lived here before chec
     rebuild,
     save_checkpoint,
 )
+from .colours import colour_length
 from .config import Config, ConfigError
 from .dataset import SplitData
 from .models import fuse_batchnorm
@@ -119,29 +120,35 @@ def prepare_for_inference(model: torch.nn.Module, device: str | torch.device = "
 
 
 @torch.inference_mode()
-def predict_tensor(model: torch.nn.Module, x: torch.Tensor,
-                   provinces: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Float batch [B, C, H, W] → plates, confidences and weakest characters (``decode_readings``)."""
-    return decode_readings(*model(x), provinces)
+def predict_tensor(model: torch.nn.Module, x: torch.Tensor, provinces: list[str],
+                   lengths: np.ndarray | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Float batch [B, C, H, W] → plates, confidences and weakest characters (``decode_readings``, with the
+    crops' colour ``lengths`` where given)."""
+    return decode_readings(*model(x), provinces, lengths)
 
 
 
 def evaluate(model: torch.nn.Module, data: SplitData, provinces: list[str], batch_size: int = EVAL_BATCH,
              device: str | torch.device = "cpu", source: Source | None = None,
-             rectify_below: float = 0.0, tta: bool = False) -> tuple[dict[str, float], pd.DataFrame]:
+             rectify_below: float = 0.0, tta: bool = False,
+             by_colour: bool = False) -> tuple[dict[str, float], pd.DataFrame]:
     """Headline metrics and one row per plate (name, true, pred, confidence, errors, edit distance, meta).
 
     With the ``source`` the split was loaded from and ``rectify_below`` > 0, plates are read as ``read_plates``
     reads them (``look_again``: the second, rectified look at unsure crops and, with ``tta``, their test-time
-    views; those crops decoded again from the source); by default, the network alone on the
-    cached crops.
+    views; those crops decoded again from the source); with the ``source`` and ``by_colour``, decoded by each
+    crop's colour (``predict.by_colour``: every crop loaded again from the source for its hue); by default, the
+    network alone on the cached crops.
     """
-    preds, conf, weakest = predict_images(model, data.images, provinces, batch_size, device)
+    def crop(i: int) -> np.ndarray:
+        return source.load(Record(data.names[i], data.texts[i]))
+
+    lengths = np.array([colour_length(crop(i)) for i in range(len(data))]) if source is not None and by_colour else None
+    preds, conf, weakest = predict_images(model, data.images, provinces, batch_size, device, lengths)
     conf = np.array(conf, np.float32)
     if source is not None and rectify_below > 0:
-        readings = look_again(model, provinces, data.images.shape[1:],
-                              lambda i: source.load(Record(data.names[i], data.texts[i])), preds, conf, weakest,
-                              device, rectify_below, batch_size, tta)
+        readings = look_again(model, provinces, data.images.shape[1:], crop, preds, conf, weakest,
+                              device, rectify_below, batch_size, tta, lengths)
         preds, conf = [t for t, _ in readings], np.array([c for _, c in readings], np.float32)
     summary = metrics.summarize(preds, data.texts)
     rows = pd.DataFrame({"name": data.names, "true": data.texts, "pred": preds, "confidence": conf})

@@ -28,6 +28,7 @@ from typing import TextIO
 import cv2
 import numpy as np
 
+from .colours import plate_colour
 from .config import Config, PredictConfig
 from .files import files_under
 from .plates import PlateError, is_large_new_energy
@@ -168,38 +169,13 @@ def crop_problem(width: int, height: int, settings: PredictConfig) -> str:
     return f"{width}×{height} is not shaped like a plate crop: {why}. {NOT_A_CROP}"
 
 
-YELLOW_HUES = (8, 45)  # OpenCV hue (0-180) of a yellow plate: 18-31 on real crops, 13-44 on synthetic ones
-BLUE_HUES = (88, 135)  # of a blue one: 90-126 on real crops, 100-120 on synthetic ones (green: 47-86)
-MIN_SATURATED = 0.15  # below this share of coloured pixels (night, infrared, washed out) the colour is not clear
-# Wider than rectify.BACKGROUNDS on purpose: this is a median over the band where the plate is, so the car's paint
-# cannot pull it far; rectify thresholds every pixel to find the plate's outline, where a range this wide would
-# take in the car around a blue or yellow plate. Each was measured for its own use (benchmarks/crop_checks.py here,
-# benchmarks/real_sets.py there).
-
-
-def plate_colour(bgr: np.ndarray) -> str:
-    """``blue``, ``yellow`` or ``unknown``: the median hue of the coloured pixels (saturation and value at least 60
-    and 40 of 255) in the crop's central band (the middle half of its height, 80 % of its width), where the plate's
-    background is; ``unknown`` when under ``MIN_SATURATED`` of the band is coloured or the hue is neither."""
-    h, w = bgr.shape[:2]
-    band = np.ascontiguousarray(bgr[h // 4:h - h // 4, w // 10:w - w // 10])
-    if band.size == 0:
-        return "unknown"
-    hsv = cv2.cvtColor(band, cv2.COLOR_BGR2HSV).reshape(-1, 3)
-    coloured = hsv[(hsv[:, 1] >= 60) & (hsv[:, 2] >= 40), 0]
-    if len(coloured) < MIN_SATURATED * len(hsv):
-        return "unknown"
-    hue = float(np.median(coloured))
-    return "yellow" if YELLOW_HUES[0] <= hue <= YELLOW_HUES[1] else "blue" if BLUE_HUES[0] <= hue <= BLUE_HUES[1] \
-        else "unknown"
-
-
 def plate_kind(text: str, bgr: np.ndarray) -> str:
     """``green`` (8 characters; ``yellow-green`` for a large vehicle's, ``plates.is_large_new_energy``), ``blue`` or
     ``yellow`` (7, by ``plate_colour``), else ``unknown``."""
     if len(text) == 8:
         return "yellow-green" if is_large_new_energy(text) else "green"
-    return plate_colour(bgr) if len(text) == 7 else "unknown"
+    colour = plate_colour(bgr) if len(text) == 7 else "unknown"
+    return colour if colour in ("blue", "yellow") else "unknown"  # a 7-character reading of a green crop: unclear
 
 
 # --- reading --------------------------------------------------------------------------------------------
@@ -256,7 +232,7 @@ def read_files(model, cfg: Config, settings: PredictConfig, inputs: list[tuple[s
                     read.append(len(rows) - 1)
                     crops.append(crop)
             readings = read_plates(model, cfg, crops, device, settings.rectify_below, settings.tta,
-                                   batch) if crops else []
+                                   batch, settings.by_colour) if crops else []
             for i, crop, (text, conf) in zip(read, crops, readings, strict=True):
                 status = "ok" if conf >= settings.min_confidence else "low_confidence"
                 rows[i] = _row(inputs[start + i][0], status, plate=text, confidence=conf, kind=plate_kind(text, crop))

@@ -11,12 +11,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .colours import colour_length
 from .config import Config, PredictConfig, TrainingConfig
 from .plates import BLANK, ctc_beam_search, ctc_greedy_decode, is_issued_format
 from .preprocess import TTA_VIEWS, letterbox, tta_views
 
 EVAL_BATCH: int = TrainingConfig.model_fields["eval_batch_size"].default  # training.eval_batch_size's default
 RECTIFY_BELOW: float = PredictConfig.model_fields["rectify_below"].default  # predict.rectify_below's default
+BY_COLOUR: bool = PredictConfig.model_fields["by_colour"].default  # predict.by_colour's default
 
 
 def decode_logits(prov_logits, ctc_logits, provinces: list[str]) -> tuple[list[str], np.ndarray]:
@@ -31,10 +33,15 @@ def decode_logits(prov_logits, ctc_logits, provinces: list[str]) -> tuple[list[s
     return texts, conf
 
 
-def decode_readings(prov_logits, ctc_logits,
-                    provinces: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+def decode_readings(prov_logits, ctc_logits, provinces: list[str],
+                    lengths: np.ndarray | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``decode_logits``'s plates and confidences, and each plate's ``weakest_character`` (0 where the best
     path was not a plate and the beam search's reading stands in: the network's own reading was no plate).
+
+    ``lengths`` (``predict.by_colour``): the number of characters each crop's colour says its plate has
+    (``colours.colour_length``: 8 green, 7 blue; 0 where the colour does not say). A reading of another length
+    gives way to the most probable plate of that length among the beam search's readings, where one is there,
+    else stands; either way its weakest character is 0, so that the second look reads the crop again.
 
     In numpy: on one plate, a dozen small torch operations cost more than the network's last layers."""
     prov, ctc = (np.asarray(t.detach().cpu() if hasattr(t, "detach") else t, np.float64)  # torch or numpy
@@ -50,12 +57,18 @@ def decode_readings(prov_logits, ctc_logits,
     weakest = np.array([weakest_character(p, b, bp) for p, b, bp in zip(prov_p.tolist(), best, best_p, strict=True)])
     texts = [provinces[p] + ctc_greedy_decode(row) for p, row in zip(prov_i.tolist(), best, strict=True)]
     for i, text in enumerate(texts):
-        if not is_issued_format(text, provinces):
-            weakest[i] = 0.0
-            readings = ctc_beam_search(shifted[i] - lse[i][:, None])
-            found = next(((t, lp) for t, lp in readings if is_issued_format(text[0] + t, provinces)), None)
-            if found:
-                texts[i], conf[i] = text[0] + found[0], prov_p[i] * float(np.exp(found[1]))
+        want = int(lengths[i]) if lengths is not None else 0
+        issued = is_issued_format(text, provinces)
+        if issued and (not want or len(text) == want):
+            continue
+        readings = [(t, lp) for t, lp in ctc_beam_search(shifted[i] - lse[i][:, None])
+                    if is_issued_format(text[0] + t, provinces)]
+        found = next(((t, lp) for t, lp in readings if len(t) + 1 == want), None)
+        if found is None and not issued:
+            found = readings[0] if readings else None
+        weakest[i] = 0.0  # no plate, or not of the crop's colour: the second look reads it again
+        if found:
+            texts[i], conf[i] = text[0] + found[0], prov_p[i] * float(np.exp(found[1]))
     return texts, conf.astype(np.float32), weakest.astype(np.float32)
 
 
@@ -79,10 +92,10 @@ def weakest_character(prov_p: float, best: list[int], best_p: list[float]) -> fl
 
 
 def predict_images(model, images: np.ndarray, provinces: list[str], batch_size: int = EVAL_BATCH,
-                   device="cpu") -> tuple[list[str], np.ndarray, np.ndarray]:
+                   device="cpu", lengths: np.ndarray | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
     """uint8 [N, H, W, C] (already letterboxed) → plates, confidences and weakest characters
-    (``decode_readings``), in batches. ``model``: a ``torch.nn.Module`` (run on ``device``) or a reader with
-    ``run_images`` (ONNX Runtime)."""
+    (``decode_readings``, with each crop's colour ``lengths`` where given), in batches. ``model``: a
+    ``torch.nn.Module`` (run on ``device``) or a reader with ``run_images`` (ONNX Runtime)."""
     direct = getattr(model, "run_images", None)  # ONNX Runtime: uint8 arrays in, numpy logits out, no torch
     if direct is None:  # a torch.nn.Module
         import torch
@@ -92,11 +105,12 @@ def predict_images(model, images: np.ndarray, provinces: list[str], batch_size: 
         model.eval()
     texts, confs, weakest = [], [], []
     for i in range(0, len(images), batch_size):
+        want = None if lengths is None else lengths[i:i + batch_size]
         if direct is not None:
-            t, c, w = decode_readings(*direct(images[i:i + batch_size]), provinces)
+            t, c, w = decode_readings(*direct(images[i:i + batch_size]), provinces, want)
         else:
             chunk = torch.from_numpy(np.array(images[i:i + batch_size])).to(device)  # a copy: memmaps are read-only
-            t, c, w = predict_tensor(model, chunk.permute(0, 3, 1, 2).float().div_(255), provinces)
+            t, c, w = predict_tensor(model, chunk.permute(0, 3, 1, 2).float().div_(255), provinces, want)
         texts += t
         confs.append(c)
         weakest.append(w)
@@ -107,7 +121,7 @@ def predict_images(model, images: np.ndarray, provinces: list[str], batch_size: 
 
 def read_plates(model, cfg: Config, bgr_images: list[np.ndarray], device="cpu",
                 rectify_below: float = RECTIFY_BELOW, tta: bool = False,
-                batch_size: int = EVAL_BATCH) -> list[tuple[str, float]]:
+                batch_size: int = EVAL_BATCH, by_colour: bool = BY_COLOUR) -> list[tuple[str, float]]:
     """Raw BGR crops of any size → (plate, confidence) each.
 
     Each crop whose least sure character (``weakest_character``, the province included) is read with a
@@ -115,17 +129,20 @@ def read_plates(model, cfg: Config, bgr_images: list[np.ndarray], device="cpu",
     plate, and the more confident reading is kept: bounding-box crops of tilted plates gain most (README,
     "Measured results"; docs/experiments.md, "The rectified second look"). 0 reads every crop once, as given; 1
     looks twice at every crop. With ``tta``, such a crop is also read in the other ``preprocess.tta_views``
-    (padded, cut; each with its own second look) and the three readings vote (``other_views``). ``model`` may be ``export.OnnxModel`` (ONNX Runtime in its place).
-    The network reads ``batch_size`` crops at a time.
+    (padded, cut; each with its own second look) and the three readings vote (``other_views``). With
+    ``by_colour``, a green crop is read as an 8-character plate and a blue one as a 7-character plate where the
+    network's readings hold one (``decode_readings``). ``model`` may be ``export.OnnxModel`` (ONNX Runtime in its
+    place). The network reads ``batch_size`` crops at a time.
     """
     pre = cfg.preprocess
     return read_crops(model, list(cfg.provinces), (pre.height, pre.width, pre.channels), bgr_images, device,
-                      rectify_below, batch_size, tta)
+                      rectify_below, batch_size, tta, by_colour)
 
 
 def read_crops(model, provinces: list[str], input_shape: tuple[int, int, int],
                bgr_images: list[np.ndarray], device="cpu", rectify_below: float = RECTIFY_BELOW,
-               batch_size: int = EVAL_BATCH, tta: bool = False) -> list[tuple[str, float]]:
+               batch_size: int = EVAL_BATCH, tta: bool = False,
+               by_colour: bool = BY_COLOUR) -> list[tuple[str, float]]:
     """``read_plates`` for a model taking ``input_shape`` (H, W, C). A model with ``in_parts``
     (``export.OnnxModel``) reads a batch in parts at once, each end to end on a worker of its own."""
     height, width, channels = input_shape
@@ -134,9 +151,10 @@ def read_crops(model, provinces: list[str], input_shape: tuple[int, int, int],
         if len(crops) == 0:
             return []
         batch = np.stack([letterbox(im, height, width, channels == 1) for im in crops])
-        texts, conf, weakest = predict_images(model, batch, provinces, batch_size, device)
+        lengths = np.array([colour_length(im) for im in crops]) if by_colour else None
+        texts, conf, weakest = predict_images(model, batch, provinces, batch_size, device, lengths)
         return look_again(model, provinces, input_shape, crops.__getitem__, texts, conf, weakest, device,
-                          rectify_below, batch_size, tta)
+                          rectify_below, batch_size, tta, lengths)
 
     in_parts = getattr(model, "in_parts", None)
     return read(bgr_images) if in_parts is None else [r for part in in_parts(read, bgr_images) for r in part]
@@ -145,23 +163,26 @@ def read_crops(model, provinces: list[str], input_shape: tuple[int, int, int],
 def look_again(model, provinces: list[str], input_shape: tuple[int, int, int],
                crop: Callable[[int], np.ndarray], texts: list[str], conf: np.ndarray, weakest: np.ndarray,
                device="cpu", rectify_below: float = RECTIFY_BELOW, batch_size: int = EVAL_BATCH,
-               tta: bool = False) -> list[tuple[str, float]]:
+               tta: bool = False, lengths: np.ndarray | None = None) -> list[tuple[str, float]]:
     """First readings (``texts``, ``conf``, ``weakest`` of each crop) → (plate, confidence) each: a crop whose
     weakest character is below ``rectify_below`` (``unsure``) gets the second look (``second_look``) and, with
     ``tta``, its other views (``other_views``). ``crop(i)``: crop ``i``, raw BGR, loaded once, a batch of unsure
-    crops at a time (a split may not fit in memory)."""
-    def read_batch(batch: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
-        return predict_images(model, batch, provinces, batch_size, device)
+    crops at a time (a split may not fit in memory). ``lengths``: each crop's colour length, where the first
+    readings were decoded by colour (``predict.by_colour``), so that the second readings are too."""
+    def read_batch(batch: np.ndarray, want: np.ndarray | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+        return predict_images(model, batch, provinces, batch_size, device, want)
 
     def read_views(views: list[np.ndarray]) -> list[tuple[str, float]]:
-        return read_crops(model, provinces, input_shape, views, device, rectify_below, batch_size)
+        return read_crops(model, provinces, input_shape, views, device, rectify_below, batch_size,
+                          by_colour=lengths is not None)
 
     readings = list(zip(texts, np.asarray(conf, np.float32).tolist(), strict=True))
     todo = np.flatnonzero(unsure(weakest, rectify_below)).tolist()
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
         crops = [crop(i) for i in chunk]
-        looked = second_look(read_batch, input_shape, crops, [readings[i] for i in chunk])
+        looked = second_look(read_batch, input_shape, crops, [readings[i] for i in chunk],
+                             None if lengths is None else np.asarray(lengths)[chunk])
         if tta:
             looked = other_views(read_views, crops, looked)
         for i, reading in zip(chunk, looked, strict=True):
@@ -201,21 +222,28 @@ def unsure(weakest: np.ndarray, rectify_below: float) -> np.ndarray:
     return weakest < rectify_below if rectify_below < 1 else np.ones(len(weakest), bool)
 
 
-def second_look(read_batch: Callable[[np.ndarray], tuple[list[str], np.ndarray, np.ndarray]],
-                input_shape: tuple[int, ...], crops: list[np.ndarray],
-                readings: list[tuple[str, float]]) -> list[tuple[str, float]]:
+def _ranked(text: str, conf: float, lengths: np.ndarray | None, j: int) -> tuple[bool, float]:
+    """How ``second_look`` ranks crop ``j``'s readings: one of its colour's length (``lengths``) first, then the
+    more confident."""
+    return (lengths is None or not lengths[j] or len(text) == lengths[j]), conf
+
+
+def second_look(read_batch: Callable[[np.ndarray, np.ndarray | None], tuple[list[str], np.ndarray, np.ndarray]],
+                input_shape: tuple[int, ...], crops: list[np.ndarray], readings: list[tuple[str, float]],
+                lengths: np.ndarray | None = None) -> list[tuple[str, float]]:
     """Each crop (raw BGR) read again warped level where it shows the plate (``rectify.model_inputs``: one warp,
     or two where colour cannot tell a tight crop's plate from a car around a small one); the most confident of
-    its readings and the one given. ``read_batch``: ``predict_images`` on a batch; ``input_shape``: the model's
-    (H, W, C)."""
+    its readings and the one given. ``read_batch``: ``predict_images`` on a batch and its crops' colour lengths
+    (``lengths`` of the crops, or None); ``input_shape``: the model's (H, W, C)."""
     from .rectify import model_inputs
 
     height, width, channels = input_shape
     out = list(readings)
     warped = [(j, w) for j, im in enumerate(crops) for w in model_inputs(im, height, width, channels == 1)]
     if warped:
-        texts_w, conf_w, _ = read_batch(np.stack([w for _, w in warped]))
+        want = None if lengths is None else np.array([lengths[j] for j, _ in warped])
+        texts_w, conf_w, _ = read_batch(np.stack([w for _, w in warped]), want)
         for (j, _), text, conf in zip(warped, texts_w, np.asarray(conf_w, np.float32).tolist(), strict=True):
-            if conf > out[j][1]:
+            if _ranked(text, conf, lengths, j) > _ranked(*out[j], lengths, j):
                 out[j] = (text, conf)
     return out

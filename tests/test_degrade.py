@@ -137,7 +137,8 @@ def test_the_curves_read_as_the_config_says_and_leave_out_what_evaluation_skips(
         return [("", 0.0)] * len(crops)
 
     monkeypatch.setattr(robustness, "read_plates", read)
-    cfg = load(None, {"predict.rectify_below": 0.0, "predict.tta": True, "data.skip_bad": True})
+    cfg = load(None, {"predict.rectify_below": 0.0, "predict.tta": True, "predict.by_colour": False,
+                      "data.skip_bad": True})
     loads = type(src).load
 
     def load_or_fail(self, rec):
@@ -148,7 +149,8 @@ def test_the_curves_read_as_the_config_says_and_leave_out_what_evaluation_skips(
     monkeypatch.setattr(type(src), "load", load_or_fail)
     table = robustness.curves(None, cfg, {"s": (src, recs)}, {}, margins=[0.1])
     assert table["n"].eq(1).all()  # the bad crop left out, as load_split leaves it out with data.skip_bad
-    assert seen and all(h == {"rectify_below": 0.0, "tta": True, "batch_size": cfg.training.eval_batch_size} for h in seen)
+    assert seen and all(h == {"rectify_below": 0.0, "tta": True, "batch_size": cfg.training.eval_batch_size,
+                              "by_colour": False} for h in seen)
 
 
 def test_margin_and_turned_ccpd_crops_are_resized_as_the_source_resizes_its_crops(tmp_path):

@@ -218,6 +218,38 @@ def test_a_reading_the_beam_search_stood_in_for_has_no_sure_character():
     assert texts == ["皖AD19789"] and float(weakest[0]) == 0.0
 
 
+# a green plate 皖AD12345 whose reading lost a character: between 3 and 5 a blank (0.6) or the 4 (0.4)
+GREEN_STEPS = [{"A": 1}, {"D": 1}, {"1": 1}, {"2": 1}, {"3": 1}, {"-": 0.6, "4": 0.4}, {"5": 1}]
+
+
+def _province_sure() -> torch.Tensor:
+    prov = torch.zeros(1, len(PROVINCES))
+    prov[0, 0] = 10.0
+    return prov
+
+
+def test_a_green_crop_is_read_as_the_likeliest_eight_character_plate():
+    lp = torch.from_numpy(log_probs(GREEN_STEPS))[None].float()
+    assert decode_readings(_province_sure(), lp, PROVINCES)[0] == ["皖AD1235"]  # a blue plate's 7 characters
+    texts, conf, weakest = decode_readings(_province_sure(), lp, PROVINCES, np.array([8]))
+    assert texts == ["皖AD12345"] and float(conf[0]) == pytest.approx(0.4, abs=0.01)
+    assert float(weakest[0]) == 0.0  # read again by the second look
+
+
+def test_a_reading_of_the_colours_length_or_a_colour_that_says_nothing_is_kept():
+    lp = torch.from_numpy(log_probs(GREEN_STEPS))[None].float()
+    for lengths in (np.array([7]), np.array([0]), None):  # blue, yellow or unknown, colour decoding off
+        texts, _, weakest = decode_readings(_province_sure(), lp, PROVINCES, lengths)
+        assert texts == ["皖AD1235"] and float(weakest[0]) > 0.5
+
+
+def test_a_colours_length_no_reading_holds_keeps_the_plate_read():
+    # every step sure: no 8-character plate among the readings, the 7-character plate stands
+    lp = torch.from_numpy(log_probs([{"A": 1}, {"1": 1}, {"2": 1}, {"3": 1}, {"4": 1}, {"5": 1}]))[None].float()
+    texts, _, weakest = decode_readings(_province_sure(), lp, PROVINCES, np.array([8]))
+    assert texts == ["皖A12345"] and float(weakest[0]) == 0.0
+
+
 def test_ccpd_indices_decode_with_ccpds_tables():
     assert plate_from_ccpd_indices([0, 0, 22, 10, 27, 31, 29]) == "皖AYL375"  # ads[22]=Y, ads[10]=L, ads[27]=3
     assert plate_from_ccpd_indices([0, 0, 3, 24, 24, 24, 29, 28]) == "皖AD00054"

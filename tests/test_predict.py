@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import CCPD_SAMPLE, SHARED_DATA, needs_sample
+from conftest import CCPD_SAMPLE, needs_sample
 
 from plate_lib.cli import main
 from plate_lib.config import PredictConfig
@@ -21,14 +21,10 @@ from plate_lib.predict import (
     NOT_A_CROP,
     crop_problem,
     expand_inputs,
-    plate_colour,
     plate_kind,
     write_rows,
 )
 from plate_lib.synth import render_plate
-
-LYL8213 = SHARED_DATA / "real-crops-lyl8213"
-COLOURS_CSV = Path(__file__).resolve().parents[1] / "benchmarks" / "lyl8213-colours.csv"
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:
@@ -129,46 +125,14 @@ def _patch(bgr: tuple[int, int, int], w: int = 140, h: int = 44) -> np.ndarray:
     return np.full((h, w, 3), bgr, np.uint8)
 
 
-@pytest.mark.parametrize("bgr, colour", [
-    ((200, 80, 20), "blue"), ((140, 40, 10), "blue"), ((40, 180, 220), "yellow"), ((20, 120, 150), "yellow"),
-    ((128, 128, 128), "unknown"), ((30, 30, 30), "unknown"), ((60, 200, 60), "unknown"), ((60, 60, 220), "unknown"),
-], ids=["blue", "dark-blue", "yellow", "dim-yellow", "grey", "night", "green", "red"])
-def test_plate_colour_is_the_hue_of_the_coloured_pixels(bgr, colour):
-    assert plate_colour(_patch(bgr)) == colour
-
-
-def test_plate_colour_looks_at_the_plate_not_the_margins_or_the_characters():
-    crop = _patch((200, 80, 20))  # blue plate
-    crop[:, :14] = crop[:, -14:] = (40, 180, 220)  # yellow car body left and right, outside the central band
-    crop[16:28, 20:120:10] = (255, 255, 255)  # white character strokes: not coloured, not counted
-    assert plate_colour(crop) == "blue"
-
-
-@pytest.mark.parametrize("colour", ["blue", "yellow"])
-def test_rendered_plates_get_their_colour(colour):
-    rng = np.random.default_rng(3)
-    for rectified in (False, True):
-        assert plate_colour(render_plate("苏E12345", rng, 0.0, rectified, colour)) == colour
-
-
 def test_the_kind_is_green_for_8_characters_and_the_colour_for_7():
     yellow = _patch((40, 180, 220))
     assert plate_kind("皖AD12345", yellow) == "green"  # the length decides: green plates are 8 characters
     assert plate_kind("皖A12345", yellow) == "yellow"
     assert plate_kind("皖A12345", _patch((200, 80, 20))) == "blue"
     assert plate_kind("皖A1234", yellow) == "unknown"
+    assert plate_kind("皖A12345", _patch((60, 200, 60))) == "unknown"  # 7 characters read from a green crop
     assert plate_kind("皖A12345D", yellow) == "yellow-green"  # a large vehicle's new-energy plate
-
-
-@pytest.mark.skipif(not LYL8213.is_dir(), reason=f"real-crops-lyl8213 not found at {LYL8213} (../shared is absent)")
-def test_plate_colour_tells_the_hand_labelled_yellow_street_crops_from_the_blue_ones():
-    labels = dict(row.values() for row in csv.DictReader(COLOURS_CSV.open(encoding="utf-8")))
-    said = {name: plate_colour(cv2.imread(str(LYL8213 / name))) for name in labels}
-    confused = [n for n, c in said.items() if c != "unknown" and c != labels[n]]
-    assert confused == []
-    yellow = [n for n in labels if labels[n] == "yellow"]
-    assert len(yellow) == 173 and all(said[n] == "yellow" for n in yellow)
-    assert sum(c == "unknown" for c in said.values()) <= 0.03 * len(said)  # grey night crops: colour not clear
 
 
 # --- output ---------------------------------------------------------------------------------------------

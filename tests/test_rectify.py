@@ -224,3 +224,35 @@ def test_evaluate_with_test_time_views_reads_as_read_plates_does(tmp_path):
     expected = read_plates(model, cfg, crops, rectify_below=0.98, tta=True)
     assert list(rows["pred"]) == [t for t, _ in expected]
     assert list(rows["confidence"]) == pytest.approx([c for _, c in expected], abs=1e-6)
+
+
+def test_the_second_look_prefers_a_reading_of_the_crops_colour_length_to_a_surer_one():
+    from plate_lib.inference import second_look
+
+    crop = tilted_bbox_crop("green", 12)
+
+    def read_batch(batch, lengths):  # the warp read as the green plate it is, less surely than the first look
+        return ["皖AD12345"] * len(batch), np.full(len(batch), 0.3, np.float32), np.zeros(len(batch), np.float32)
+
+    first = [("皖AD1235", 0.6)]  # 7 characters: a blue plate's length
+    assert second_look(read_batch, (48, 144, 1), [crop], first, np.array([8])) == [("皖AD12345", pytest.approx(0.3))]
+    assert second_look(read_batch, (48, 144, 1), [crop], first) == first  # colour unsaid: the surer reading
+
+
+def test_evaluate_decoding_by_colour_reads_as_read_plates_does(tmp_path):
+    from plate_lib.dataset import load_split
+    from plate_lib.inference import evaluate, load_model, read_plates
+    from plate_lib.sources import open_source
+
+    model, cfg = load_model(SHIPPED)
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i, (colour, angle) in enumerate([("green", 10), ("blue", -12), ("green", -6)]):
+        text = "皖AD12345" if colour == "green" else "皖A12345"
+        cv2.imwrite(str(folder / f"{i}-{text}.png"), tilted_bbox_crop(colour, angle, seed=i))
+    source = open_source(folder)
+    data = load_split(source, "all", cfg.preprocess)
+    _, rows = evaluate(model, data, list(cfg.provinces), source=source, rectify_below=0.95, by_colour=True)
+    expected = read_plates(model, cfg, [source.load(r) for r in source.records("all")], by_colour=True)
+    assert list(rows["pred"]) == [t for t, _ in expected]
+    assert list(rows["confidence"]) == pytest.approx([c for _, c in expected], abs=1e-6)

@@ -1,0 +1,54 @@
+"""Plate colours: blue, yellow or green, by the hue of a crop's plate background, and the length a plate of that
+colour has. The network reads grayscale, so the crop's colour is information it never sees: ``plate predict``'s
+``kind`` (``predict.plate_kind``) and the colour-aware decoding of ``predict.by_colour`` (``reading.decode_readings``:
+a green crop read as an 8-character plate, a blue one as a 7-character plate) take it from here."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# OpenCV hue (0-180) of each plate colour's background; measured on real and generated crops
+# (benchmarks/crop_checks.py): yellow 18-31 on real crops and 13-44 on synthetic ones; blue 90-126 and 100-120;
+# green (new-energy plates, the white-to-green gradient's green half) 47-86
+YELLOW_HUES = (8, 45)
+GREEN_HUES = (47, 86)
+BLUE_HUES = (88, 135)
+SAMPLE_GRID = (64, 16)  # the band's pixels sampled on this grid (width, height): its median hue, a third the time
+MIN_SATURATED = 0.15  # below this share of coloured pixels (night, infrared, washed out) the colour is not clear
+# Wider than rectify.BACKGROUNDS on purpose: this is a median over the band where the plate is, so the car's paint
+# cannot pull it far; rectify thresholds every pixel to find the plate's outline, where a range this wide would
+# take in the car around a blue or yellow plate. Each was measured for its own use (benchmarks/crop_checks.py here,
+# benchmarks/real_sets.py there).
+
+# The plate length each colour issues: blue plates are 7 characters and green (small cars' new-energy) plates 8.
+# Yellow is not here: a large vehicle's new-energy plate (8 characters) is yellow at its left, and its central band
+# may read yellow.
+COLOUR_LENGTHS = {"blue": 7, "green": 8}
+
+
+def plate_colour(bgr: np.ndarray) -> str:
+    """``blue``, ``yellow``, ``green`` or ``unknown``: the median hue of the coloured pixels (saturation and value
+    at least 60 and 40 of 255) in the crop's central band (the middle half of its height, 80 % of its width; its
+    pixels sampled on ``SAMPLE_GRID``), where the plate's background is; ``unknown`` when under ``MIN_SATURATED`` of the band is coloured or the hue is none
+    of the three."""
+    h, w = bgr.shape[:2]
+    band = bgr[h // 4:h - h // 4, w // 10:w - w // 10]
+    if band.size == 0 or band.ndim != 3 or band.shape[2] != 3:
+        return "unknown"
+    band = cv2.resize(band, SAMPLE_GRID, interpolation=cv2.INTER_NEAREST)  # pixels sampled, never mixed
+    hsv = cv2.cvtColor(band, cv2.COLOR_BGR2HSV).reshape(-1, 3)
+    coloured = hsv[(hsv[:, 1] >= 60) & (hsv[:, 2] >= 40), 0]
+    if len(coloured) < MIN_SATURATED * len(hsv):
+        return "unknown"
+    hue = int(np.partition(coloured, len(coloured) // 2)[len(coloured) // 2])  # the median (the upper, if two)
+    for colour, (lo, hi) in (("yellow", YELLOW_HUES), ("green", GREEN_HUES), ("blue", BLUE_HUES)):
+        if lo <= hue <= hi:
+            return colour
+    return "unknown"
+
+
+def colour_length(bgr: np.ndarray) -> int:
+    """The number of characters a plate of the crop's colour has (``COLOUR_LENGTHS``: 7 blue, 8 green), 0 where
+    the colour does not say (yellow, unknown)."""
+    return COLOUR_LENGTHS.get(plate_colour(bgr), 0)
