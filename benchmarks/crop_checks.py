@@ -1,6 +1,7 @@
 """The measurements behind what ``plate predict`` says about an image: the shapes of plate crops (its
 ``not_a_crop`` limits, ``predict.crop_aspect`` and ``predict.max_crop_height``) and how well ``plate_colour``
-tells yellow plates from blue ones (its ``kind`` column).
+tells yellow plates from blue ones (its ``kind`` column), and the plate length ``colours.colour_length`` gives
+each colour (``predict.by_colour``).
 
     python benchmarks/crop_checks.py [--synthetic 2000] [--out benchmarks/crop_checks.json]
 
@@ -13,7 +14,8 @@ Colour: ``plate_colour`` on the lyl8213 crops against ``lyl8213-colours.csv`` (h
 as yellow with dark characters on contact sheets of all 862; every other crop has light characters on a darker
 background, blue, as checked by the characters' polarity), on the CCPD sample photos (``ccpd_base``: blue;
 ``ccpd_green``: green, which ``plate_colour`` should not call blue or yellow) and on generated plates of each
-colour. Prints the tables and writes JSON.
+colour. Length: ``colour_length`` on the same crops, and on the CCPD sample photos cut with 75 % of loose border
+(``robustness.margin_crop``: the car around the plate in the band). Prints the tables and writes JSON.
 """
 
 from __future__ import annotations
@@ -66,14 +68,23 @@ def shapes(images: list[np.ndarray]) -> dict:
             "aspect_p1_p99": [round(float(v), 2) for v in np.percentile(aspect, [1, 99])]}
 
 
-def confusion(truth: list[str], images: list[np.ndarray]) -> dict[str, dict[str, int]]:
-    """{true colour: {what plate_colour says: count}}."""
-    from plate_lib.predict import plate_colour
+def confusion(truth: list[str], images: list[np.ndarray], say=None) -> dict[str, dict[str, int]]:
+    """{true colour: {what ``say`` (default ``plate_colour``) says: count}}."""
+    from plate_lib.colours import plate_colour
 
+    say = say or plate_colour
     out: dict[str, Counter] = {}
     for t, im in zip(truth, images, strict=True):
-        out.setdefault(t, Counter())[plate_colour(im)] += 1
+        out.setdefault(t, Counter())[str(say(im))] += 1
     return {t: dict(sorted(c.items())) for t, c in sorted(out.items())}
+
+
+def lengths(truth: list[str], images: list[np.ndarray]) -> dict[str, dict[str, int]]:
+    """{true colour: {the plate length ``colours.colour_length`` gives (0: none): count}}: what ``predict.by_colour``
+    decodes by. A blue plate given 8 or a green one given 7 would be read as a plate of the wrong length."""
+    from plate_lib.colours import colour_length
+
+    return confusion(truth, images, colour_length)
 
 
 def main() -> None:
@@ -83,7 +94,8 @@ def main() -> None:
     args = ap.parse_args()
     from plate_lib.config import PredictConfig
 
-    result: dict = {"predict_defaults": PredictConfig().model_dump(mode="json"), "shapes": {}, "colour": {}}
+    result: dict = {"predict_defaults": PredictConfig().model_dump(mode="json"), "shapes": {}, "colour": {},
+                    "length": {}}
     synthetic = _synthetic(args.synthetic)
     for name in real_sets.present():
         images, recs = _crops(name)
@@ -91,11 +103,22 @@ def main() -> None:
         if name == "lyl8213":
             labels = dict(row.values() for row in csv.DictReader(COLOURS_CSV.open(encoding="utf-8")))
             result["colour"]["lyl8213 (hand labels)"] = confusion([labels[r.name] for r in recs], images)
-        elif name == "sample_corners":
+            result["length"]["lyl8213 (hand labels)"] = lengths([labels[r.name] for r in recs], images)
+        elif name in ("sample_corners", "sample_bbox"):
             truth = ["green" if r.meta["subset"] == "ccpd_green" else "blue" for r in recs]
-            result["colour"]["CCPD sample, corners"] = confusion(truth, images)
+            mode = name.split("_")[1].replace("bbox", "bounding box")
+            if name == "sample_corners":
+                result["colour"]["CCPD sample, corners"] = confusion(truth, images)
+            result["length"][f"CCPD sample, {mode}"] = lengths(truth, images)
+            if name == "sample_corners":  # the photos cut with 75 % of loose border: the car around the plate
+                from plate_lib.robustness import margin_crop
+
+                src = real_sets.source(name)
+                loose = [margin_crop(src, r, 0.75) for r in recs]
+                result["length"]["CCPD sample, 75 % loose"] = lengths(truth, loose)
     result["shapes"]["synthetic"] = shapes([im for im, _ in synthetic])
     result["colour"]["synthetic"] = confusion([c for _, c in synthetic], [im for im, _ in synthetic])
+    result["length"]["synthetic"] = lengths([c for _, c in synthetic], [im for im, _ in synthetic])
     everything = [s for s in result["shapes"].values()]
     result["range"] = {"aspect": [min(s["aspect"][0] for s in everything), max(s["aspect"][1] for s in everything)],
                        "height": max(s["height"][1] for s in everything)}
@@ -109,6 +132,8 @@ def main() -> None:
           f"{d['crop_aspect']}, predict.max_crop_height {d['max_crop_height']}")
     for name, table in result["colour"].items():
         print(f"plate_colour on {name}: " + "; ".join(f"{t} -> {dict(c)}" for t, c in table.items()))
+    for name, table in result["length"].items():
+        print(f"colour_length on {name}: " + "; ".join(f"{t} -> {dict(c)}" for t, c in table.items()))
     Path(args.out).write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
 

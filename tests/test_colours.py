@@ -55,6 +55,15 @@ def test_the_length_a_colour_issues_is_7_for_blue_and_8_for_green_and_unsaid_oth
     assert colour_length(_patch((30, 30, 30))) == 0
 
 
+def test_a_band_of_mixed_colours_says_no_length_even_where_its_median_is_green():
+    crop = _patch((200, 80, 20))  # a blue plate
+    crop[:, :80] = (60, 200, 60)  # under a green cast over more than half its band
+    assert plate_colour(crop) == "green"  # the median hue (plate predict's kind, for 8 characters only)
+    assert colour_length(crop) == 0  # not the 80 % (colours.DECISIVE) that would change a reading
+    crop[:, :70] = (200, 80, 20)  # green on a tenth of the band (columns 70-79 of its 14-125)
+    assert colour_length(crop) == 7
+
+
 @pytest.mark.skipif(not LYL8213.is_dir(), reason=f"real-crops-lyl8213 not found at {LYL8213} (../shared is absent)")
 def test_plate_colour_tells_the_hand_labelled_yellow_street_crops_from_the_blue_ones():
     labels = dict(row.values() for row in csv.DictReader(COLOURS_CSV.open(encoding="utf-8")))
