@@ -22,7 +22,7 @@ from .checkpoints import (  # noqa: F401 (checkpoint code lived here before chec
     rebuild,
     save_checkpoint,
 )
-from .colours import colour_length
+from .colours import colour_lengths
 from .config import Config, ConfigError
 from .dataset import SplitData
 from .models import fuse_batchnorm
@@ -143,7 +143,12 @@ def evaluate(model: torch.nn.Module, data: SplitData, provinces: list[str], batc
     def crop(i: int) -> np.ndarray:
         return source.load(Record(data.names[i], data.texts[i]))
 
-    lengths = np.array([colour_length(crop(i)) for i in range(len(data))]) if source is not None and by_colour else None
+    lengths = None
+    if source is not None and by_colour:  # a batch of crops in memory at a time
+        lengths = np.zeros(len(data), np.int64)
+        for start in range(0, len(data), batch_size):
+            stop = min(start + batch_size, len(data))
+            lengths[start:stop] = colour_lengths([crop(i) for i in range(start, stop)])
     preds, conf, weakest = predict_images(model, data.images, provinces, batch_size, device, lengths)
     conf = np.array(conf, np.float32)
     if source is not None and rectify_below > 0:

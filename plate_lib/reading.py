@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .colours import colour_length
+from .colours import colour_lengths
 from .config import Config, PredictConfig, TrainingConfig
 from .plates import BLANK, ctc_beam_search, ctc_greedy_decode, is_issued_format
 from .preprocess import TTA_VIEWS, letterbox, tta_views
@@ -151,7 +151,7 @@ def read_crops(model, provinces: list[str], input_shape: tuple[int, int, int],
         if len(crops) == 0:
             return []
         batch = np.stack([letterbox(im, height, width, channels == 1) for im in crops])
-        lengths = np.array([colour_length(im) for im in crops]) if by_colour else None
+        lengths = colour_lengths(crops) if by_colour else None
         texts, conf, weakest = predict_images(model, batch, provinces, batch_size, device, lengths)
         return look_again(model, provinces, input_shape, crops.__getitem__, texts, conf, weakest, device,
                           rectify_below, batch_size, tta, lengths)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
-from plate_lib.colours import colour_length, plate_colour
+from plate_lib.colours import colour_length, colour_lengths, plate_colour
 from plate_lib.synth import render_plate
 
 LYL8213 = SHARED_DATA / "real-crops-lyl8213"
@@ -62,6 +62,15 @@ def test_a_band_of_mixed_colours_says_no_length_even_where_its_median_is_green()
     assert colour_length(crop) == 0  # not the 80 % (colours.DECISIVE) that would change a reading
     crop[:, :70] = (200, 80, 20)  # green on a tenth of the band (columns 70-79 of its 14-125)
     assert colour_length(crop) == 7
+
+
+def test_the_lengths_of_many_crops_at_once_are_each_crops_own():
+    rng = np.random.default_rng(5)
+    crops = [render_plate("苏ED12345", rng, 1.0, bool(i % 2), "green") for i in range(4)] + \
+        [render_plate("苏E12345", rng, 1.0, bool(i % 2), c) for i, c in enumerate(["blue", "yellow"] * 2)] + \
+        [np.zeros((1, 1, 3), np.uint8), _patch((30, 30, 30), 60, 20)]
+    assert colour_lengths(crops).tolist() == [colour_length(c) for c in crops]
+    assert colour_lengths([]).tolist() == []
 
 
 @pytest.mark.skipif(not LYL8213.is_dir(), reason=f"real-crops-lyl8213 not found at {LYL8213} (../shared is absent)")
