@@ -14,7 +14,7 @@ import numpy as np
 YELLOW_HUES = (8, 45)
 GREEN_HUES = (47, 86)
 BLUE_HUES = (88, 135)
-SAMPLE_GRID = (64, 16)  # the band's pixels sampled on this grid (width, height): its median hue, a third the time
+SAMPLE_GRID = (64, 16)  # the band sampled on this grid (width, height): enough for a median or a share, and cheap
 MIN_SATURATED = 0.15  # below this share of coloured pixels (night, infrared, washed out) the colour is not clear
 # Wider than rectify.BACKGROUNDS on purpose: this is a median over the band where the plate is, so the car's paint
 # cannot pull it far; rectify thresholds every pixel to find the plate's outline, where a range this wide would

@@ -10,7 +10,8 @@ confidence, kind, status, error) read in batches, and the rows written as TSV, C
   which is not read; ``error``, a file that cannot be read (the message says why). CCPD2019 photos (annotation in
   the file name) are cut out by their annotation, as everywhere in plate_lib, and are never ``not_a_crop``.
 - Kind: ``green`` for an 8-character plate; for a 7-character one ``blue`` or ``yellow`` by the colour of the crop
-  (``plate_colour``: the grayscale model cannot tell them apart), ``unknown`` when the colour is not clear.
+  (``colours.plate_colour``: the grayscale model cannot tell them apart), ``unknown`` when the colour is not clear.
+  The reading itself is decoded by the crop's colour too where ``predict.by_colour`` says so (``colours``).
 """
 
 from __future__ import annotations
