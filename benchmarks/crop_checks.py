@@ -38,11 +38,16 @@ import real_sets  # noqa: E402  (benchmarks/real_sets.py: the real sets in one p
 COLOURS_CSV = real_sets.COLOURS_CSV
 
 
-def _crops(name: str) -> tuple[list[np.ndarray], list]:
-    """Every crop of a real set and its record."""
+def _crops(name: str) -> tuple[list[np.ndarray], list, object]:
+    """Every crop of a real set, its record, and the set's source."""
     src = real_sets.source(name)
     recs = [r for r in src.records("all") if not r.error]
-    return [src.load(r) for r in recs], recs
+    return [src.load(r) for r in recs], recs, src
+
+
+def _ccpd_colours(recs: list) -> list[str]:
+    """The CCPD sample's plate colours by subset: ``ccpd_green`` green, ``ccpd_base`` blue."""
+    return ["green" if r.meta["subset"] == "ccpd_green" else "blue" for r in recs]
 
 
 def _synthetic(n: int) -> list[tuple[np.ndarray, str]]:
@@ -93,29 +98,28 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "crop_checks.json"))
     args = ap.parse_args()
     from plate_lib.config import PredictConfig
+    from plate_lib.robustness import margin_crop
 
     result: dict = {"predict_defaults": PredictConfig().model_dump(mode="json"), "shapes": {}, "colour": {},
                     "length": {}}
     synthetic = _synthetic(args.synthetic)
     for name in real_sets.present():
-        images, recs = _crops(name)
+        images, recs, src = _crops(name)
         result["shapes"][name] = shapes(images)
         if name == "lyl8213":
             labels = dict(row.values() for row in csv.DictReader(COLOURS_CSV.open(encoding="utf-8")))
-            result["colour"]["lyl8213 (hand labels)"] = confusion([labels[r.name] for r in recs], images)
-            result["length"]["lyl8213 (hand labels)"] = lengths([labels[r.name] for r in recs], images)
-        elif name in ("sample_corners", "sample_bbox"):
-            truth = ["green" if r.meta["subset"] == "ccpd_green" else "blue" for r in recs]
-            mode = name.split("_")[1].replace("bbox", "bounding box")
-            if name == "sample_corners":
-                result["colour"]["CCPD sample, corners"] = confusion(truth, images)
-            result["length"][f"CCPD sample, {mode}"] = lengths(truth, images)
-            if name == "sample_corners":  # the photos cut with 75 % of loose border: the car around the plate
-                from plate_lib.robustness import margin_crop
-
-                src = real_sets.source(name)
-                loose = [margin_crop(src, r, 0.75) for r in recs]
-                result["length"]["CCPD sample, 75 % loose"] = lengths(truth, loose)
+            truth = [labels[r.name] for r in recs]
+            result["colour"]["lyl8213 (hand labels)"] = confusion(truth, images)
+            result["length"]["lyl8213 (hand labels)"] = lengths(truth, images)
+        elif name == "sample_corners":
+            truth = _ccpd_colours(recs)
+            result["colour"]["CCPD sample, corners"] = confusion(truth, images)
+            result["length"]["CCPD sample, corners"] = lengths(truth, images)
+            # the photos cut with 75 % of loose border: the car around the plate
+            loose = [margin_crop(src, r, 0.75) for r in recs]
+            result["length"]["CCPD sample, 75 % loose"] = lengths(truth, loose)
+        elif name == "sample_bbox":
+            result["length"]["CCPD sample, bounding box"] = lengths(_ccpd_colours(recs), images)
     result["shapes"]["synthetic"] = shapes([im for im, _ in synthetic])
     result["colour"]["synthetic"] = confusion([c for _, c in synthetic], [im for im, _ in synthetic])
     result["length"]["synthetic"] = lengths([c for _, c in synthetic], [im for im, _ in synthetic])

@@ -157,8 +157,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary, rows = evaluate(model, data, list(cfg.provinces), here.training.eval_batch_size, device, source,
                              settings.rectify_below, settings.tta, settings.by_colour)
     out = {**_json_safe(summary), "checkpoint": str(ckpt), "data": str(args.data), "split": args.split,
-           "skipped": len(data.skipped), "rectify_below": settings.rectify_below, "tta": settings.tta, "by_colour": settings.by_colour,
-           "runtime": pick_runtime(settings.runtime, device)}
+           "skipped": len(data.skipped), "rectify_below": settings.rectify_below, "tta": settings.tta,
+           "by_colour": settings.by_colour, "runtime": pick_runtime(settings.runtime, device)}
     if source.kind == "ccpd_photos":
         out["ccpd_crop"], out["ccpd_split"] = cfg.data.ccpd_crop, cfg.data.ccpd_split
     if "subset" in rows:

@@ -182,7 +182,7 @@ def look_again(model, provinces: list[str], input_shape: tuple[int, int, int],
         chunk = todo[start:start + batch_size]
         crops = [crop(i) for i in chunk]
         looked = second_look(read_batch, input_shape, crops, [readings[i] for i in chunk],
-                             None if lengths is None else np.asarray(lengths)[chunk])
+                             None if lengths is None else lengths[chunk])
         if tta:
             looked = other_views(read_views, crops, looked)
         for i, reading in zip(chunk, looked, strict=True):

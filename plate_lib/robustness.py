@@ -70,7 +70,8 @@ def rotated_crop(source: Source, record: Record, degrees: float) -> np.ndarray:
 
 
 def _accuracy(model: torch.nn.Module, cfg: Config, crops: Sequence[np.ndarray], texts: Sequence[str]) -> float:
-    """Word accuracy of ``crops`` read as ``cfg`` says to read (``predict.rectify_below``, ``predict.tta``, ``predict.by_colour``, the batch)."""
+    """Word accuracy of ``crops`` read as ``cfg`` says to read (``predict.rectify_below``, ``predict.tta``,
+    ``predict.by_colour``, the batch)."""
     preds = [p for p, _ in read_plates(model, cfg, list(crops), rectify_below=cfg.predict.rectify_below,
                                        tta=cfg.predict.tta, batch_size=cfg.training.eval_batch_size,
                                        by_colour=cfg.predict.by_colour)]

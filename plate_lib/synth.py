@@ -101,6 +101,11 @@ NEW_ENERGY_KINDS = {"D": 0.45, "F": 0.25, "A": 0.05, "B": 0.04, "C": 0.04, "E": 
 _NEW_ENERGY_TABLE = ("".join(NEW_ENERGY_KINDS), np.cumsum(list(NEW_ENERGY_KINDS.values())))
 
 
+def _d_or_f(rng: np.random.Generator) -> str:
+    """A new-energy plate's kind as issued until 2021: D (electric) or, on 35 %, F (hybrid and the others)."""
+    return "DF"[int(rng.random() < 0.35)]
+
+
 def sample_plate(rng: np.random.Generator, green: bool = False, province_flatten: float = 0.0,
                  home_share: float | None = None, new_energy_letters: bool = False, large_share: float = 0.0) -> str:
     """A plate text with CCPD's character statistics: blue or yellow ``皖A12345``, green new-energy ``皖AD12345``
@@ -119,10 +124,10 @@ def sample_plate(rng: np.random.Generator, green: bool = False, province_flatten
         raise ValueError(f"home_share must be in [0, 1] or None, got {home_share}")
     head = _draw(rng, 0, 1.0 - province_flatten, home_share) + _draw(rng, 1)
     if green and large_share > 0 and rng.random() < large_share:  # a large vehicle's: five digits, then D or F
-        tail = "".join(DIGITS[d] for d in rng.integers(0, 10, 5)) + "DF"[int(rng.random() < 0.35)]
+        tail = "".join(DIGITS[d] for d in rng.integers(0, 10, 5)) + _d_or_f(rng)
     elif green:  # a small car's: its kind (D electric, F hybrid, …), a letter or digit, then four digits
         second = LETTERS[rng.integers(len(LETTERS))] if rng.random() < 0.3 else DIGITS[rng.integers(10)]
-        kind = _pick(rng, *_NEW_ENERGY_TABLE) if new_energy_letters else "DF"[int(rng.random() < 0.35)]
+        kind = _pick(rng, *_NEW_ENERGY_TABLE) if new_energy_letters else _d_or_f(rng)
         tail = kind + second + "".join(DIGITS[d] for d in rng.integers(0, 10, 4))
     else:
         tail = "".join(_draw(rng, position) for position in range(2, 7))
@@ -197,12 +202,14 @@ _LAYOUT = {7: (440.0, 45.0, 12.0, 34.0), 8: (480.0, 43.0, 9.0, 49.0)}
 _PLATE_H, _CHAR_TOP = 140.0, 25.0
 
 
+_LEVELS = (0.22, 0.32, 0.46, 0.66, 0.9)  # plate resolutions (px/mm) the plates are drawn at
+_PLATE_FONT_SHARE = 0.6  # plates drawn in the plate typeface; the rest in one of glyphs.FONTS
+
+
 def _text_left(n: int) -> float:
     """Where the first of ``n`` characters starts, mm from the plate's left edge (the text centred)."""
     plate_w, char_w, spacing, gap = _LAYOUT[n]
     return (plate_w - n * char_w - (n - 2) * spacing - gap) / 2
-_LEVELS = (0.22, 0.32, 0.46, 0.66, 0.9)  # plate resolutions (px/mm) the plates are drawn at
-_PLATE_FONT_SHARE = 0.6  # plates drawn in the plate typeface; the rest in one of glyphs.FONTS
 
 
 # --- the plate itself -----------------------------------------------------------------------------------

@@ -106,6 +106,13 @@ def log_probs(rows: list[dict[str, float]]) -> np.ndarray:
     return np.log(out / out.sum(1, keepdims=True))
 
 
+def _province_sure() -> torch.Tensor:
+    """Province logits with the first province (皖) at 0.9986."""
+    prov = torch.zeros(1, len(PROVINCES))
+    prov[0, 0] = 10.0
+    return prov
+
+
 def test_beam_search_reads_a_confident_path_like_greedy_decoding():
     lp = log_probs([{"A": 1}, {"-": 1}, {"8": 1}, {"-": 1}, {"8": 1}])
     best, logp = ctc_beam_search(lp)[0]
@@ -142,8 +149,7 @@ def test_decoding_prefers_the_most_probable_plate_to_a_best_path_that_is_no_plat
     lp = log_probs([{"A": 1}, {"-": 1}, {"D": 1}, {"-": 1}, {"1": 1}, {"9": 1}, {"7": 1}, {"-": 1}, {"8": 1},
                     {"-": 0.55, "8": 0.45}, {"8": 1}, {"9": 1}])
     assert "皖" + ctc_greedy_decode(lp.argmax(1)) == "皖AD197889"
-    prov = torch.zeros(1, len(PROVINCES))
-    prov[0, 0] = 10.0
+    prov = _province_sure()
     texts, conf = decode_logits(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
     assert texts == ["皖AD19789"] and float(conf[0]) == pytest.approx(0.45, abs=0.01)
     # a best path that is a plate is kept as it is
@@ -158,8 +164,7 @@ def test_the_weakest_character_is_the_least_sure_character_not_the_hesitation_be
     steps = [{"A": 0.99, "-": 0.01}, {"A": 0.55, "-": 0.45}, {"1": 0.99, "-": 0.01}, {"-": 0.55, "2": 0.45},
              {"2": 0.99, "-": 0.01}, {"3": 0.99, "-": 0.01}, {"-": 0.55, "4": 0.45}, {"4": 0.99, "-": 0.01},
              {"-": 0.55, "5": 0.45}, {"5": 0.97, "-": 0.03}]
-    prov = torch.zeros(1, len(PROVINCES))
-    prov[0, 0] = 10.0  # the province 0.9986
+    prov = _province_sure()  # the province 0.9986
     texts, conf, weakest = decode_readings(prov, torch.from_numpy(log_probs(steps))[None].float(), PROVINCES)
     assert texts == ["皖A12345"]
     assert float(conf[0]) < 0.2
@@ -189,16 +194,14 @@ def test_an_eight_character_reading_in_no_issued_format_is_read_as_the_likeliest
     # plate in an issued format drops the doubtful 8 (0.6 against the blank's 0.4)
     lp = log_probs([{"A": 1}, {"L": 1}, {"0": 1}, {"3": 1}, {"5": 1}, {"-": 1}, {"8": 0.6, "-": 0.4}, {"3": 1}])
     assert "皖" + ctc_greedy_decode(lp.argmax(1)) == "皖AL03583"
-    prov = torch.zeros(1, len(PROVINCES))
-    prov[0, 0] = 10.0
+    prov = _province_sure()
     texts, conf, weakest = decode_readings(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
     assert texts == ["皖AL0353"] and float(conf[0]) == pytest.approx(0.4, abs=0.01) and float(weakest[0]) == 0.0
 
 
 def test_a_reading_holding_i_or_o_is_read_as_the_likeliest_plate_without_them():
     lp = log_probs([{"A": 1}, {"O": 0.6, "0": 0.4}, {"1": 1}, {"2": 1}, {"3": 1}, {"4": 1}])  # best path AO1234
-    prov = torch.zeros(1, len(PROVINCES))
-    prov[0, 0] = 10.0
+    prov = _province_sure()
     texts, _, _ = decode_readings(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
     assert texts == ["皖A01234"]
 
@@ -212,20 +215,13 @@ def test_a_plate_followed_by_a_line_break_is_no_plate():
 def test_a_reading_the_beam_search_stood_in_for_has_no_sure_character():
     lp = log_probs([{"A": 1}, {"-": 1}, {"D": 1}, {"-": 1}, {"1": 1}, {"9": 1}, {"7": 1}, {"-": 1}, {"8": 1},
                     {"-": 0.55, "8": 0.45}, {"8": 1}, {"9": 1}])  # best path 9 characters: no plate
-    prov = torch.zeros(1, len(PROVINCES))
-    prov[0, 0] = 10.0
+    prov = _province_sure()
     texts, _, weakest = decode_readings(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
     assert texts == ["皖AD19789"] and float(weakest[0]) == 0.0
 
 
 # a green plate 皖AD12345 whose reading lost a character: between 3 and 5 a blank (0.6) or the 4 (0.4)
 GREEN_STEPS = [{"A": 1}, {"D": 1}, {"1": 1}, {"2": 1}, {"3": 1}, {"-": 0.6, "4": 0.4}, {"5": 1}]
-
-
-def _province_sure() -> torch.Tensor:
-    prov = torch.zeros(1, len(PROVINCES))
-    prov[0, 0] = 10.0
-    return prov
 
 
 def test_a_green_crop_is_read_as_the_likeliest_eight_character_plate():
