@@ -166,8 +166,9 @@ class PredictConfig(_Section):
                                   "low_confidence (benchmarks/confidence.py measures where to put it for a model)")
     crop_aspect: tuple[float, float] = Field((0.9, 8.0), description="[min, max] width/height of an image read as "
                                              "a plate crop; outside it, not_a_crop (not read)")
-    max_crop_height: int = Field(400, ge=8, description="An image taller than this (pixels) is not_a_crop (not "
-                                 "read): a whole photo, not a plate crop")
+    max_crop_height: int = Field(400, ge=8, description="An image taller than this (pixels) and shaped like a "
+                                 "photo (width/height below predict.PHOTO_ASPECT, 2.4) is not_a_crop (not read): a "
+                                 "whole photo, not a plate crop; a plate-shaped close-up is read at any size")
     rectify_below: float = Field(0.95, ge=0, le=1, description="Read a crop again warped level (rectify.py: the "
                                  "plate found by its colour, its rectangle straightened) when its least sure "
                                  "character (province included) has a probability below this, and keep the more "

@@ -158,13 +158,20 @@ def _names_on(stdin: TextIO) -> str:
 # --- what an image is -----------------------------------------------------------------------------------
 
 
+PHOTO_ASPECT = 2.4
+"""Width/height below which a large image may be a camera's whole frame (4:3, 3:2, 16:9, a phone's 19.5:9 is 2.17,
+21:9 is 2.33); a plate's own is 3.1-3.4, so a close-up crop of one with a margin is wider than this at any size."""
+
+
 def crop_problem(width: int, height: int, settings: PredictConfig) -> str:
-    """Why a ``width`` × ``height`` image is no plate crop ("" when it could be one)."""
+    """Why a ``width`` × ``height`` image is no plate crop ("" when it could be one): a width/height outside
+    ``settings.crop_aspect``, or taller than ``settings.max_crop_height`` and shaped like a photo (``PHOTO_ASPECT``)."""
     lo, hi = settings.crop_aspect
     if not lo <= width / height <= hi:
         why = f"its width/height {width / height:.2f} is outside predict.crop_aspect [{lo:g}, {hi:g}]"
-    elif height > settings.max_crop_height:
-        why = f"it is taller than predict.max_crop_height ({settings.max_crop_height} px)"
+    elif height > settings.max_crop_height and width / height < PHOTO_ASPECT:
+        why = (f"it is taller than predict.max_crop_height ({settings.max_crop_height} px) and shaped like a photo "
+               f"(width/height below {PHOTO_ASPECT:g}); a plate crop this large: raise predict.max_crop_height")
     else:
         return ""
     return f"{width}×{height} is not shaped like a plate crop: {why}. {NOT_A_CROP}"

@@ -106,14 +106,17 @@ def test_a_home_folder_tilde_is_expanded_as_a_shell_would(tmp_path, monkeypatch)
 # --- what an image is -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("w, h", [(220, 70), (136, 36), (94, 24), (99, 80), (686, 117), (439, 258), (1200, 380)],
-                         ids=["corners", "lyl8213", "94x24", "squarest-bbox", "flattest-bbox", "tallest", "big-crop"])
+@pytest.mark.parametrize("w, h", [(220, 70), (136, 36), (94, 24), (99, 80), (686, 117), (439, 258), (1200, 380),
+                                  (1800, 476), (4000, 1060)],
+                         ids=["corners", "lyl8213", "94x24", "squarest-bbox", "flattest-bbox", "tallest", "big-crop",
+                              "phone-close-up", "plate-shaped-at-any-size"])
 def test_plate_crop_shapes_measured_on_real_and_synthetic_sets_are_crops(w, h):
     assert crop_problem(w, h, PredictConfig()) == ""
 
 
 @pytest.mark.parametrize("w, h, why", [(1920, 1080, "taller than predict.max_crop_height (400 px)"),
-                                       (640, 480, "taller than"), (720, 1160, "width/height 0.62 is outside"),
+                                       (640, 480, "taller than"), (2340, 1080, "shaped like a photo (width/height below 2.4)"),
+                                       (720, 1160, "width/height 0.62 is outside"),
                                        (400, 40, "width/height 10.00 is outside predict.crop_aspect [0.9, 8]")])
 def test_photo_shapes_are_not_a_crop_and_the_message_says_what_plate_lib_reads(w, h, why):
     problem = crop_problem(w, h, PredictConfig())
