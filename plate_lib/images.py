@@ -112,7 +112,7 @@ def _reduce_flag(pixels: int, max_pixels: int | None) -> int:
 
 
 def _png_to_bgr(img: np.ndarray) -> np.ndarray:
-    """A PNG decoded unchanged → BGR uint8: 16 bits scaled to 8, grey expanded, alpha composited over black."""
+    """A PNG decoded unchanged (or an array handed in: ``as_bgr``) → BGR uint8: 16 bits scaled to 8, grey expanded, alpha composited over black."""
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     if img.ndim == 2:
@@ -121,6 +121,31 @@ def _png_to_bgr(img: np.ndarray) -> np.ndarray:
         alpha = img[:, :, 3:].astype(np.float32) / 255
         return np.rint(img[:, :, :3] * alpha).astype(np.uint8)
     return img
+
+
+def as_bgr(img, name: str) -> np.ndarray:
+    """An image handed to plate_lib in memory (``reading.read_plates``) as the BGR uint8 array it reads: 8-bit BGR
+    as it is (no copy); grey, 16-bit and BGRA converted as a PNG file's are (``_png_to_bgr``). Raises
+    ``DataError`` naming ``name`` (e.g. "image 3") for anything else: None (what ``cv2.imread`` gives for a file
+    it cannot read), another type, floats, another shape, or a side below ``MIN_SIDE``."""
+    if img is None:
+        raise DataError(f"{name} is None, not an image: cv2.imread gives None for a file it cannot read (check the "
+                        "path), or read files with sources.load_image_file, which says what is wrong")
+    if not isinstance(img, np.ndarray):
+        hint = " (a PIL image: cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR))" if hasattr(img, "getpixel") else ""
+        raise DataError(f"{name} is a {type(img).__name__}, expected a numpy array: H×W×3 BGR uint8, as cv2.imread "
+                        f"gives{hint}")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"{name} has dtype {img.dtype}, expected uint8 (0-255) as cv2.imread gives (a float image in "
+                        "0-1: (img * 255).round().astype(np.uint8))")
+    if not (img.ndim == 2 or img.ndim == 3 and img.shape[2] in (1, 3, 4)):
+        raise DataError(f"{name} has shape {img.shape}, expected H×W×3 (BGR), H×W×4 (BGRA) or H×W (grey)")
+    if min(img.shape[:2]) < MIN_SIDE:
+        raise DataError(f"{name} is {img.shape[1]}×{img.shape[0]} pixels, too small to hold a plate (at least "
+                        f"{MIN_SIDE}×{MIN_SIDE})")
+    if img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
+        return img
+    return _png_to_bgr(img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img)
 
 
 def decode_image(buf: bytes, name: str, max_pixels: int | None = MAX_PIXELS, orient: bool = True) -> np.ndarray:

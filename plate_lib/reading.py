@@ -13,6 +13,7 @@ import numpy as np
 
 from .colours import colour_lengths
 from .config import Config, PredictConfig, TrainingConfig
+from .images import as_bgr
 from .plates import BLANK, ctc_beam_search, ctc_greedy_decode, is_issued_format
 from .preprocess import TTA_VIEWS, letterbox, tta_views
 
@@ -144,8 +145,10 @@ def read_crops(model, provinces: list[str], input_shape: tuple[int, int, int],
                batch_size: int = EVAL_BATCH, tta: bool = False,
                by_colour: bool = BY_COLOUR) -> list[tuple[str, float]]:
     """``read_plates`` for a model taking ``input_shape`` (H, W, C). A model with ``in_parts``
-    (``export.OnnxModel``) reads a batch in parts at once, each end to end on a worker of its own."""
+    (``export.OnnxModel``) reads a batch in parts at once, each end to end on a worker of its own. Each image is
+    checked first (``images.as_bgr``: grey, 16-bit and BGRA converted; None or anything else an error naming it)."""
     height, width, channels = input_shape
+    bgr_images = [as_bgr(im, f"image {i}") for i, im in enumerate(bgr_images)]
 
     def read(crops: list[np.ndarray]) -> list[tuple[str, float]]:
         if len(crops) == 0:

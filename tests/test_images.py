@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import plate_jpeg, png_header
 
-from plate_lib.images import DataError, decode_image
+from plate_lib.images import DataError, as_bgr, decode_image
 
 
 def _jpeg_frame(width: int, height: int, garbage: bool = False) -> bytes:
@@ -46,3 +46,32 @@ def test_bmp_and_webp_crops_decode_and_other_formats_are_named(tmp_path):
         assert decode_image(cv2.imencode(ext, img, params)[1].tobytes(), f"x{ext}").shape == (40, 120, 3)
     with pytest.raises(DataError, match=r"x\.jpg: not a decodable image \(\d+ bytes; expected JPEG, PNG, BMP or WebP\)"):
         decode_image(cv2.imencode(".tiff", img)[1].tobytes(), "x.jpg")
+
+
+# --- images handed in memory (reading.read_plates) --------------------------------------------------------
+
+
+def test_an_8_bit_bgr_array_is_read_as_it_is_without_a_copy():
+    img = np.zeros((36, 136, 3), np.uint8)
+    assert as_bgr(img, "image 0") is img
+
+
+@pytest.mark.parametrize("img", [np.full((36, 136), 77, np.uint8), np.full((36, 136, 1), 77, np.uint8),
+                                 np.full((36, 136, 3), 77 * 257, np.uint16), np.dstack([np.full((36, 136, 3), 77, np.uint8),
+                                                                                       np.full((36, 136), 255, np.uint8)])],
+                         ids=["grey", "grey-1-channel", "16-bit", "bgra-opaque"])
+def test_grey_16_bit_and_bgra_arrays_become_the_bgr_image_they_show(img):
+    out = as_bgr(img, "image 0")
+    assert out.dtype == np.uint8 and out.shape == (36, 136, 3) and (out == 77).all()
+
+
+@pytest.mark.parametrize("img, said", [
+    (None, r"image 2 is None, not an image: cv2.imread gives None for a file it cannot read \(check the path\)"),
+    ([[1, 2], [3, 4]], r"image 2 is a list, expected a numpy array: H×W×3 BGR uint8"),
+    (np.zeros((36, 136, 3), np.float32), r"image 2 has dtype float32, expected uint8 \(0-255\)"),
+    (np.zeros((36, 136, 2), np.uint8), r"image 2 has shape \(36, 136, 2\), expected H×W×3"),
+    (np.zeros((3, 136, 3), np.uint8), r"image 2 is 136×3 pixels, too small to hold a plate")],
+    ids=["none", "list", "float", "2-channel", "too-small"])
+def test_anything_else_is_an_error_naming_the_image_and_what_was_expected(img, said):
+    with pytest.raises(DataError, match=said):
+        as_bgr(img, "image 2")

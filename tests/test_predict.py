@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import CCPD_SAMPLE, needs_sample
+from conftest import CCPD_SAMPLE, SHIPPED, needs_sample
 
 from plate_lib.cli import main
 from plate_lib.config import PredictConfig
@@ -188,6 +188,37 @@ def test_a_file_name_that_is_not_utf8_is_written_with_escapes_on_a_strict_utf8_s
     text = raw.getvalue().decode("utf-8")
     assert counts["ok"] == 1 and counts["error"] == 1
     assert r"a\xb3\xa4.jpg" in (json.loads(text)[0]["file"] if fmt == "json" else text)
+
+def test_read_plates_names_an_image_it_cannot_read_and_reads_a_grey_one_as_its_bgr():
+    from plate_lib.graph import open_reader
+    from plate_lib.images import DataError
+    from plate_lib.reading import read_plates
+
+    model, cfg, _ = open_reader(SHIPPED, "cpu")
+    crop = render_plate("苏E1W8MQ", np.random.default_rng(0), degrade=0.0)
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    assert read_plates(model, cfg, [grey]) == read_plates(model, cfg, [cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)])
+    with pytest.raises(DataError, match="image 1 is None, not an image: cv2.imread gives None"):
+        read_plates(model, cfg, [crop, cv2.imread("no-such-crop.jpg")])
+
+
+def test_the_readme_python_block_reads_a_crop_and_a_folder(tmp_path, monkeypatch, capsys):
+    readme = (SHIPPED.parents[1] / "README.md").read_text("utf-8")
+    block = readme.split("### In Python\n\n```python\n", 1)[1].split("```", 1)[0]
+    crop = render_plate("苏E1W8MQ", np.random.default_rng(0), degrade=0.0)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "plate_default.pt").symlink_to(SHIPPED)
+    (tmp_path / "crops").mkdir()
+    cv2.imwrite(str(tmp_path / "crop.jpg"), crop)
+    cv2.imwrite(str(tmp_path / "crops" / "a.png"), crop)
+    (tmp_path / "crops" / "b.jpg").write_bytes(b"not an image")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(block, scope)
+    assert capsys.readouterr().out.startswith("[('苏E1W8MQ', ")
+    assert scope["rows"][["file", "plate", "status"]].values.tolist() == [
+        ["crops/a.png", "苏E1W8MQ", "ok"], ["crops/b.jpg", "", "error"]]
+
 
 # --- plate predict, with the shipped model ---------------------------------------------------------------
 
