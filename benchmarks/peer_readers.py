@@ -15,6 +15,9 @@ READER is one of:
 - ``hyperlpr_refine``: the same after HyperLPR's own refinement (``LPR.finetune``: a small network regresses
   the plate's corners twice and warps the crop to 136×36), the step its ``plate_recognition`` applies to each
   detected plate before recognising it;
+- ``hyperlpr_photos``: HyperLPR's whole pipeline on whole photos (``HyperLPR_plate_recognition``: its cascade
+  detector, the refinement above and the recogniser), the most confident plate it finds kept ("" where none);
+  ``benchmarks/photos.py --hyperlpr``;
 - ``lprnet``: LPRNet (Zherzdev & Gruzdev 2018) with the pretrained weights of sirius-ai/LPRNet_Pytorch
   (``--lprnet-weights``; the module below is written here to match their names and shapes): BGR crop resized to
   94×24, ``(x - 127.5) / 128``, greedy CTC over 18 positions, blank last. Its forward pass divides each
@@ -168,6 +171,17 @@ def hyperlpr_reader(refine: bool) -> tuple[Callable, str]:
     return read, "".join(chars)
 
 
+def hyperlpr_photo_reader() -> tuple[Callable, str]:
+    import hyperlpr2
+    from hyperlpr2.table_chs import chars
+
+    def read(img: np.ndarray) -> str:
+        found = hyperlpr2.HyperLPR_plate_recognition(img)  # [[plate, confidence, box], …]
+        return max(found, key=lambda f: f[1])[0] if found else ""
+
+    return read, "".join(chars)
+
+
 # --- plate_lib ---------------------------------------------------------------------------------------------
 
 
@@ -245,7 +259,7 @@ def throughput(read_all: Callable, images: list[np.ndarray], threads: int, min_s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("reader", choices=["plate_lib", "plate_lib_onnx", "plate_lib_tta", "hyperlpr", "hyperlpr_refine",
-                                       "lprnet"])
+                                       "hyperlpr_photos", "lprnet"])
     ap.add_argument("--images", required=True, help=".npz of BGR crops (plate_lib.peers.write_images)")
     ap.add_argument("--out", required=True, help="JSON to write")
     ap.add_argument("--timing", action="store_true", help="also time it: throughput, latency at 1 and 2 threads")
@@ -262,6 +276,8 @@ def main() -> None:
 
         flush = bool(torch.set_flush_denormal(True))  # without it, denormal activations slow its CPU speed
         read_one, read_batch, alphabet = lprnet_reader(args.lprnet_weights)
+    elif args.reader == "hyperlpr_photos":
+        (read_one, alphabet), read_batch = hyperlpr_photo_reader(), None
     elif args.reader.startswith("hyperlpr"):
         (read_one, alphabet), read_batch = hyperlpr_reader(refine=args.reader == "hyperlpr_refine"), None
     else:

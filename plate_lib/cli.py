@@ -395,17 +395,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "the crop's hue, as plate predict's kind; unknown where it has none)")
     e.set_defaults(func=cmd_evaluate)
 
-    r = sub.add_parser("predict", parents=[common], help="read the plate in each image: plate crops, or CCPD2019 "
-                       "photos with their annotation in the file name; one row per file",
+    r = sub.add_parser("predict", parents=[common], help="read the plate in each image: plate crops, CCPD2019 "
+                       "photos with their annotation in the file name, or whole photos (the plate found by its "
+                       "colour); one row per file",
                        description="One row per image file: file, plate, confidence, kind (blue, yellow, green, "
                        "unknown), status (ok; low_confidence: below predict.min_confidence, check by eye; not_a_crop: "
-                       "no plate crop's size or shape, not read; error: the file cannot be read, the error column says "
-                       "why). Exit status 0, or 1 when any row is an error.")
+                       "no plate crop's size or shape and no plate found in it, not read; error: the file cannot be "
+                       "read, the error column says why), error, box (a whole photo: where the plate read was found, "
+                       "x1 y1 x2 y2). Exit status 0, or 1 when any row is an error.")
     r.add_argument("images", nargs="+", metavar="IMAGE",
                    help="an image file, a folder (its images, recursively), a zip (its images, read in place), "
                         "a glob pattern, or - (paths on stdin)")
     r.add_argument("--format", default="tsv", choices=["tsv", "csv", "json"],
-                   help="columns file, plate, confidence, kind, status, error (default: tsv)")
+                   help="columns file, plate, confidence, kind, status, error, box (default: tsv)")
     r.add_argument("--checkpoint", help="default: models/plate_default.pt, else runs/default/best.pt")
     r.add_argument("--device", default="auto", help="auto (cuda when a GPU answers, else cpu), cpu, cuda, cuda:N or mps")
     r.set_defaults(func=cmd_predict)

@@ -169,6 +169,10 @@ class PredictConfig(_Section):
     max_crop_height: int = Field(400, ge=8, description="An image taller than this (pixels) and shaped like a "
                                  "photo (width/height below predict.PHOTO_ASPECT, 2.4) is not_a_crop (not read): a "
                                  "whole photo, not a plate crop; a plate-shaped close-up is read at any size")
+    find_in_photos: bool = Field(True, description="An image shaped like a whole photo (not_a_crop by "
+                                 "crop_aspect and max_crop_height) is searched for the plate by its colour "
+                                 "(rectify.photo_boxes) and the surest reading of what is found kept, with its box; "
+                                 "false: such an image is not_a_crop, not read (benchmarks/photos.py)")
     rectify_below: float = Field(0.95, ge=0, le=1, description="Read a crop again warped level (rectify.py: the "
                                  "plate found by its colour, its rectangle straightened) when its least sure "
                                  "character (province included) has a probability below this, and keep the more "

@@ -26,6 +26,9 @@ LPRNET_WEIGHTS = REPO.parent / "shared" / "peers" / "lprnet" / "Final_LPRNet_mod
 PEERS = ("hyperlpr", "hyperlpr_refine", "lprnet")
 """The peers' readers: HyperLPR's recogniser alone, HyperLPR after its own refinement step, LPRNet."""
 READERS = ("plate_lib", "plate_lib_onnx", "plate_lib_tta", *PEERS)
+PHOTO_READERS = ("hyperlpr_photos",)
+"""Readers of whole photos: HyperLPR's whole pipeline (its detector, refinement and recogniser;
+``benchmarks/photos.py --hyperlpr``)."""
 
 
 class PeerError(RuntimeError):
@@ -49,8 +52,8 @@ def interpreter(reader: str) -> Path:
 def missing(reader: str, lprnet_weights: str | Path | None = None) -> str | None:
     """Why ``reader`` cannot run on this machine, or None when it can (``lprnet_weights``: default LPRNET_WEIGHTS)."""
     lprnet_weights = lprnet_weights or LPRNET_WEIGHTS
-    if reader not in READERS:
-        return f"unknown reader {reader!r}; known: {', '.join(READERS)}"
+    if reader not in READERS + PHOTO_READERS:
+        return f"unknown reader {reader!r}; known: {', '.join(READERS + PHOTO_READERS)}"
     if not READERS_SCRIPT.is_file():
         return f"{READERS_SCRIPT} not found (peers run from a checkout of the repository)"
     if reader.startswith("hyperlpr") and not interpreter(reader).is_file():

@@ -1,14 +1,17 @@
 """Prediction as ``plate predict`` does it: the image files that its inputs name, one row per file (file, plate,
-confidence, kind, status, error) read in batches, and the rows written as TSV, CSV or JSON.
+confidence, kind, status, error, box) read in batches, and the rows written as TSV, CSV or JSON.
 
 - Inputs (``expand_inputs``): a file as given; a folder's image files (by extension, ``sources.IMAGE_EXTS``),
   recursively and sorted; a zip's image members, sorted, each named ``<zip>:<member>`` (``ZipMember``; read in
   place); a glob pattern's image files, sorted (for shells that do not expand it); ``-``: the paths on standard
   input, one a line, each taken the same way. A name that leads to no file is an ``error`` row.
 - Status: ``ok``; ``low_confidence``, a reading below ``predict.min_confidence``; ``not_a_crop``, an image whose
-  size or aspect ratio is nothing like a plate crop's (``predict.crop_aspect``, ``predict.max_crop_height``),
-  which is not read; ``error``, a file that cannot be read (the message says why). CCPD2019 photos (annotation in
-  the file name) are cut out by their annotation, as everywhere in plate_lib, and are never ``not_a_crop``.
+  size or aspect ratio is nothing like a plate crop's (``predict.crop_aspect``, ``predict.max_crop_height``) and
+  in which ``predict.find_in_photos`` finds no plate by its colour (or is false), which is not read; ``error``, a
+  file that cannot be read (the message says why). CCPD2019 photos (annotation in the file name) are cut out by
+  their annotation, as everywhere in plate_lib, and are never ``not_a_crop``.
+- Box: for a whole photo, where in it the plate read was found (``x1 y1 x2 y2``, the file's pixels; JSON: a list);
+  empty for a crop.
 - Kind: ``green`` for an 8-character plate; for a 7-character one ``blue`` or ``yellow`` by the colour of the crop
   (``colours.plate_colour``: the grayscale model cannot tell them apart), ``unknown`` when the colour is not clear.
   The reading itself is decoded by the crop's colour too where ``predict.by_colour`` says so (``colours``).
@@ -32,6 +35,7 @@ import numpy as np
 from .colours import plate_colour
 from .config import Config, PredictConfig
 from .files import files_under
+from .images import header_size, image_kind, read_file
 from .plates import PlateError, is_large_new_energy
 from .sources import (
     CCPD_NAME,
@@ -41,17 +45,18 @@ from .sources import (
     image_files,
     image_from_bytes,
     is_image_name,
-    load_image_file,
     log_mac_metadata,
     shown,
 )
 
-COLUMNS = ("file", "plate", "confidence", "kind", "status", "error")
+COLUMNS = ("file", "plate", "confidence", "kind", "status", "error", "box")
 STATUSES = ("ok", "low_confidence", "not_a_crop", "error")
 FORMATS = ("tsv", "csv", "json")
 GLOB_CHARS = "*?["
-NOT_A_CROP = ("plate_lib reads plate crops, and CCPD2019 photos with their annotation in the file name; finding "
-              "plates in whole photos is not done yet")
+NOT_A_CROP = ("plate_lib reads plate crops, CCPD2019 photos with their annotation in the file name, and a plate it "
+              "finds by its colour in a whole photo where predict.find_in_photos is true (false here)")
+NOT_FOUND = ("a whole photo, and no region of a plate colour (blue, yellow or green) shaped like a plate is in it "
+             "(predict.find_in_photos looks for the plate by its colour)")
 
 # --- inputs ---------------------------------------------------------------------------------------------
 
@@ -174,7 +179,7 @@ def crop_problem(width: int, height: int, settings: PredictConfig) -> str:
                f"(width/height below {PHOTO_ASPECT:g}); a plate crop this large: raise predict.max_crop_height")
     else:
         return ""
-    return f"{width}×{height} is not shaped like a plate crop: {why}. {NOT_A_CROP}"
+    return f"{width}×{height} is not shaped like a plate crop: {why}"
 
 
 def plate_kind(text: str, bgr: np.ndarray) -> str:
@@ -190,14 +195,17 @@ def plate_kind(text: str, bgr: np.ndarray) -> str:
 
 
 def _row(file: str, status: str, error: str = "", plate: str = "", confidence: float | None = None,
-         kind: str = "") -> dict:
-    return {"file": file, "plate": plate, "confidence": confidence, "kind": kind, "status": status, "error": error}
+         kind: str = "", box: list[int] | None = None) -> dict:
+    return {"file": file, "plate": plate, "confidence": confidence, "kind": kind, "status": status, "error": error,
+            "box": box}
 
 
 def load_crop(path: str, cfg: Config, settings: PredictConfig,
-              zips: dict[str, Dl1Zip] | None = None) -> tuple[np.ndarray | None, dict | None]:
-    """The crop to read from ``path`` (a file, or a ``ZipMember``: ``zips`` holds the zip open between its members,
-    one zip at a time), or the row that says why there is none (``error``, ``not_a_crop``)."""
+              zips: dict[str, Dl1Zip] | None = None) -> tuple[np.ndarray | None, dict | None, float]:
+    """The image to read from ``path`` (a file, or a ``ZipMember``: ``zips`` holds the zip open between its members,
+    one zip at a time), or the row that says why there is none (``error``, ``not_a_crop``); and 0 for a crop, or
+    for a whole photo that ``predict.find_in_photos`` reads, the factor from its pixels as decoded to the file's
+    (1; 2, 4 or 8 where it was decoded reduced, ``images.MAX_PIXELS``)."""
     try:
         if isinstance(path, ZipMember):
             zips = {} if zips is None else zips
@@ -206,46 +214,70 @@ def load_crop(path: str, cfg: Config, settings: PredictConfig,
                     other.close()
                 zips.clear()
                 zips[path.archive] = Dl1Zip(Path(path.archive).expanduser(), max_file_mb=cfg.data.max_file_mb)
-            crop = image_from_bytes(zips[path.archive].read_member(path.member), path.member, path, cfg.data.ccpd_crop)
+            buf, name = zips[path.archive].read_member(path.member), path.member
         else:
-            crop = load_image_file(path, cfg.data.ccpd_crop, cfg.data.max_file_mb)
+            if not Path(path).is_file():
+                raise DataError(f"image {path} not found")
+            buf, name = read_file(Path(path), int(cfg.data.max_file_mb * 2**20)), Path(path).name
+        image = image_from_bytes(buf, name, path, cfg.data.ccpd_crop)
     except (DataError, PlateError, OSError, cv2.error) as e:
-        return None, _row(path, "error", str(e))
-    name = path.member if isinstance(path, ZipMember) else path
+        return None, _row(path, "error", str(e)), 0.0
     if not CCPD_NAME.match(Path(name).stem):  # a CCPD photo is cut by its annotation: a crop by construction
-        problem = crop_problem(crop.shape[1], crop.shape[0], settings)
+        problem = crop_problem(image.shape[1], image.shape[0], settings)
+        if problem and not settings.find_in_photos:
+            return None, _row(path, "not_a_crop", f"{problem}. {NOT_A_CROP}"), 0.0
         if problem:
-            return None, _row(path, "not_a_crop", problem)
-    return crop, None
+            size = header_size(buf, image_kind(buf))
+            return image, None, max(1, round(max(size) / max(image.shape[:2]))) if size else 1.0
+    return image, None, 0.0
 
 
 def read_files(model, cfg: Config, settings: PredictConfig, inputs: list[tuple[str, str]], device="cpu",
                progress: bool = False, batch: int | None = None) -> Iterator[dict]:
-    """One row per input, in order, reading ``batch`` files at a time (None: ``cfg.training.eval_batch_size``)."""
+    """One row per input, in order, reading ``batch`` files at a time (None: ``cfg.training.eval_batch_size``):
+    crops by ``reading.read_plates``; whole photos, where ``predict.find_in_photos`` says so, by
+    ``reading.read_photos`` (the plate found by its colour, its box in the row)."""
     from tqdm import tqdm
 
-    from .reading import read_plates
+    from .reading import read_photos, read_plates
 
     batch = batch or cfg.training.eval_batch_size
     zips: dict[str, Dl1Zip] = {}  # the zip being read, open between its members
+    how = (settings.rectify_below, settings.tta, batch, settings.by_colour)
     with tqdm(total=len(inputs), desc="plates", unit="file", disable=not progress, mininterval=0.5) as bar, \
             contextlib.ExitStack() as closing:
         closing.callback(lambda: [z.close() for z in zips.values()])
         for start in range(0, len(inputs), batch):
             rows, crops, read = [], [], []
             for path, error in inputs[start:start + batch]:
-                crop, row = (None, _row(path, "error", error)) if error else load_crop(path, cfg, settings, zips)
+                image, row, scale = (None, _row(path, "error", error), 0.0) if error else load_crop(path, cfg, settings, zips)
+                if scale:  # a whole photo: read at once, so that a batch never holds more than one
+                    ((text, conf, box),) = read_photos(model, cfg, [image], device, *how)
+                    row = _in_photo(path, image, text, conf, box, scale, settings)
+                elif image is not None:
+                    read.append(len(rows))
+                    crops.append(image)
                 rows.append(row)
-                if crop is not None:
-                    read.append(len(rows) - 1)
-                    crops.append(crop)
-            readings = read_plates(model, cfg, crops, device, settings.rectify_below, settings.tta,
-                                   batch, settings.by_colour) if crops else []
+            readings = read_plates(model, cfg, crops, device, *how) if crops else []
             for i, crop, (text, conf) in zip(read, crops, readings, strict=True):
-                status = "ok" if conf >= settings.min_confidence else "low_confidence"
-                rows[i] = _row(inputs[start + i][0], status, plate=text, confidence=conf, kind=plate_kind(text, crop))
+                rows[i] = _reading(inputs[start + i][0], text, conf, settings, plate_kind(text, crop))
             bar.update(len(rows))
             yield from rows
+
+
+def _in_photo(path: str, photo: np.ndarray, text: str, conf: float, box: tuple[int, int, int, int] | None,
+              scale: float, settings: PredictConfig) -> dict:
+    """The row of a whole photo read by ``reading.read_photos`` (``box`` in its pixels as decoded, ``scale`` times
+    smaller than the file's), or the ``not_a_crop`` row where no plate was found."""
+    if box is None:
+        return _row(path, "not_a_crop", f"{NOT_FOUND}; {crop_problem(photo.shape[1], photo.shape[0], settings)}")
+    x1, y1, x2, y2 = box
+    return _reading(path, text, conf, settings, plate_kind(text, photo[y1:y2, x1:x2]), [round(v * scale) for v in box])
+
+
+def _reading(file: str, text: str, conf: float, settings: PredictConfig, kind: str, box: list[int] | None = None) -> dict:
+    status = "ok" if conf >= settings.min_confidence else "low_confidence"
+    return _row(file, status, plate=text, confidence=conf, kind=kind, box=box)
 
 
 # --- output ---------------------------------------------------------------------------------------------
@@ -258,8 +290,9 @@ def _printable(row: dict) -> dict:
 
 
 def _cells(row: dict) -> list[str]:
-    conf = row["confidence"]
-    return [("" if conf is None else f"{conf:.4f}") if k == "confidence" else str(row[k]) for k in COLUMNS]
+    conf, box = row["confidence"], row["box"]
+    shown = {"confidence": "" if conf is None else f"{conf:.4f}", "box": "" if box is None else " ".join(map(str, box))}
+    return [shown[k] if k in shown else str(row[k]) for k in COLUMNS]
 
 
 def write_rows(rows: Iterable[dict], fmt: str, out: TextIO) -> dict[str, int]:

@@ -140,6 +140,29 @@ def read_plates(model, cfg: Config, bgr_images: list[np.ndarray], device="cpu",
                       rectify_below, batch_size, tta, by_colour)
 
 
+def read_photos(model, cfg: Config, photos: list[np.ndarray], device="cpu",
+                rectify_below: float = RECTIFY_BELOW, tta: bool = False, batch_size: int = EVAL_BATCH,
+                by_colour: bool = BY_COLOUR) -> list[tuple[str, float, tuple[int, int, int, int] | None]]:
+    """Whole photos (BGR; a car, a street, no annotation) → (plate, confidence, box) each: every place a plate of
+    a plate colour may be (``rectify.photo_boxes``) cut out and read as ``read_plates`` reads a crop, and the most
+    confident reading in a format China issues (``plates.is_issued_format``; else the most confident) kept, with
+    its box ``(x1, y1, x2, y2)`` in the photo's pixels; ``("", 0.0, None)`` where no place is found. One plate a
+    photo: the surest (README, "Whole photos")."""
+    from .rectify import photo_boxes
+
+    photos = [as_bgr(im, f"image {i}") for i, im in enumerate(photos)]
+    boxes = [photo_boxes(im) for im in photos]
+    crops = [im[y1:y2, x1:x2] for im, found in zip(photos, boxes, strict=True) for x1, y1, x2, y2 in found]
+    readings = read_plates(model, cfg, crops, device, rectify_below, tta, batch_size, by_colour)
+    out, k = [], 0
+    for found in boxes:
+        mine, k = readings[k:k + len(found)], k + len(found)
+        best = max(range(len(mine)), key=lambda j: (is_issued_format(mine[j][0], cfg.provinces), mine[j][1]),
+                   default=None)  # a plate before a part of one (a box of half a plate reads a short plate surely)
+        out.append(("", 0.0, None) if best is None else (*mine[best], found[best]))
+    return out
+
+
 def read_crops(model, provinces: list[str], input_shape: tuple[int, int, int],
                bgr_images: list[np.ndarray], device="cpu", rectify_below: float = RECTIFY_BELOW,
                batch_size: int = EVAL_BATCH, tta: bool = False,

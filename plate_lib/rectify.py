@@ -37,6 +37,13 @@ LOOSE_MAX_TILT = 30.0   # degrees of its long side from level
 # plate of a tight crop), a plate-shaped region inside it of at most LOOSE_MAX_AREA of the crop is the plate
 WHOLE_CROP = 0.9
 LOOSE_MAX_AREA = 0.5
+# A whole photo (``photo_boxes``): plate-shaped regions of a plate colour of at least PHOTO_MIN_AREA of the photo,
+# looked for on a copy PHOTO_HEIGHT tall, also at these stricter saturations, the PHOTO_CANDIDATES largest read
+# (chosen on the CCPD sample's train and val photos: benchmarks/photos.py)
+PHOTO_HEIGHT = 640
+PHOTO_MIN_AREA = 0.0002
+PHOTO_SATURATIONS = (120, 170)
+PHOTO_CANDIDATES = 8
 
 
 def _colour_masks(bgr: np.ndarray) -> list[np.ndarray]:
@@ -123,15 +130,59 @@ def _loose_quad(bgr: np.ndarray, masks: list[np.ndarray], max_area: float = 1.0)
             area = cv2.contourArea(outline)
             if area < best_area or area > max_area * rows * cols:
                 continue
-            (cx, cy), (w, h), angle = cv2.minAreaRect(cv2.convexHull(outline))
-            long_side, short_side = max(w, h), max(min(w, h), 1e-6)
-            quad = _clockwise(cv2.boxPoints(((cx, cy), (w * (1 + PAD), h * (1 + PAD)), angle)))
-            top, left = quad[1] - quad[0], quad[3] - quad[0]
-            if (LOOSE_ASPECT[0] <= long_side / short_side <= LOOSE_ASPECT[1] and area >= LOOSE_MIN_FILL * w * h
-                    and long_side >= LOOSE_MIN_WIDTH * cols and np.linalg.norm(top) >= np.linalg.norm(left)
-                    and abs(np.degrees(np.arctan2(top[1], top[0]))) <= LOOSE_MAX_TILT):
+            quad = _plate_shaped(outline, area, LOOSE_MIN_WIDTH * cols)
+            if quad is not None:
                 best, best_area = quad, area
     return best
+
+
+def _plate_shaped(outline: np.ndarray, area: float, min_long: float) -> np.ndarray | None:
+    """The region ``outline`` (of ``area``) as ``plate_quad`` returns a quad, where it is shaped like a plate's
+    field (``LOOSE_ASPECT``, ``LOOSE_MIN_FILL``, ``LOOSE_MAX_TILT``; its long side at least ``min_long``
+    pixels), else None."""
+    (cx, cy), (w, h), angle = cv2.minAreaRect(cv2.convexHull(outline))
+    long_side, short_side = max(w, h), max(min(w, h), 1e-6)
+    quad = _clockwise(cv2.boxPoints(((cx, cy), (w * (1 + PAD), h * (1 + PAD)), angle)))
+    top, left = quad[1] - quad[0], quad[3] - quad[0]
+    if (LOOSE_ASPECT[0] <= long_side / short_side <= LOOSE_ASPECT[1] and area >= LOOSE_MIN_FILL * w * h
+            and long_side >= min_long and np.linalg.norm(top) >= np.linalg.norm(left)
+            and abs(np.degrees(np.arctan2(top[1], top[0]))) <= LOOSE_MAX_TILT):
+        return quad
+    return None
+
+
+def photo_boxes(bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Where a plate may be in a whole photo (a car, a street; no annotation), as axis-aligned boxes
+    ``(x1, y1, x2, y2)`` in its pixels (end exclusive), at most ``PHOTO_CANDIDATES``, the largest region first:
+    every region of a plate colour shaped like a plate's field (``_plate_shaped``) of at least ``PHOTO_MIN_AREA``
+    of the photo, looked for on a copy ``PHOTO_HEIGHT`` tall, at the plate colours' own saturation and at each of
+    ``PHOTO_SATURATIONS`` (a car or a road tinted the plate's hue, as in an over-exposed or blue-cast photo,
+    merges with the plate at the lower one). Each box is a crop ``reading.read_photos`` reads."""
+    if bgr.ndim != 3 or bgr.shape[2] != 3:
+        return []
+    scale = min(1.0, PHOTO_HEIGHT / bgr.shape[0])
+    small = bgr if scale == 1 else cv2.resize(bgr, (max(1, round(bgr.shape[1] * scale)), PHOTO_HEIGHT),
+                                              interpolation=cv2.INTER_AREA)
+    rows, cols = small.shape[:2]
+    hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, cols // 80) | 1, max(3, rows // 120) | 1))
+    found = []
+    for lo, hi, min_s, min_v in BACKGROUNDS.values():
+        for sat in (min_s, *(s for s in PHOTO_SATURATIONS if s > min_s)):
+            mask = cv2.morphologyEx(cv2.inRange(hsv, (lo, sat + 1, min_v + 1), (hi, 255, 255)), cv2.MORPH_CLOSE, kernel)
+            for outline in cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]:
+                area = cv2.contourArea(outline)
+                quad = _plate_shaped(outline, area, 0) if area >= PHOTO_MIN_AREA * rows * cols else None
+                if quad is not None:
+                    found.append((area, quad))
+    height, width = bgr.shape[:2]
+    boxes = []
+    for _, quad in sorted(found, key=lambda f: -f[0])[:PHOTO_CANDIDATES]:
+        (x1, y1), (x2, y2) = np.floor(quad.min(0) / scale), np.ceil(quad.max(0) / scale)
+        box = (max(0, int(x1)), max(0, int(y1)), min(width, int(x2) + 1), min(height, int(y2) + 1))
+        if min(box[2] - box[0], box[3] - box[1]) >= 4:  # images.MIN_SIDE
+            boxes.append(box)
+    return boxes
 
 
 def rectify(bgr: np.ndarray) -> np.ndarray | None:

@@ -89,9 +89,9 @@ def test_predict_prints_a_header_then_a_plate_and_confidence_per_image(trained, 
     out = plate("predict", "--checkpoint", str(trained / "runs/default/best.pt"), str(tmp_path / "crop.jpg"),
                 cwd=tmp_path).stdout
     header, line = out.strip("\n").splitlines()
-    assert header.split("\t") == ["file", "plate", "confidence", "kind", "status", "error"]
-    path, text, conf, kind, status, error = line.split("\t")
-    assert path.endswith("crop.jpg") and 0 <= float(conf) <= 1 and status in ("ok", "low_confidence") and not error
+    assert header.split("\t") == ["file", "plate", "confidence", "kind", "status", "error", "box"]
+    path, text, conf, kind, status, error, box = line.split("\t")
+    assert path.endswith("crop.jpg") and 0 <= float(conf) <= 1 and status in ("ok", "low_confidence") and not error and not box
 
 
 def test_a_checkpoint_loads_without_cfg_yaml(trained, monkeypatch, tmp_path):

@@ -19,6 +19,7 @@ from plate_lib.config import PredictConfig
 from plate_lib.predict import (
     COLUMNS,
     NOT_A_CROP,
+    NOT_FOUND,
     crop_problem,
     expand_inputs,
     plate_kind,
@@ -118,10 +119,9 @@ def test_plate_crop_shapes_measured_on_real_and_synthetic_sets_are_crops(w, h):
                                        (640, 480, "taller than"), (2340, 1080, "shaped like a photo (width/height below 2.4)"),
                                        (720, 1160, "width/height 0.62 is outside"),
                                        (400, 40, "width/height 10.00 is outside predict.crop_aspect [0.9, 8]")])
-def test_photo_shapes_are_not_a_crop_and_the_message_says_what_plate_lib_reads(w, h, why):
+def test_photo_shapes_are_not_crops_and_the_problem_says_why(w, h, why):
     problem = crop_problem(w, h, PredictConfig())
-    assert f"{w}×{h} is not shaped like a plate crop" in problem and why in problem
-    assert "finding plates in whole photos is not done yet" in problem and "CCPD2019 photos" in problem
+    assert problem.startswith(f"{w}×{h} is not shaped like a plate crop: ") and why in problem
 
 
 def _patch(bgr: tuple[int, int, int], w: int = 140, h: int = 44) -> np.ndarray:
@@ -141,8 +141,10 @@ def test_the_kind_is_green_for_8_characters_and_the_colour_for_7():
 # --- output ---------------------------------------------------------------------------------------------
 
 ROWS = [
-    {"file": "a\tb.jpg", "plate": "皖A12345", "confidence": 0.91234, "kind": "blue", "status": "ok", "error": ""},
-    {"file": "c.jpg", "plate": "", "confidence": None, "kind": "", "status": "error", "error": "c.jpg: empty file"},
+    {"file": "a\tb.jpg", "plate": "皖A12345", "confidence": 0.91234, "kind": "blue", "status": "ok", "error": "",
+     "box": [500, 400, 720, 470]},  # a plate found in a whole photo
+    {"file": "c.jpg", "plate": "", "confidence": None, "kind": "", "status": "error", "error": "c.jpg: empty file",
+     "box": None},
 ]
 
 
@@ -151,8 +153,8 @@ def test_tsv_has_a_header_and_one_line_a_file_with_no_tab_inside_a_value():
     counts = write_rows(iter(ROWS), "tsv", out)
     lines = out.getvalue().splitlines()
     assert lines[0].split("\t") == list(COLUMNS)
-    assert lines[1].split("\t") == ["a b.jpg", "皖A12345", "0.9123", "blue", "ok", ""]
-    assert lines[2].split("\t") == ["c.jpg", "", "", "", "error", "c.jpg: empty file"]
+    assert lines[1].split("\t") == ["a b.jpg", "皖A12345", "0.9123", "blue", "ok", "", "500 400 720 470"]
+    assert lines[2].split("\t") == ["c.jpg", "", "", "", "error", "c.jpg: empty file", ""]
     assert counts == {"ok": 1, "low_confidence": 0, "not_a_crop": 0, "error": 1}
 
 
@@ -161,6 +163,7 @@ def test_csv_and_json_read_back_as_the_rows():
     write_rows(iter(ROWS), "csv", out)
     back = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert back[0]["file"] == "a\tb.jpg" and back[0]["confidence"] == "0.9123" and back[1]["confidence"] == ""
+    assert back[0]["box"] == "500 400 720 470" and back[1]["box"] == ""
     out = io.StringIO()
     write_rows(iter(ROWS), "json", out)
     assert json.loads(out.getvalue()) == [{**ROWS[0], "confidence": 0.9123}, ROWS[1]]
@@ -252,7 +255,8 @@ def test_a_folder_is_read_into_one_row_a_file_with_kind_and_status(images, capsy
     rows = {Path(r["file"]).name: r for r in json.loads(out)}
     assert code == 0 and list(rows) == ["yellow.png", "blue.png", "noise.png"]  # sorted: crops/b/ before crops/blue
     assert rows["blue.png"] | {"confidence": None} == {"file": str(Path("crops/blue.png")), "plate": "苏E1W8MQ",
-                                                       "confidence": None, "kind": "blue", "status": "ok", "error": ""}
+                                                       "confidence": None, "kind": "blue", "status": "ok", "error": "",
+                                                       "box": None}
     assert rows["blue.png"]["confidence"] >= PredictConfig().min_confidence
     assert rows["yellow.png"]["kind"] == "yellow"
     assert rows["noise.png"]["status"] == "low_confidence" and rows["noise.png"]["confidence"] < 0.1
@@ -309,11 +313,31 @@ def test_a_bad_file_among_good_ones_is_an_error_row_and_the_exit_status_is_1(ima
     assert rows[1]["plate"] == "苏E1W8MQ"
 
 
-def test_a_whole_photo_is_not_a_crop_and_is_not_read(images, capsys):
-    code, out = predict(capsys, "street_photo.jpg", "--format", "csv")
-    (row,) = csv.DictReader(io.StringIO(out))
-    assert code == 0 and row["status"] == "not_a_crop" and row["plate"] == "" and row["confidence"] == ""
-    assert row["error"] == crop_problem(1280, 720, PredictConfig()) and NOT_A_CROP in row["error"]
+def test_a_whole_photo_is_read_where_its_plate_is_found_by_colour_and_the_row_says_where(images, capsys):
+    cv2.imwrite(str(images / "empty_street.jpg"), np.full((720, 1280, 3), 90, np.uint8))
+    code, out = predict(capsys, "street_photo.jpg", "empty_street.jpg", "--format", "csv")
+    found, empty = csv.DictReader(io.StringIO(out))
+    assert code == 0 and (found["plate"], found["status"], found["kind"]) == ("皖A12345", "ok", "blue")
+    x1, y1, x2, y2 = map(int, found["box"].split())  # the plate was drawn at x 500-720, y 400-470
+    assert abs(x1 - 500) <= 12 and abs(y1 - 400) <= 8 and abs(x2 - 720) <= 12 and abs(y2 - 470) <= 8
+    assert empty["status"] == "not_a_crop" and empty["plate"] == "" and empty["box"] == ""
+    assert empty["error"] == f"{NOT_FOUND}; {crop_problem(1280, 720, PredictConfig())}"
+
+
+def test_the_box_is_in_the_files_pixels_where_a_large_photo_is_decoded_reduced(images, capsys):
+    photo = cv2.imread(str(images / "street_photo.jpg"))
+    cv2.imwrite(str(images / "large.jpg"), cv2.resize(photo, (2816, 1584)))  # 4.5 megapixels: decoded at half size
+    _, out = predict(capsys, "large.jpg", "--format", "json")
+    (row,) = json.loads(out)
+    assert row["plate"] == "皖A12345" and row["status"] == "ok"
+    assert np.allclose(row["box"], np.multiply([500, 400, 720, 470], 2.2), atol=30)
+
+
+def test_a_whole_photo_is_not_a_crop_and_is_not_read_where_find_in_photos_is_false(images, capsys):
+    code, out = predict(capsys, "street_photo.jpg", "--format", "json", "--set", "predict.find_in_photos=false")
+    (row,) = json.loads(out)
+    assert code == 0 and row["status"] == "not_a_crop" and row["plate"] == "" and row["confidence"] is None
+    assert row["error"] == f"{crop_problem(1280, 720, PredictConfig())}. {NOT_A_CROP}" and row["box"] is None
 
 
 def test_a_glob_pattern_and_standard_input_name_files_as_folders_do(images, capsys, monkeypatch):

@@ -256,3 +256,47 @@ def test_evaluate_decoding_by_colour_reads_as_read_plates_does(tmp_path):
     expected = read_plates(model, cfg, [source.load(r) for r in source.records("all")], by_colour=True)
     assert list(rows["pred"]) == [t for t, _ in expected]
     assert list(rows["confidence"]) == pytest.approx([c for _, c in expected], abs=1e-6)
+
+
+# --- whole photos ------------------------------------------------------------------------------------------
+
+
+def street_photo(colour: str = "blue", angle: float = 10, seed: int = 0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A 1280×720 grey photo with a blue panel of a car (large, square: not plate-shaped) and a plate of ``colour``
+    turned by ``angle`` degrees; and the plate's axis-aligned box in it."""
+    crop = tilted_bbox_crop(colour, angle, seed)
+    photo = np.full((720, 1280, 3), 90, np.uint8)
+    photo[50:350, 100:400] = (160, 60, 20)  # BGR: a blue car door, as blue as a plate
+    y, x = 430, 700
+    photo[y:y + crop.shape[0], x:x + crop.shape[1]] = crop
+    return photo, (x, y, x + crop.shape[1], y + crop.shape[0])
+
+
+@pytest.mark.parametrize("colour", ["blue", "yellow", "green"])
+def test_photo_boxes_find_a_turned_plate_of_each_colour_and_not_a_square_panel_of_its_colour(colour):
+    from plate_lib.rectify import photo_boxes
+
+    photo, (x1, y1, x2, y2) = street_photo(colour)
+    boxes = photo_boxes(photo)
+    assert boxes and all(b[0] >= 450 for b in boxes)  # the door at x 100-400 is no plate
+    bx1, by1, bx2, by2 = boxes[0]
+    assert bx1 <= x1 + 12 and by1 <= y1 + 12 and bx2 >= x2 - 12 and by2 >= y2 - 12  # the whole plate, turned
+    assert (bx2 - bx1) * (by2 - by1) <= 1.5 * (x2 - x1) * (y2 - y1)
+
+
+def test_a_photo_without_colour_or_plate_has_no_boxes():
+    from plate_lib.rectify import photo_boxes
+
+    assert photo_boxes(np.full((720, 1280, 3), 90, np.uint8)) == []
+    assert photo_boxes(cv2.cvtColor(street_photo()[0], cv2.COLOR_BGR2GRAY)) == []  # grey: no colour to find it by
+
+
+def test_read_photos_reads_the_plate_found_and_says_where_and_nothing_where_none_is():
+    from plate_lib.graph import open_reader
+    from plate_lib.reading import read_photos
+
+    model, cfg, _ = open_reader(SHIPPED, "cpu")
+    photo, (x1, y1, x2, y2) = street_photo("blue", angle=6)
+    (text, conf, box), empty = read_photos(model, cfg, [photo, np.full((720, 1280, 3), 90, np.uint8)])
+    assert text == "皖A12345" and conf > 0.5 and box[0] <= x1 + 12 and box[2] >= x2 - 12
+    assert empty == ("", 0.0, None)
