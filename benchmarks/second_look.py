@@ -44,7 +44,7 @@ def both_readings(model, cfg, images: list[np.ndarray]) -> dict[str, np.ndarray 
 
     pre, provinces = cfg.preprocess, list(cfg.provinces)
     first = np.stack([letterbox(im, pre.height, pre.width, pre.grayscale) for im in images])
-    t1, c1, w1 = predict_images(model, first, provinces)
+    t1, c1, w1, _ = predict_images(model, first, provinces)
     looked = second_look(lambda batch, want: predict_images(model, batch, provinces, lengths=want),
                          (pre.height, pre.width, pre.channels),
                          images, [("", -1.0)] * len(images))

@@ -54,7 +54,7 @@ def main() -> None:
         t0 = time.perf_counter()
         read_plates(model, cfg, images)
         once_s = time.perf_counter() - t0
-        _, _, weakest = predict_images(model, np.stack([letterbox(im, pre.height, pre.width, pre.grayscale)
+        _, _, weakest, _ = predict_images(model, np.stack([letterbox(im, pre.height, pre.width, pre.grayscale)
                                                         for im in images]), list(cfg.provinces))
 
         row = {"n": len(truth)}

@@ -121,9 +121,9 @@ def prepare_for_inference(model: torch.nn.Module, device: str | torch.device = "
 
 @torch.inference_mode()
 def predict_tensor(model: torch.nn.Module, x: torch.Tensor, provinces: list[str],
-                   lengths: np.ndarray | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Float batch [B, C, H, W] → plates, confidences and weakest characters (``decode_readings``, with the
-    crops' colour ``lengths`` where given)."""
+                   lengths: np.ndarray | None = None) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Float batch [B, C, H, W] → plates, confidences, weakest characters and province log-probabilities
+    (``decode_readings``, with the crops' colour ``lengths`` where given)."""
     return decode_readings(*model(x), provinces, lengths)
 
 
@@ -149,11 +149,11 @@ def evaluate(model: torch.nn.Module, data: SplitData, provinces: list[str], batc
         for start in range(0, len(data), batch_size):
             stop = min(start + batch_size, len(data))
             lengths[start:stop] = colour_lengths([crop(i) for i in range(start, stop)])
-    preds, conf, weakest = predict_images(model, data.images, provinces, batch_size, device, lengths)
+    preds, conf, weakest, logp = predict_images(model, data.images, provinces, batch_size, device, lengths)
     conf = np.array(conf, np.float32)
     if source is not None and rectify_below > 0:
         readings = look_again(model, provinces, data.images.shape[1:], crop, preds, conf, weakest,
-                              device, rectify_below, batch_size, tta, lengths)
+                              device, rectify_below, batch_size, tta, lengths, logp)
         preds, conf = [t for t, _ in readings], np.array([c for _, c in readings], np.float32)
     summary = metrics.summarize(preds, data.texts)
     rows = pd.DataFrame({"name": data.names, "true": data.texts, "pred": preds, "confidence": conf})

@@ -30,14 +30,15 @@ def decode_logits(prov_logits, ctc_logits, provinces: list[str]) -> tuple[list[s
     most probable such plate among the CTC beam search's readings (``plates.ctc_beam_search``), with its
     sequence probability. A plate is never traded for a non-plate, so word accuracy can only rise.
     """
-    texts, conf, _ = decode_readings(prov_logits, ctc_logits, provinces)
+    texts, conf, _, _ = decode_readings(prov_logits, ctc_logits, provinces)
     return texts, conf
 
 
 def decode_readings(prov_logits, ctc_logits, provinces: list[str],
-                    lengths: np.ndarray | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """``decode_logits``'s plates and confidences, and each plate's ``weakest_character`` (0 where the best
-    path was not a plate and the beam search's reading stands in: the network's own reading was no plate).
+                    lengths: np.ndarray | None = None) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """``decode_logits``'s plates and confidences, each plate's ``weakest_character`` (0 where the best path was
+    not a plate and the beam search's reading stands in: the network's own reading was no plate), and the
+    province head's log-probabilities (float32 [B, provinces]: what ``second_look`` pools over a crop's views).
 
     ``lengths`` (``predict.by_colour``): the number of characters each crop's colour says its plate has
     (``colours.colour_length``: 8 green, 7 blue; 0 where the colour does not say). A reading of another length
@@ -48,7 +49,9 @@ def decode_readings(prov_logits, ctc_logits, provinces: list[str],
     prov, ctc = (np.asarray(t.detach().cpu() if hasattr(t, "detach") else t, np.float64)  # torch or numpy
                  for t in (prov_logits, ctc_logits))
     prov_i = prov.argmax(-1)
-    prov_p = 1.0 / np.exp(prov - prov.max(-1, keepdims=True)).sum(-1)  # softmax at the argmax
+    prov_shifted = prov - prov.max(-1, keepdims=True)
+    prov_lse = np.log(np.exp(prov_shifted).sum(-1))
+    prov_p = np.exp(-prov_lse)  # softmax at the argmax
     ctc_i = ctc.argmax(-1)  # [B, T]
     shifted = ctc - ctc.max(-1, keepdims=True)
     lse = np.log(np.exp(shifted).sum(-1))  # log-softmax of class c: shifted[c] - lse
@@ -70,7 +73,8 @@ def decode_readings(prov_logits, ctc_logits, provinces: list[str],
         weakest[i] = 0.0  # no plate, or not of the crop's colour: the second look reads it again
         if found:
             texts[i], conf[i] = text[0] + found[0], prov_p[i] * float(np.exp(found[1]))
-    return texts, conf.astype(np.float32), weakest.astype(np.float32)
+    province_logp = (prov_shifted - prov_lse[:, None]).astype(np.float32)
+    return texts, conf.astype(np.float32), weakest.astype(np.float32), province_logp
 
 
 def weakest_character(prov_p: float, best: list[int], best_p: list[float]) -> float:
@@ -93,10 +97,11 @@ def weakest_character(prov_p: float, best: list[int], best_p: list[float]) -> fl
 
 
 def predict_images(model, images: np.ndarray, provinces: list[str], batch_size: int = EVAL_BATCH,
-                   device="cpu", lengths: np.ndarray | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """uint8 [N, H, W, C] (already letterboxed) → plates, confidences and weakest characters
-    (``decode_readings``, with each crop's colour ``lengths`` where given), in batches. ``model``: a
-    ``torch.nn.Module`` (run on ``device``) or a reader with ``run_images`` (ONNX Runtime)."""
+                   device="cpu", lengths: np.ndarray | None = None
+                   ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 [N, H, W, C] (already letterboxed) → plates, confidences, weakest characters and province
+    log-probabilities (``decode_readings``, with each crop's colour ``lengths`` where given), in batches.
+    ``model``: a ``torch.nn.Module`` (run on ``device``) or a reader with ``run_images`` (ONNX Runtime)."""
     direct = getattr(model, "run_images", None)  # ONNX Runtime: uint8 arrays in, numpy logits out, no torch
     if direct is None:  # a torch.nn.Module
         import torch
@@ -104,20 +109,21 @@ def predict_images(model, images: np.ndarray, provinces: list[str], batch_size: 
         from .inference import predict_tensor
 
         model.eval()
-    texts, confs, weakest = [], [], []
+    texts, confs, weakest, logps = [], [], [], []
     for i in range(0, len(images), batch_size):
         want = None if lengths is None else lengths[i:i + batch_size]
         if direct is not None:
-            t, c, w = decode_readings(*direct(images[i:i + batch_size]), provinces, want)
+            t, c, w, lp = decode_readings(*direct(images[i:i + batch_size]), provinces, want)
         else:
             chunk = torch.from_numpy(np.array(images[i:i + batch_size])).to(device)  # a copy: memmaps are read-only
-            t, c, w = predict_tensor(model, chunk.permute(0, 3, 1, 2).float().div_(255), provinces, want)
+            t, c, w, lp = predict_tensor(model, chunk.permute(0, 3, 1, 2).float().div_(255), provinces, want)
         texts += t
         confs.append(c)
         weakest.append(w)
+        logps.append(lp)
     if not confs:
-        return [], np.zeros(0, np.float32), np.zeros(0, np.float32)
-    return texts, np.concatenate(confs), np.concatenate(weakest)
+        return [], np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros((0, len(provinces)), np.float32)
+    return texts, np.concatenate(confs), np.concatenate(weakest), np.concatenate(logps)
 
 
 def read_plates(model, cfg: Config, bgr_images: list[np.ndarray], device="cpu",
@@ -178,9 +184,9 @@ def read_crops(model, provinces: list[str], input_shape: tuple[int, int, int],
             return []
         batch = np.stack([letterbox(im, height, width, channels == 1) for im in crops])
         lengths = colour_lengths(crops) if by_colour else None
-        texts, conf, weakest = predict_images(model, batch, provinces, batch_size, device, lengths)
+        texts, conf, weakest, logp = predict_images(model, batch, provinces, batch_size, device, lengths)
         return look_again(model, provinces, input_shape, crops.__getitem__, texts, conf, weakest, device,
-                          rectify_below, batch_size, tta, lengths)
+                          rectify_below, batch_size, tta, lengths, logp)
 
     in_parts = getattr(model, "in_parts", None)
     return read(bgr_images) if in_parts is None else [r for part in in_parts(read, bgr_images) for r in part]
@@ -189,13 +195,15 @@ def read_crops(model, provinces: list[str], input_shape: tuple[int, int, int],
 def look_again(model, provinces: list[str], input_shape: tuple[int, int, int],
                crop: Callable[[int], np.ndarray], texts: list[str], conf: np.ndarray, weakest: np.ndarray,
                device="cpu", rectify_below: float = RECTIFY_BELOW, batch_size: int = EVAL_BATCH,
-               tta: bool = False, lengths: np.ndarray | None = None) -> list[tuple[str, float]]:
+               tta: bool = False, lengths: np.ndarray | None = None,
+               province_logp: np.ndarray | None = None) -> list[tuple[str, float]]:
     """First readings (``texts``, ``conf``, ``weakest`` of each crop) → (plate, confidence) each: a crop whose
     weakest character is below ``rectify_below`` (``unsure``) gets the second look (``second_look``) and, with
     ``tta``, its other views (``other_views``). ``crop(i)``: crop ``i``, raw BGR, loaded once, a batch of unsure
     crops at a time (a split may not fit in memory). ``lengths``: each crop's colour length, where the first
-    readings were decoded by colour (``predict.by_colour``), so that the second readings are too."""
-    def read_batch(batch: np.ndarray, want: np.ndarray | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    readings were decoded by colour (``predict.by_colour``), so that the second readings are too.
+    ``province_logp``: the first readings' province log-probabilities, pooled with the second look's."""
+    def read_batch(batch: np.ndarray, want: np.ndarray | None) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
         return predict_images(model, batch, provinces, batch_size, device, want)
 
     def read_views(views: list[np.ndarray]) -> list[tuple[str, float]]:
@@ -208,7 +216,8 @@ def look_again(model, provinces: list[str], input_shape: tuple[int, int, int],
         chunk = todo[start:start + batch_size]
         crops = [crop(i) for i in chunk]
         looked = second_look(read_batch, input_shape, crops, [readings[i] for i in chunk],
-                             None if lengths is None else lengths[chunk])
+                             None if lengths is None else lengths[chunk],
+                             None if province_logp is None else (provinces, province_logp[chunk]))
         if tta:
             looked = other_views(read_views, crops, looked)
         for i, reading in zip(chunk, looked, strict=True):
@@ -254,22 +263,41 @@ def _ranked(text: str, conf: float, lengths: np.ndarray | None, j: int) -> tuple
     return (lengths is None or not lengths[j] or len(text) == lengths[j]), conf
 
 
-def second_look(read_batch: Callable[[np.ndarray, np.ndarray | None], tuple[list[str], np.ndarray, np.ndarray]],
+def second_look(read_batch: Callable[[np.ndarray, np.ndarray | None],
+                                     tuple[list[str], np.ndarray, np.ndarray, np.ndarray]],
                 input_shape: tuple[int, ...], crops: list[np.ndarray], readings: list[tuple[str, float]],
-                lengths: np.ndarray | None = None) -> list[tuple[str, float]]:
+                lengths: np.ndarray | None = None,
+                first: tuple[list[str], np.ndarray] | None = None) -> list[tuple[str, float]]:
     """Each crop (raw BGR) read again warped level where it shows the plate (``rectify.model_inputs``: one warp,
     or two where colour cannot tell a tight crop's plate from a car around a small one); the most confident of
     its readings and the one given. ``read_batch``: ``predict_images`` on a batch and its crops' colour lengths
-    (``lengths`` of the crops, or None); ``input_shape``: the model's (H, W, C)."""
+    (``lengths`` of the crops, or None); ``input_shape``: the model's (H, W, C).
+
+    ``first``: the province table and the given readings' province log-probabilities [crops, provinces]. Then the
+    province of the reading kept is the one most probable over all of the crop's views (the mean of their
+    log-probabilities: the product rule), and its confidence the reading's with that province's probability, the
+    views' geometric mean, in place of its own view's: a province one view hesitates over, the others can settle
+    (docs/experiments.md, "The province over a crop's views")."""
     from .rectify import model_inputs
 
     height, width, channels = input_shape
     out = list(readings)
     warped = [(j, w) for j, im in enumerate(crops) for w in model_inputs(im, height, width, channels == 1)]
-    if warped:
-        want = None if lengths is None else np.array([lengths[j] for j, _ in warped])
-        texts_w, conf_w, _ = read_batch(np.stack([w for _, w in warped]), want)
-        for (j, _), text, conf in zip(warped, texts_w, np.asarray(conf_w, np.float32).tolist(), strict=True):
-            if _ranked(text, conf, lengths, j) > _ranked(*out[j], lengths, j):
-                out[j] = (text, conf)
+    if not warped:
+        return out
+    want = None if lengths is None else np.array([lengths[j] for j, _ in warped])
+    texts_w, conf_w, _, logp_w = read_batch(np.stack([w for _, w in warped]), want)
+    views = [[] if first is None else [(first[1][j], out[j][1])] for j in range(len(crops))]  # (log-probs, conf)
+    kept = [None if first is None else first[1][j] for j in range(len(crops))]  # of the view of the reading kept
+    for (j, _), text, conf, logp in zip(warped, texts_w, np.asarray(conf_w, np.float32).tolist(), logp_w, strict=True):
+        views[j].append((logp, conf))
+        if _ranked(text, conf, lengths, j) > _ranked(*out[j], lengths, j):
+            out[j], kept[j] = (text, conf), logp
+    for j, (text, conf) in enumerate(out if first is not None else []):
+        weights = np.array([max(c, 0.0) for _, c in views[j]]) + 1e-6
+        if len(views[j]) > 1 and text:
+            pooled = np.average([lp for lp, _ in views[j]], axis=0, weights=weights)
+            best = int(pooled.argmax())
+            own = kept[j][first[0].index(text[0])]
+            out[j] = (first[0][best] + text[1:], float(conf * np.exp(pooled[best] - own)))
     return out

@@ -165,7 +165,7 @@ def test_the_weakest_character_is_the_least_sure_character_not_the_hesitation_be
              {"2": 0.99, "-": 0.01}, {"3": 0.99, "-": 0.01}, {"-": 0.55, "4": 0.45}, {"4": 0.99, "-": 0.01},
              {"-": 0.55, "5": 0.45}, {"5": 0.97, "-": 0.03}]
     prov = _province_sure()  # the province 0.9986
-    texts, conf, weakest = decode_readings(prov, torch.from_numpy(log_probs(steps))[None].float(), PROVINCES)
+    texts, conf, weakest, _ = decode_readings(prov, torch.from_numpy(log_probs(steps))[None].float(), PROVINCES)
     assert texts == ["皖A12345"]
     assert float(conf[0]) < 0.2
     assert float(weakest[0]) == pytest.approx(0.97, abs=0.005)
@@ -195,14 +195,14 @@ def test_an_eight_character_reading_in_no_issued_format_is_read_as_the_likeliest
     lp = log_probs([{"A": 1}, {"L": 1}, {"0": 1}, {"3": 1}, {"5": 1}, {"-": 1}, {"8": 0.6, "-": 0.4}, {"3": 1}])
     assert "皖" + ctc_greedy_decode(lp.argmax(1)) == "皖AL03583"
     prov = _province_sure()
-    texts, conf, weakest = decode_readings(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
+    texts, conf, weakest, _ = decode_readings(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
     assert texts == ["皖AL0353"] and float(conf[0]) == pytest.approx(0.4, abs=0.01) and float(weakest[0]) == 0.0
 
 
 def test_a_reading_holding_i_or_o_is_read_as_the_likeliest_plate_without_them():
     lp = log_probs([{"A": 1}, {"O": 0.6, "0": 0.4}, {"1": 1}, {"2": 1}, {"3": 1}, {"4": 1}])  # best path AO1234
     prov = _province_sure()
-    texts, _, _ = decode_readings(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
+    texts, _, _, _ = decode_readings(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
     assert texts == ["皖A01234"]
 
 
@@ -216,7 +216,7 @@ def test_a_reading_the_beam_search_stood_in_for_has_no_sure_character():
     lp = log_probs([{"A": 1}, {"-": 1}, {"D": 1}, {"-": 1}, {"1": 1}, {"9": 1}, {"7": 1}, {"-": 1}, {"8": 1},
                     {"-": 0.55, "8": 0.45}, {"8": 1}, {"9": 1}])  # best path 9 characters: no plate
     prov = _province_sure()
-    texts, _, weakest = decode_readings(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
+    texts, _, weakest, _ = decode_readings(prov, torch.from_numpy(lp)[None].float(), PROVINCES)
     assert texts == ["皖AD19789"] and float(weakest[0]) == 0.0
 
 
@@ -227,7 +227,7 @@ GREEN_STEPS = [{"A": 1}, {"D": 1}, {"1": 1}, {"2": 1}, {"3": 1}, {"-": 0.6, "4":
 def test_a_green_crop_is_read_as_the_likeliest_eight_character_plate():
     lp = torch.from_numpy(log_probs(GREEN_STEPS))[None].float()
     assert decode_readings(_province_sure(), lp, PROVINCES)[0] == ["皖AD1235"]  # a blue plate's 7 characters
-    texts, conf, weakest = decode_readings(_province_sure(), lp, PROVINCES, np.array([8]))
+    texts, conf, weakest, _ = decode_readings(_province_sure(), lp, PROVINCES, np.array([8]))
     assert texts == ["皖AD12345"] and float(conf[0]) == pytest.approx(0.4, abs=0.01)
     assert float(weakest[0]) == 0.0  # read again by the second look
 
@@ -235,14 +235,14 @@ def test_a_green_crop_is_read_as_the_likeliest_eight_character_plate():
 def test_a_reading_of_the_colours_length_or_a_colour_that_says_nothing_is_kept():
     lp = torch.from_numpy(log_probs(GREEN_STEPS))[None].float()
     for lengths in (np.array([7]), np.array([0]), None):  # blue, yellow or unknown, colour decoding off
-        texts, _, weakest = decode_readings(_province_sure(), lp, PROVINCES, lengths)
+        texts, _, weakest, _ = decode_readings(_province_sure(), lp, PROVINCES, lengths)
         assert texts == ["皖AD1235"] and float(weakest[0]) > 0.5
 
 
 def test_a_colours_length_no_reading_holds_keeps_the_plate_read():
     # every step sure: no 8-character plate among the readings, the 7-character plate stands
     lp = torch.from_numpy(log_probs([{"A": 1}, {"1": 1}, {"2": 1}, {"3": 1}, {"4": 1}, {"5": 1}]))[None].float()
-    texts, _, weakest = decode_readings(_province_sure(), lp, PROVINCES, np.array([8]))
+    texts, _, weakest, _ = decode_readings(_province_sure(), lp, PROVINCES, np.array([8]))
     assert texts == ["皖A12345"] and float(weakest[0]) == 0.0
 
 

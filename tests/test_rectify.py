@@ -232,7 +232,8 @@ def test_the_second_look_prefers_a_reading_of_the_crops_colour_length_to_a_surer
     crop = tilted_bbox_crop("green", 12)
 
     def read_batch(batch, lengths):  # the warp read as the green plate it is, less surely than the first look
-        return ["皖AD12345"] * len(batch), np.full(len(batch), 0.3, np.float32), np.zeros(len(batch), np.float32)
+        return (["皖AD12345"] * len(batch), np.full(len(batch), 0.3, np.float32), np.zeros(len(batch), np.float32),
+                np.zeros((len(batch), 31), np.float32))
 
     first = [("皖AD1235", 0.6)]  # 7 characters: a blue plate's length
     assert second_look(read_batch, (48, 144, 1), [crop], first, np.array([8])) == [("皖AD12345", pytest.approx(0.3))]
