@@ -275,9 +275,10 @@ def second_look(read_batch: Callable[[np.ndarray, np.ndarray | None],
 
     ``first``: the province table and the given readings' province log-probabilities [crops, provinces]. Then the
     province of the reading kept is the one most probable over all of the crop's views (the mean of their
-    log-probabilities: the product rule), and its confidence the reading's with that province's probability, the
-    views' geometric mean, in place of its own view's: a province one view hesitates over, the others can settle
-    (docs/experiments.md, "The province over a crop's views")."""
+    log-probabilities, each view weighted by its reading's confidence: a loose crop's view as given, the whole car,
+    has a flat province and a low confidence), and its confidence the reading's with that pooled probability in
+    place of its own view's: a province one view hesitates over, the others can settle (docs/experiments.md, "The
+    province over a crop's views")."""
     from .rectify import model_inputs
 
     height, width, channels = input_shape
@@ -294,8 +295,8 @@ def second_look(read_batch: Callable[[np.ndarray, np.ndarray | None],
         if _ranked(text, conf, lengths, j) > _ranked(*out[j], lengths, j):
             out[j], kept[j] = (text, conf), logp
     for j, (text, conf) in enumerate(out if first is not None else []):
-        weights = np.array([max(c, 0.0) for _, c in views[j]]) + 1e-6
         if len(views[j]) > 1 and text:
+            weights = np.array([max(c, 0.0) for _, c in views[j]]) + 1e-6  # a given reading may be ("", -1)
             pooled = np.average([lp for lp, _ in views[j]], axis=0, weights=weights)
             best = int(pooled.argmax())
             own = kept[j][first[0].index(text[0])]

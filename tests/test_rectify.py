@@ -240,6 +240,29 @@ def test_the_second_look_prefers_a_reading_of_the_crops_colour_length_to_a_surer
     assert second_look(read_batch, (48, 144, 1), [crop], first) == first  # colour unsaid: the surer reading
 
 
+def test_the_second_look_pools_the_province_over_the_views_weighted_by_their_confidence():
+    from plate_lib.plates import PROVINCES
+    from plate_lib.reading import second_look
+
+    crop = tilted_bbox_crop("blue", 12)
+    wan, su = PROVINCES.index("皖"), PROVINCES.index("苏")
+
+    def logp(p_wan: float, p_su: float) -> np.ndarray:
+        p = np.full(31, (1 - p_wan - p_su) / 29)
+        p[wan], p[su] = p_wan, p_su
+        return np.log(p).astype(np.float32)
+
+    def read_batch(batch, lengths):  # the warp reads the same characters, its province surely 苏
+        return ["皖A12345"] * len(batch), np.full(len(batch), 0.4, np.float32), np.zeros(len(batch), np.float32), \
+            np.stack([logp(0.05, 0.9)] * len(batch))
+
+    first = [("皖A12345", 0.5)]  # surer, but 皖 only just before 苏
+    (text, conf), = second_look(read_batch, (48, 144, 1), [crop], first, first=(PROVINCES, logp(0.45, 0.4)[None]))
+    pooled = (0.5 * np.log(0.4) + 0.4 * np.log(0.9)) / 0.9  # each view weighted by its reading's confidence
+    assert text == "苏A12345" and conf == pytest.approx(0.5 / 0.45 * np.exp(pooled), rel=1e-4)
+    assert second_look(read_batch, (48, 144, 1), [crop], first) == first  # without the first look's: as before
+
+
 def test_evaluate_decoding_by_colour_reads_as_read_plates_does(tmp_path):
     from plate_lib.dataset import load_split
     from plate_lib.inference import evaluate, load_model, read_plates
