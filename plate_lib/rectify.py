@@ -10,7 +10,8 @@ plate's 3.14:1 (``rectify``: to 440×140, BGR, as a source's ``rectify`` option 
 ``model_input``: straight to the model's input, as the second look reads it). ``inference.read_plates`` reads a
 crop as given and, when its least sure character is below ``predict.rectify_below``, again rectified, keeping the
 more confident reading, so a failed rectification costs nothing but time (``benchmarks/real_sets.py
---no-rectify`` measures the network alone).
+--no-rectify`` measures the network alone). In a whole photo (a car, a street), ``photo_boxes`` gives every
+plate-shaped region of a plate colour as a box to read (``reading.read_photos``; ``benchmarks/photos.py``).
 """
 from __future__ import annotations
 
