@@ -43,6 +43,24 @@ def painted_out(photo: np.ndarray, corners: np.ndarray) -> np.ndarray:
     return cv2.inpaint(photo, mask, 5, cv2.INPAINT_TELEA)
 
 
+def repainted(photo: np.ndarray, corners: np.ndarray, colour: str, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """``photo`` with its plate (inside ``corners``, CCPD's order: bottom-right, bottom-left, top-left, top-right)
+    replaced by a generated clean plate of ``colour`` (its text drawn as the generator draws plates, every province
+    equally often), warped onto the corners, the photo then saved as a JPEG of quality 85 and read back."""
+    from plate_lib.synth import render_plate, sample_plate
+
+    text = sample_plate(rng, green=colour == "green", province_flatten=1.0)
+    plate = render_plate(text, rng, degrade=0.0, rectified=True, colour=colour)
+    h, w = plate.shape[:2]
+    m = cv2.getPerspectiveTransform(np.float32([[w - 1, h - 1], [0, h - 1], [0, 0], [w - 1, 0]]),
+                                    corners.astype(np.float32))
+    size = photo.shape[1::-1]
+    inside = cv2.warpPerspective(np.full((h, w), 255, np.uint8), m, size) > 127
+    out = photo.copy()
+    out[inside] = cv2.warpPerspective(plate, m, size, flags=cv2.INTER_AREA)[inside]
+    return cv2.imdecode(cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 85])[1], cv2.IMREAD_COLOR), text
+
+
 def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     ix, iy = max(0, min(a[2], b[2]) - max(a[0], b[0])), max(0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -56,6 +74,8 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--hyperlpr", action="store_true", help="also read the photos with HyperLPR's whole pipeline "
                                                               "(detector and recogniser; make peers installs it)")
+    ap.add_argument("--repaint", nargs="*", default=[], choices=["blue", "yellow", "green"],
+                    help="also read the photos with their plate replaced by a generated one of each colour given")
     args = ap.parse_args()
     out_path = Path(args.out) if args.out else default_out("photos", args.splits, kept=("train", "val"))
 
@@ -113,9 +133,37 @@ def main() -> None:
             row["hyperlpr"] = {"word_acc": round(sum(t == r.text for t, r in zip(texts, recs, strict=True)) / n, 4),
                                "s_per_photo_with_start_up": round((time.perf_counter() - t0) / n, 3)}
             print(f"{'':5} HyperLPR's whole pipeline: read {row['hyperlpr']['word_acc']:.3f}", flush=True)
+        for colour in args.repaint:
+            row.setdefault("repainted", {})[colour] = read_repainted(model, cfg, device, settings, root, recs, colour)
+            print(f"{'':5} repainted {colour}: " + "  ".join(f"{k} {v}" for k, v in row["repainted"][colour].items()),
+                  flush=True)
         result["by_split"][split] = row
     out_path.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {relative(str(out_path))}")
+
+
+def read_repainted(model, cfg, device, settings, root: Path, recs: list, colour: str) -> dict:
+    """Plates read right in the photos of ``recs`` with their plate ``repainted`` in ``colour``, found
+    (``read_photos``) and cut by the annotated box (``read_plates``: what finding costs), and boxes found."""
+    from plate_lib.images import decode_photo
+    from plate_lib.reading import read_photos, read_plates
+    from plate_lib.sources import ccpd_bbox, parse_ccpd_name
+
+    rng = np.random.default_rng(0)
+    right = cut_right = found = 0
+    for r in recs:
+        stem = Path(r.name).stem
+        photo, scale = decode_photo((root / r.name).read_bytes(), r.name)
+        photo, text = repainted(photo, parse_ccpd_name(stem)[1] * np.float32(scale), colour, rng)
+        x1, y1, x2, y2 = box = tuple(round(v * s) for v, s in zip(ccpd_bbox(stem), (*scale, *scale), strict=True))
+        ((plate, _, where),) = read_photos(model, cfg, [photo], device, settings.rectify_below, settings.tta,
+                                           by_colour=settings.by_colour)
+        ((cut, _),) = read_plates(model, cfg, [photo[max(0, y1):y2, max(0, x1):x2]], device, settings.rectify_below,
+                                  settings.tta, by_colour=settings.by_colour)
+        right, cut_right = right + (plate == text), cut_right + (cut == text)
+        found += where is not None and iou(where, box) >= 0.5
+    n = len(recs)
+    return {"word_acc": round(right / n, 4), "found": round(found / n, 4), "box_cut_word_acc": round(cut_right / n, 4)}
 
 
 if __name__ == "__main__":

@@ -45,6 +45,14 @@ PHOTO_HEIGHT = 640
 PHOTO_MIN_AREA = 0.0002
 PHOTO_SATURATIONS = (120, 170)
 PHOTO_CANDIDATES = 8
+# a new-energy plate's green shades from white at its top: the colour found is its lower part, comb-like between the
+# characters (filling less of its rectangle), up to 10 times as long as tall, at saturations above 40, 80 and 120;
+# its box is grown up to the plate's own width/height (480×140 mm) (chosen on generated green plates painted into
+# the CCPD sample's train and val photos: benchmarks/photos.py --repaint green)
+PHOTO_GREEN_ASPECT = (2.0, 10.0)
+PHOTO_GREEN_FILL = 0.4
+PHOTO_GREEN_SATURATIONS = (80, 120)
+PHOTO_GREEN_PLATE = 480 / 140
 
 
 def _colour_masks(bgr: np.ndarray) -> list[np.ndarray]:
@@ -137,15 +145,16 @@ def _loose_quad(bgr: np.ndarray, masks: list[np.ndarray], max_area: float = 1.0)
     return best
 
 
-def _plate_shaped(outline: np.ndarray, area: float, min_long: float) -> np.ndarray | None:
+def _plate_shaped(outline: np.ndarray, area: float, min_long: float, aspect: tuple[float, float] = LOOSE_ASPECT,
+                  fill: float = LOOSE_MIN_FILL) -> np.ndarray | None:
     """The region ``outline`` (of ``area``) as ``plate_quad`` returns a quad, where it is shaped like a plate's
-    field (``LOOSE_ASPECT``, ``LOOSE_MIN_FILL``, ``LOOSE_MAX_TILT``; its long side at least ``min_long``
-    pixels), else None."""
+    field (``aspect``, long side over short; filling ``fill`` of its rotated rectangle; ``LOOSE_MAX_TILT``; its
+    long side at least ``min_long`` pixels), else None."""
     (cx, cy), (w, h), angle = cv2.minAreaRect(cv2.convexHull(outline))
     long_side, short_side = max(w, h), max(min(w, h), 1e-6)
     quad = _clockwise(cv2.boxPoints(((cx, cy), (w * (1 + PAD), h * (1 + PAD)), angle)))
     top, left = quad[1] - quad[0], quad[3] - quad[0]
-    if (LOOSE_ASPECT[0] <= long_side / short_side <= LOOSE_ASPECT[1] and area >= LOOSE_MIN_FILL * w * h
+    if (aspect[0] <= long_side / short_side <= aspect[1] and area >= fill * w * h
             and long_side >= min_long and np.linalg.norm(top) >= np.linalg.norm(left)
             and abs(np.degrees(np.arctan2(top[1], top[0]))) <= LOOSE_MAX_TILT):
         return quad
@@ -158,7 +167,8 @@ def photo_boxes(bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
     every region of a plate colour shaped like a plate's field (``_plate_shaped``) of at least ``PHOTO_MIN_AREA``
     of the photo, looked for on a copy ``PHOTO_HEIGHT`` tall, at the plate colours' own saturation and at each of
     ``PHOTO_SATURATIONS`` (a car or a road tinted the plate's hue, as in an over-exposed or blue-cast photo,
-    merges with the plate at the lower one). Each box is a crop ``reading.read_photos`` reads."""
+    merges with the plate at the lower one); green ones by ``PHOTO_GREEN_*`` (a new-energy plate is green below,
+    white above). Each box is a crop ``reading.read_photos`` reads."""
     if bgr.ndim != 3 or bgr.shape[2] != 3:
         return []
     scale = min(1.0, PHOTO_HEIGHT / bgr.shape[0])
@@ -168,18 +178,23 @@ def photo_boxes(bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
     hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, cols // 80) | 1, max(3, rows // 120) | 1))
     found = []
-    for lo, hi, min_s, min_v in BACKGROUNDS.values():
-        for sat in (min_s, *(s for s in PHOTO_SATURATIONS if s > min_s)):
+    for colour, (lo, hi, min_s, min_v) in BACKGROUNDS.items():
+        green = colour == "green"
+        shape = (PHOTO_GREEN_ASPECT, PHOTO_GREEN_FILL) if green else (LOOSE_ASPECT, LOOSE_MIN_FILL)
+        for sat in (min_s, *(s for s in (PHOTO_GREEN_SATURATIONS if green else PHOTO_SATURATIONS) if s > min_s)):
             mask = cv2.morphologyEx(cv2.inRange(hsv, (lo, sat + 1, min_v + 1), (hi, 255, 255)), cv2.MORPH_CLOSE, kernel)
             for outline in cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]:
                 area = cv2.contourArea(outline)
-                quad = _plate_shaped(outline, area, 0) if area >= PHOTO_MIN_AREA * rows * cols else None
+                quad = _plate_shaped(outline, area, 0, *shape) if area >= PHOTO_MIN_AREA * rows * cols else None
                 if quad is not None:
-                    found.append((area, quad))
+                    found.append((area, quad, green))
     height, width = bgr.shape[:2]
     boxes = []
-    for _, quad in sorted(found, key=lambda f: -f[0])[:PHOTO_CANDIDATES]:
-        (x1, y1), (x2, y2) = np.floor(quad.min(0) / scale), np.ceil(quad.max(0) / scale)
+    for _, quad, green in sorted(found, key=lambda f: -f[0])[:PHOTO_CANDIDATES]:
+        (x1, y1), (x2, y2) = quad.min(0), quad.max(0)
+        if green:  # the white top of a new-energy plate's gradient is no colour: grow the green to a plate's height
+            y1 = min(y1, y2 - (x2 - x1) / PHOTO_GREEN_PLATE)
+        x1, y1, x2, y2 = np.floor(x1 / scale), np.floor(y1 / scale), np.ceil(x2 / scale), np.ceil(y2 / scale)
         box = (max(0, int(x1)), max(0, int(y1)), min(width, int(x2) + 1), min(height, int(y2) + 1))
         if min(box[2] - box[0], box[3] - box[1]) >= 4:  # images.MIN_SIDE
             boxes.append(box)
