@@ -213,12 +213,16 @@ def test_the_readme_python_block_reads_a_crop_and_a_folder(tmp_path, monkeypatch
     (tmp_path / "models" / "plate_default.pt").symlink_to(SHIPPED)
     (tmp_path / "crops").mkdir()
     cv2.imwrite(str(tmp_path / "crop.jpg"), crop)
+    car = np.full((720, 1280, 3), 90, np.uint8)
+    car[400:470, 500:720] = render_plate("皖A12345", np.random.default_rng(0), 0.0, rectified=True)
+    cv2.imwrite(str(tmp_path / "car.jpg"), car)
     cv2.imwrite(str(tmp_path / "crops" / "a.png"), crop)
     (tmp_path / "crops" / "b.jpg").write_bytes(b"not an image")
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(block, scope)
-    assert capsys.readouterr().out.startswith("[('苏E1W8MQ', ")
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("[('苏E1W8MQ', ") and printed[1].startswith("[('皖A12345', ")
     assert scope["rows"][["file", "plate", "status"]].values.tolist() == [
         ["crops/a.png", "苏E1W8MQ", "ok"], ["crops/b.jpg", "", "error"]]
 
