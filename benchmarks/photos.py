@@ -61,6 +61,18 @@ def repainted(photo: np.ndarray, corners: np.ndarray, colour: str, rng: np.rando
     return cv2.imdecode(cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 85])[1], cv2.IMREAD_COLOR), text
 
 
+def load_photo(root: Path, name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """The CCPD photo ``name`` under ``root`` as stored (reduced where large), its annotated corners and its
+    annotated bounding box, both in the photo's pixels as decoded."""
+    from plate_lib.images import decode_photo
+    from plate_lib.sources import ccpd_bbox, parse_ccpd_name
+
+    stem = Path(name).stem
+    photo, scale = decode_photo((root / name).read_bytes(), name)
+    box = tuple(round(v * s) for v, s in zip(ccpd_bbox(stem), (*scale, *scale), strict=True))
+    return photo, parse_ccpd_name(stem)[1] * np.float32(scale), box
+
+
 def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     ix, iy = max(0, min(a[2], b[2]) - max(a[0], b[0])), max(0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -83,14 +95,18 @@ def main() -> None:
 
     from plate_lib.config import load as load_config
     from plate_lib.graph import open_reader
-    from plate_lib.images import decode_photo
     from plate_lib.peers import run_reader
     from plate_lib.reading import read_photos
-    from plate_lib.sources import ccpd_bbox, open_source, parse_ccpd_name
+    from plate_lib.sources import open_source
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     model, cfg, device = open_reader(args.checkpoint, "cpu")
     settings = load_config(ROOT / "cfg.yaml").predict
+    how = (device, settings.rectify_below, settings.tta)  # as plate predict reads
+
+    def read_photo(photo: np.ndarray) -> tuple[str, float, tuple[int, int, int, int] | None]:
+        return read_photos(model, cfg, [photo], *how, by_colour=settings.by_colour)[0]
+
     root = ROOT / SAMPLE
     if not root.is_dir():
         sys.exit(f"{root} is not here: nothing to measure")
@@ -102,12 +118,9 @@ def main() -> None:
         right = found = ok = ok_wrong = blank_ok = 0
         seconds, misses = 0.0, []
         for r in recs:
-            stem = Path(r.name).stem
-            photo, scale = decode_photo((root / r.name).read_bytes(), r.name)
-            box = tuple(round(v * s) for v, s in zip(ccpd_bbox(stem), (*scale, *scale), strict=True))
+            photo, corners, box = load_photo(root, r.name)
             t0 = time.perf_counter()
-            ((plate, conf, where),) = read_photos(model, cfg, [photo], device, settings.rectify_below,
-                                                   settings.tta, by_colour=settings.by_colour)
+            plate, conf, where = read_photo(photo)
             seconds += time.perf_counter() - t0
             right += plate == r.text
             found += where is not None and iou(where, box) >= 0.5
@@ -116,10 +129,7 @@ def main() -> None:
                 ok_wrong += plate != r.text
             if plate != r.text:
                 misses.append({"name": Path(r.name).name, "true": r.text, "pred": plate, "confidence": round(conf, 4)})
-            corners = parse_ccpd_name(stem)[1] * np.float32(scale)
-            ((_, blank_conf, _),) = read_photos(model, cfg, [painted_out(photo, corners)], device,
-                                                 settings.rectify_below, settings.tta, by_colour=settings.by_colour)
-            blank_ok += blank_conf >= settings.min_confidence
+            blank_ok += read_photo(painted_out(photo, corners))[1] >= settings.min_confidence
         n = len(recs)
         row = {"n": n, "word_acc": round(right / n, 4), "found": round(found / n, 4), "ok_rows": ok,
                "ok_wrong": ok_wrong, "painted_out_ok": blank_ok, "ms_per_photo": round(1e3 * seconds / n, 1),
@@ -127,14 +137,15 @@ def main() -> None:
         print(f"{split:5} n {n:4}  read {right / n:.3f}  found {found / n:.3f}  ok rows {ok} ({ok_wrong} wrong)  "
               f"painted out: {blank_ok} ok  {row['ms_per_photo']} ms a photo", flush=True)
         if args.hyperlpr:  # the same photos, as decoded here, in a process of its own
-            photos = [decode_photo((root / r.name).read_bytes(), r.name)[0] for r in recs]
+            photos = [load_photo(root, r.name)[0] for r in recs]
             t0 = time.perf_counter()
             texts = run_reader("hyperlpr_photos", photos)["texts"]
             row["hyperlpr"] = {"word_acc": round(sum(t == r.text for t, r in zip(texts, recs, strict=True)) / n, 4),
                                "s_per_photo_with_start_up": round((time.perf_counter() - t0) / n, 3)}
             print(f"{'':5} HyperLPR's whole pipeline: read {row['hyperlpr']['word_acc']:.3f}", flush=True)
         for colour in args.repaint:
-            row.setdefault("repainted", {})[colour] = read_repainted(model, cfg, device, settings, root, recs, colour)
+            row.setdefault("repainted", {})[colour] = read_repainted(read_photo, model, cfg, how, settings.by_colour,
+                                                                     root, recs, colour)
             print(f"{'':5} repainted {colour}: " + "  ".join(f"{k} {v}" for k, v in row["repainted"][colour].items()),
                   flush=True)
         result["by_split"][split] = row
@@ -142,24 +153,20 @@ def main() -> None:
     print(f"wrote {relative(str(out_path))}")
 
 
-def read_repainted(model, cfg, device, settings, root: Path, recs: list, colour: str) -> dict:
+def read_repainted(read_photo, model, cfg, how: tuple, by_colour: bool, root: Path, recs: list, colour: str) -> dict:
     """Plates read right in the photos of ``recs`` with their plate ``repainted`` in ``colour``, found
-    (``read_photos``) and cut by the annotated box (``read_plates``: what finding costs), and boxes found."""
-    from plate_lib.images import decode_photo
-    from plate_lib.reading import read_photos, read_plates
-    from plate_lib.sources import ccpd_bbox, parse_ccpd_name
+    (``read_photo``: ``read_photos`` as plate predict reads) and cut by the annotated box (``read_plates`` read
+    ``how``: what finding costs), and boxes found."""
+    from plate_lib.reading import read_plates
 
     rng = np.random.default_rng(0)
     right = cut_right = found = 0
     for r in recs:
-        stem = Path(r.name).stem
-        photo, scale = decode_photo((root / r.name).read_bytes(), r.name)
-        photo, text = repainted(photo, parse_ccpd_name(stem)[1] * np.float32(scale), colour, rng)
-        x1, y1, x2, y2 = box = tuple(round(v * s) for v, s in zip(ccpd_bbox(stem), (*scale, *scale), strict=True))
-        ((plate, _, where),) = read_photos(model, cfg, [photo], device, settings.rectify_below, settings.tta,
-                                           by_colour=settings.by_colour)
-        ((cut, _),) = read_plates(model, cfg, [photo[max(0, y1):y2, max(0, x1):x2]], device, settings.rectify_below,
-                                  settings.tta, by_colour=settings.by_colour)
+        photo, corners, box = load_photo(root, r.name)
+        photo, text = repainted(photo, corners, colour, rng)
+        x1, y1, x2, y2 = box
+        plate, _, where = read_photo(photo)
+        ((cut, _),) = read_plates(model, cfg, [photo[max(0, y1):y2, max(0, x1):x2]], *how, by_colour=by_colour)
         right, cut_right = right + (plate == text), cut_right + (cut == text)
         found += where is not None and iou(where, box) >= 0.5
     n = len(recs)

@@ -112,7 +112,8 @@ def _reduce_flag(pixels: int, max_pixels: int | None) -> int:
 
 
 def _png_to_bgr(img: np.ndarray) -> np.ndarray:
-    """A PNG decoded unchanged (or an array handed in: ``as_bgr``) → BGR uint8: 16 bits scaled to 8, grey expanded, alpha composited over black."""
+    """A PNG decoded unchanged (or an array handed in: ``as_bgr``) → BGR uint8: 16 bits scaled to 8, grey
+    expanded, alpha composited over black."""
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     if img.ndim == 2:

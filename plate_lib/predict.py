@@ -35,13 +35,14 @@ import numpy as np
 from .colours import plate_colour
 from .config import Config, PredictConfig
 from .files import files_under
-from .images import header_size, image_kind, read_file
+from .images import header_size, image_kind
 from .plates import PlateError, is_large_new_energy
 from .sources import (
     CCPD_NAME,
     IMAGE_EXTS,
     DataError,
     Dl1Zip,
+    image_file_bytes,
     image_files,
     image_from_bytes,
     is_image_name,
@@ -216,9 +217,7 @@ def load_crop(path: str, cfg: Config, settings: PredictConfig,
                 zips[path.archive] = Dl1Zip(Path(path.archive).expanduser(), max_file_mb=cfg.data.max_file_mb)
             buf, name = zips[path.archive].read_member(path.member), path.member
         else:
-            if not Path(path).is_file():
-                raise DataError(f"image {path} not found")
-            buf, name = read_file(Path(path), int(cfg.data.max_file_mb * 2**20)), Path(path).name
+            buf, name = image_file_bytes(path, cfg.data.max_file_mb), Path(path).name
         image = image_from_bytes(buf, name, path, cfg.data.ccpd_crop)
     except (DataError, PlateError, OSError, cv2.error) as e:
         return None, _row(path, "error", str(e)), 0.0

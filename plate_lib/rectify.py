@@ -18,6 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .images import MIN_SIDE
 from .preprocess import letterbox
 
 PLATE_SIZE = (440, 140)  # the warp's output: a plate's 440×140 mm at a pixel a mm (measured better than 220×70)
@@ -196,7 +197,7 @@ def photo_boxes(bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
             y1 = min(y1, y2 - (x2 - x1) / PHOTO_GREEN_PLATE)
         x1, y1, x2, y2 = np.floor(x1 / scale), np.floor(y1 / scale), np.ceil(x2 / scale), np.ceil(y2 / scale)
         box = (max(0, int(x1)), max(0, int(y1)), min(width, int(x2) + 1), min(height, int(y2) + 1))
-        if min(box[2] - box[0], box[3] - box[1]) >= 4:  # images.MIN_SIDE
+        if min(box[2] - box[0], box[3] - box[1]) >= MIN_SIDE:
             boxes.append(box)
     return boxes
 

@@ -899,10 +899,15 @@ class CcpdPhotos(CropFolder):
 
 def load_image_file(path: str | os.PathLike, ccpd_crop: str = "corners", max_file_mb: float = MAX_FILE_MB) -> np.ndarray:
     """An image file as a plate crop: CCPD photos (annotated file names) are cut out by ``cut_ccpd``."""
+    return image_from_bytes(image_file_bytes(path, max_file_mb), Path(path).name, str(Path(path)), ccpd_crop)
+
+
+def image_file_bytes(path: str | os.PathLike, max_file_mb: float = MAX_FILE_MB) -> bytes:
+    """An image file's bytes, within ``max_file_mb`` (``DataError`` naming it where it is missing or larger)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"image {p} not found")
-    return image_from_bytes(read_file(p, int(max_file_mb * 2**20)), p.name, str(p), ccpd_crop)
+    return read_file(p, int(max_file_mb * 2**20))
 
 
 def image_from_bytes(buf: bytes, name: str, where: str, ccpd_crop: str = "corners") -> np.ndarray:
